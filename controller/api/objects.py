@@ -1,0 +1,122 @@
+"""API objects as the platform holds them: metadata, a typed spec, and status.
+
+Manifests arrive as plain dicts (from YAML, kubectl, or the local CLI); ``parse_object`` checks
+the envelope (apiVersion, kind, metadata.name) and the spec, and returns an ``ApiObject`` whose
+``manifest`` is the defaulted form stored and served back to users.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+from klambda.controller.api import schema
+from klambda.controller.api.schema import FieldError, ValidationError
+from klambda.controller.api.types import API_VERSION, KINDS, name_problems
+
+CORE_KINDS = {"ConfigMap": "v1"}
+DEFAULT_NAMESPACE = "default"
+
+
+@dataclass
+class ApiObject:
+    """One stored object. ``spec`` is typed for klambda kinds and a dict for core kinds."""
+
+    kind: str
+    name: str
+    namespace: str
+    spec: Any
+    manifest: dict[str, Any]
+    status: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.kind, self.namespace, self.name)
+
+    @property
+    def generation(self) -> int:
+        return int(self.manifest["metadata"].get("generation", 0))
+
+    @property
+    def resource_version(self) -> str:
+        return str(self.manifest["metadata"].get("resourceVersion", ""))
+
+    def to_dict(self) -> dict[str, Any]:
+        out = copy.deepcopy(self.manifest)
+        if self.status:
+            out["status"] = copy.deepcopy(self.status)
+        return out
+
+
+def describe(doc: Any) -> str:
+    """``Function "hello"``-style subject for messages about a manifest."""
+    if not isinstance(doc, dict):
+        return "manifest"
+    kind = doc.get("kind") or "object"
+    name = (doc.get("metadata") or {}).get("name") if isinstance(doc.get("metadata"), dict) else None
+    return f'{kind} "{name}"' if name else str(kind)
+
+
+def parse_object(doc: Any) -> ApiObject:
+    """Validates a manifest dict and returns the object with defaults applied.
+
+    Raises ValidationError naming every field at fault and the rule it breaks.
+    """
+    subject = describe(doc)
+    if not isinstance(doc, dict):
+        raise ValidationError([FieldError("<root>", "a manifest must be a mapping")], subject)
+    kind = doc.get("kind")
+    if kind in CORE_KINDS:
+        return _parse_core(doc, subject)
+    if kind not in KINDS:
+        known = ", ".join(sorted([*KINDS, *CORE_KINDS]))
+        raise ValidationError([FieldError("kind", f"unknown kind {kind!r}; known: {known}")], subject)
+    errors: list[FieldError] = []
+    if doc.get("apiVersion") != API_VERSION:
+        errors.append(FieldError("apiVersion", f"must be {API_VERSION!r} for kind {kind}"))
+    meta = _metadata(doc, errors)
+    spec = None
+    try:
+        spec = schema.parse(KINDS[kind].spec, doc.get("spec"), "spec")
+    except ValidationError as e:
+        errors.extend(e.errors)
+    unknown = set(doc) - {"apiVersion", "kind", "metadata", "spec", "status"}
+    errors.extend(FieldError(k, "unknown field") for k in sorted(unknown))
+    if errors:
+        raise ValidationError(errors, subject)
+    manifest = {
+        "apiVersion": API_VERSION,
+        "kind": kind,
+        "metadata": meta,
+        "spec": schema.dump(spec),
+    }
+    return ApiObject(kind, meta["name"], meta["namespace"], spec, manifest)
+
+
+def _metadata(doc: dict[str, Any], errors: list[FieldError]) -> dict[str, Any]:
+    meta = doc.get("metadata")
+    if not isinstance(meta, dict):
+        errors.append(FieldError("metadata", "required value"))
+        return {}
+    errors.extend(FieldError("metadata.name", p) for p in name_problems(meta.get("name")))
+    namespace = meta.get("namespace") or DEFAULT_NAMESPACE
+    errors.extend(FieldError("metadata.namespace", p) for p in name_problems(namespace))
+    out = {k: copy.deepcopy(v) for k, v in meta.items() if k in ("labels", "annotations")}
+    out["name"] = meta.get("name")
+    out["namespace"] = namespace
+    return out
+
+
+def _parse_core(doc: dict[str, Any], subject: str) -> ApiObject:
+    errors: list[FieldError] = []
+    if doc.get("apiVersion") != CORE_KINDS[doc["kind"]]:
+        errors.append(FieldError("apiVersion", f"must be {CORE_KINDS[doc['kind']]!r}"))
+    meta = _metadata(doc, errors)
+    data = doc.get("data") or {}
+    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+        errors.append(FieldError("data", "must be a map of string to string"))
+    if errors:
+        raise ValidationError(errors, subject)
+    manifest = {"apiVersion": "v1", "kind": doc["kind"], "metadata": meta, "data": dict(data)}
+    return ApiObject(doc["kind"], meta["name"], meta["namespace"], dict(data), manifest)

@@ -1,0 +1,58 @@
+"""What the gateway needs to know to send an invocation somewhere.
+
+The platform publishes one ``FunctionRoute`` per function: its URL settings and, per version,
+the shim endpoints that run it (or why none can). Local mode publishes in-process; in
+Kubernetes the gateway builds the same records from what it watches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from klambda.controller.api.types import FunctionUrl
+
+LATEST = "$LATEST"
+
+
+@dataclass(frozen=True)
+class VersionTarget:
+    """Where one version runs: gRPC addresses of its shims, newest first."""
+
+    version: str
+    endpoints: tuple[str, ...] = ()
+    timeout: float = 3.0
+    problem: str | None = None
+    """Why this version cannot run (e.g. its runtime is unavailable); None when it can."""
+    problem_type: str = "ResourceNotReadyException"
+
+
+@dataclass(frozen=True)
+class FunctionRoute:
+    namespace: str
+    name: str
+    arn: str
+    url: FunctionUrl | None = None
+    versions: dict[str, VersionTarget] = field(default_factory=dict)
+
+    def url_id(self, qualifier: str | None = None, default_namespace: str = "default") -> str:
+        return url_id(self.name, qualifier, self.namespace, default_namespace)
+
+
+def url_id(
+    name: str, qualifier: str | None, namespace: str, default_namespace: str = "default"
+) -> str:
+    """The URL id, shared by the host form (``<id>.<domain>``) and the path form.
+
+    ``<function>[--<alias>][.<namespace>]``; the namespace is left out for the default one.
+    """
+    out = f"{name}--{qualifier}" if qualifier and qualifier != LATEST else name
+    return out if namespace == default_namespace else f"{out}.{namespace}"
+
+
+def parse_url_id(
+    value: str, default_namespace: str = "default"
+) -> tuple[str, str, str | None]:
+    """(namespace, function, qualifier) of a URL id; the inverse of ``url_id``."""
+    head, _, namespace = value.partition(".")
+    name, _, qualifier = head.partition("--")
+    return namespace or default_namespace, name, qualifier or None

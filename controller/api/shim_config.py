@@ -1,0 +1,69 @@
+"""The shim's settings: the contract between a platform and the shims it starts (read once)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ShimConfig:
+    """What one shim runs and how. The platform writes it; the shim never reads the env for it."""
+
+    function_name: str
+    """Lambda function name (AWS_LAMBDA_FUNCTION_NAME)."""
+    version: str
+    """Version this shim runs: $LATEST or a number (AWS_LAMBDA_FUNCTION_VERSION)."""
+    runtime: str
+    """Runtime identifier, e.g. python3.12 or provided."""
+    handler: str
+    """Handler string; argv[1] of awslambdaric, _HANDLER for bootstrap runtimes."""
+    code_dir: str
+    """Directory holding the function's code (LAMBDA_TASK_ROOT)."""
+    function_arn: str
+    """Unqualified ARN of the function."""
+    log_dir: str
+    """Where environment log streams are written, one file per environment."""
+    memory_size: int = 128
+    """MB; the environment's memory limit and AWS_LAMBDA_FUNCTION_MEMORY_SIZE."""
+    timeout: float = 3.0
+    """Seconds an invocation may run before the environment is killed."""
+    environment: dict[str, str] = field(default_factory=dict)
+    """User environment variables."""
+    region: str = "us-east-1"
+    """AWS_REGION seen by functions."""
+    namespace: str = "default"
+    """Kubernetes namespace (the account) of the function."""
+    config_hash: str = ""
+    """Hash of the configuration this shim runs; reported by Status for roll-outs."""
+    grpc_host: str = "127.0.0.1"
+    """Address the gRPC server binds."""
+    grpc_port: int = 0
+    """Port the gRPC server binds; 0 picks a free one (reported on the ready fd)."""
+    max_environments: int = 64
+    """Upper bound on environments this shim runs at once."""
+    idle_timeout: float = 300.0
+    """Seconds an idle on-demand environment is kept warm before it is stopped."""
+    init_timeout: float = 10.0
+    """Seconds the init phase may take (Lambda's limit is 10 s)."""
+    acquire_timeout: float = 1.0
+    """Seconds an invocation waits for a free environment when all are busy."""
+    drain_grace: float = 0.0
+    """Seconds in-flight invocations get to finish on shutdown; 0 means the function timeout."""
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ShimConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown shim settings: {', '.join(sorted(unknown))}")
+        return cls(**data)
+
+    @classmethod
+    def load(cls, path: str | Path) -> ShimConfig:
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)

@@ -1,0 +1,291 @@
+"""The klambda API (group ``klambda.io``): spec and status classes of each kind.
+
+These declarations are the single source of truth for field names, defaults and limits: the CRDs
+in ``charts/klambda/crds/`` are generated from them (``crd``), and the local platform validates
+manifests against them (``schema.parse``). Field names are Lambda's, in camelCase.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from klambda.controller.api.schema import prop
+
+GROUP = "klambda.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+Runtime = Literal[
+    "python3.10",
+    "python3.11",
+    "python3.12",
+    "python3.13",
+    "python3.14",
+    "provided",
+    "provided.al2",
+    "provided.al2023",
+]
+AuthType = Literal["NONE", "AWS_IAM"]
+InvokeMode = Literal["BUFFERED", "RESPONSE_STREAM"]
+CorsMethod = Literal["GET", "PUT", "HEAD", "POST", "PATCH", "DELETE", "*"]
+
+# Lambda names allow [a-zA-Z0-9-_]{1,64}; Kubernetes object names are DNS labels. A Function's
+# name is its metadata.name, so it must satisfy both, and it stays usable as a host-name label.
+FUNCTION_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+FUNCTION_NAME_MAX = 63
+ENV_KEY_PATTERN = r"^[a-zA-Z][a-zA-Z0-9_]*$"
+CODE_PATH_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9._-]*(/[A-Za-z0-9_][A-Za-z0-9._-]*)*$"
+ENV_TOTAL_MAX = 4096
+
+# Lambda refuses these as user variables: the platform sets them.
+RESERVED_ENV_KEYS = frozenset(
+    {
+        "_HANDLER",
+        "_X_AMZN_TRACE_ID",
+        "AWS_DEFAULT_REGION",
+        "AWS_REGION",
+        "AWS_EXECUTION_ENV",
+        "AWS_LAMBDA_FUNCTION_NAME",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+        "AWS_LAMBDA_FUNCTION_VERSION",
+        "AWS_LAMBDA_INITIALIZATION_TYPE",
+        "AWS_LAMBDA_LOG_GROUP_NAME",
+        "AWS_LAMBDA_LOG_STREAM_NAME",
+        "AWS_ACCESS_KEY",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_LAMBDA_RUNTIME_API",
+        "LAMBDA_TASK_ROOT",
+        "LAMBDA_RUNTIME_DIR",
+    }
+)
+
+Problems = Iterator[tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class Cors:
+    """Cross-origin resource sharing for a function URL (Lambda's Cors object)."""
+
+    allow_credentials: bool = prop(default=False, doc="Allow cookies and credentials.")
+    allow_headers: list[str] = prop(
+        default_factory=list, max_items=100, doc="Request headers allowed in CORS requests."
+    )
+    allow_methods: list[CorsMethod] = prop(
+        default_factory=list, max_items=6, doc="HTTP methods allowed, or '*'."
+    )
+    allow_origins: list[str] = prop(
+        default_factory=list, max_items=100, doc="Origins allowed, e.g. https://example.com or '*'."
+    )
+    expose_headers: list[str] = prop(
+        default_factory=list, max_items=100, doc="Response headers exposed to the browser."
+    )
+    max_age: int = prop(
+        default=0, minimum=0, maximum=86400, doc="Seconds a browser may cache a preflight answer."
+    )
+
+    def check(self) -> Problems:
+        for i, origin in enumerate(self.allow_origins):
+            if not 1 <= len(origin) <= 253:
+                yield f".allowOrigins[{i}]", "must be 1 to 253 characters"
+
+
+@dataclass(frozen=True)
+class FunctionUrl:
+    """A dedicated HTTP endpoint for the function (Lambda's FunctionUrlConfig)."""
+
+    auth_type: AuthType = prop(doc="NONE (public) or AWS_IAM (SigV4-signed callers only).")
+    cors: Cors | None = prop(default=None, doc="CORS settings; omit to pass the function's own.")
+    invoke_mode: InvokeMode = prop(default="BUFFERED", doc="BUFFERED or RESPONSE_STREAM.")
+
+
+@dataclass(frozen=True)
+class Environment:
+    """Environment variables set in every execution environment."""
+
+    variables: dict[str, str] = prop(
+        default_factory=dict,
+        key_pattern=ENV_KEY_PATTERN,
+        doc="Variable names and values; at most 4 KB in total, Lambda's reserved names refused.",
+    )
+
+    def check(self) -> Problems:
+        for key in sorted(self.variables):
+            if key in RESERVED_ENV_KEYS:
+                yield f".variables.{key}", "is reserved by the platform and cannot be set"
+        total = sum(len(k.encode()) + len(v.encode()) for k, v in self.variables.items())
+        if total > ENV_TOTAL_MAX:
+            yield ".variables", f"must total at most 4 KB (4096 bytes), got {total} bytes"
+
+
+@dataclass(frozen=True)
+class Code:
+    """Where the function's code comes from: exactly one of inline, configMap, zip."""
+
+    __cel__ = (
+        (
+            "[has(self.inline), has(self.configMap), has(self.zip)].filter(x, x).size() == 1",
+            "exactly one of inline, configMap or zip must be set",
+        ),
+    )
+
+    inline: dict[str, str] | None = prop(
+        default=None,
+        key_pattern=CODE_PATH_PATTERN,
+        doc="File path (relative) to file content, e.g. {app.py: '...'}.",
+    )
+    config_map: str | None = prop(
+        default=None,
+        name="configMap",
+        pattern=FUNCTION_NAME_PATTERN.replace("[-a-z0-9]", "[-a-z0-9.]"),
+        doc="Name of a ConfigMap in the same namespace whose keys are file paths.",
+    )
+    zip: str | None = prop(
+        default=None, min_length=1, doc="Path or http(s) URL of a zip archive of the code."
+    )
+
+    def check(self) -> Problems:
+        given = [k for k in ("inline", "config_map", "zip") if getattr(self, k) is not None]
+        if len(given) != 1:
+            yield "", "exactly one of inline, configMap or zip must be set"
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """Code and configuration of a function; the Function object is its mutable $LATEST."""
+
+    __cel__ = (
+        (
+            "self.runtime.startsWith('provided') || has(self.handler)",
+            "handler is required unless the runtime is provided",
+        ),
+    )
+
+    runtime: Runtime = prop(doc="Runtime identifier, e.g. python3.12 or provided.")
+    code: Code = prop(doc="The function's code.")
+    handler: str | None = prop(
+        default=None,
+        max_length=128,
+        pattern=r"^[^\s]+$",
+        pattern_message="must not contain whitespace",
+        doc="Entry point, e.g. app.handler (module.function).",
+    )
+    memory_size: int = prop(
+        default=128, minimum=128, maximum=10240, doc="Memory in MB; CPU is proportional."
+    )
+    timeout: int = prop(default=3, minimum=1, maximum=900, doc="Maximum run time in seconds.")
+    environment: Environment | None = prop(default=None, doc="Environment variables.")
+    description: str = prop(default="", max_length=256, doc="Free text.")
+    ephemeral_storage: int = prop(
+        default=512, minimum=512, maximum=10240, doc="Size of /tmp in MB."
+    )
+    url: FunctionUrl | None = prop(default=None, doc="Function URL for $LATEST.")
+
+    def check(self) -> Problems:
+        if self.handler is None and not self.runtime.startswith("provided"):
+            yield ".handler", "required value (handler is required unless the runtime is provided)"
+
+    @property
+    def env(self) -> dict[str, str]:
+        return dict(self.environment.variables) if self.environment else {}
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A Kubernetes-style condition; Reason is a CamelCase constant, Message is for humans."""
+
+    type: str = prop(doc="Condition type, e.g. Ready.")
+    status: Literal["True", "False", "Unknown"] = prop(doc="True, False or Unknown.")
+    reason: str = prop(default="", doc="CamelCase reason for the status.")
+    message: str = prop(default="", doc="Human-readable detail.")
+    last_transition_time: str = prop(default="", doc="When status last changed (RFC 3339).")
+    observed_generation: int = prop(default=0, doc="Generation the condition was computed for.")
+
+
+@dataclass(frozen=True)
+class FunctionStatus:
+    """What the platform observed about a Function."""
+
+    observed_generation: int = prop(default=0, doc="Generation last reconciled.")
+    conditions: list[Condition] = prop(default_factory=list, doc="Ready and why not.")
+    state: Literal["Pending", "Active", "Inactive", "Failed"] = prop(
+        default="Pending", doc="Lambda's State."
+    )
+    url: str = prop(default="", doc="Function URL of $LATEST, when configured.")
+    code_sha256: str = prop(default="", name="codeSha256", doc="Base64 SHA-256 of the code.")
+    last_modified: str = prop(default="", doc="When the spec last changed (ISO 8601).")
+
+
+@dataclass(frozen=True)
+class Column:
+    """A ``kubectl get`` printer column."""
+
+    name: str
+    json_path: str
+    type: str = "string"
+    priority: int = 0
+
+
+@dataclass(frozen=True)
+class Kind:
+    """How one kind is named on the API; the spec class carries its schema."""
+
+    kind: str
+    plural: str
+    singular: str
+    short_names: tuple[str, ...]
+    spec: type
+    status: type | None
+    columns: tuple[Column, ...] = ()
+    name_rules: tuple[tuple[str, str], ...] = ()
+    """CEL rules on metadata.name beyond Kubernetes' own (which already enforce DNS rules)."""
+
+
+READY_COLUMN = Column("Ready", '.status.conditions[?(@.type=="Ready")].status')
+REASON_COLUMN = Column("Reason", '.status.conditions[?(@.type=="Ready")].reason', priority=1)
+AGE_COLUMN = Column("Age", ".metadata.creationTimestamp", "date")
+
+FUNCTION = Kind(
+    "Function",
+    "functions",
+    "function",
+    ("fn",),
+    FunctionSpec,
+    FunctionStatus,
+    columns=(
+        Column("Runtime", ".spec.runtime"),
+        Column("State", ".status.state"),
+        READY_COLUMN,
+        REASON_COLUMN,
+        Column("URL", ".status.url"),
+        AGE_COLUMN,
+    ),
+    name_rules=(
+        (f"self.metadata.name.size() <= {FUNCTION_NAME_MAX}",
+         f"function names are at most {FUNCTION_NAME_MAX} characters"),
+        ("!self.metadata.name.contains('--')",
+         "function names must not contain '--' (it separates the alias in URL ids)"),
+    ),
+)
+KINDS: dict[str, Kind] = {k.kind: k for k in (FUNCTION,)}
+
+
+def name_problems(name: Any) -> list[str]:
+    """Why ``name`` is not a valid function name (empty when it is)."""
+    if not isinstance(name, str) or not name:
+        return ["required value"]
+    problems = []
+    if len(name) > FUNCTION_NAME_MAX:
+        problems.append(f"must be no more than {FUNCTION_NAME_MAX} characters")
+    if not re.fullmatch(FUNCTION_NAME_PATTERN, name):
+        problems.append(
+            "must consist of lower case alphanumeric characters or '-', and must start and end "
+            "with an alphanumeric character"
+        )
+    if "--" in name:
+        problems.append("must not contain '--' (it separates the alias in function URL ids)")
+    return problems

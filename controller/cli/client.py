@@ -1,0 +1,80 @@
+"""HTTP calls from the CLI to a running local platform (admin API and gateway)."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+
+from klambda.controller.cli.state import PlatformState
+
+
+class ApiError(Exception):
+    """The platform refused a request; ``body`` is its (Kubernetes- or Lambda-shaped) answer."""
+
+    def __init__(self, status: int, message: str, body: Any = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = body
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+def request(
+    method: str,
+    url: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 960.0,
+) -> Response:
+    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return Response(resp.status, dict(resp.headers.items()), resp.read())
+    except urllib.error.HTTPError as e:
+        return Response(e.code, dict(e.headers.items()), e.read())
+    except urllib.error.URLError as e:
+        raise ApiError(0, f"cannot reach {url}: {e.reason}") from e
+
+
+class AdminClient:
+    def __init__(self, state: PlatformState) -> None:
+        self.state = state
+
+    def _call(self, method: str, path: str, payload: Any = None) -> Any:
+        body = json.dumps(payload).encode() if payload is not None else None
+        resp = request(
+            method,
+            self.state.admin_url + path,
+            body,
+            {"Authorization": f"Bearer {self.state.admin_token}", "Content-Type": "application/json"},
+            timeout=60,
+        )
+        try:
+            data = json.loads(resp.body) if resp.body else None
+        except ValueError:
+            data = None
+        if resp.status >= 400:
+            message = data.get("message") if isinstance(data, dict) else resp.body.decode(errors="replace")
+            raise ApiError(resp.status, str(message), data)
+        return data
+
+    def apply(self, docs: list[Any]) -> list[dict[str, str]]:
+        return list(self._call("POST", "/v1/apply", {"objects": docs})["results"])
+
+    def list(self, kind: str, namespace: str | None = None) -> list[dict[str, Any]]:
+        query = f"?namespace={namespace}" if namespace else ""
+        return list(self._call("GET", f"/v1/objects/{kind}{query}")["items"])
+
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
+        return dict(self._call("GET", f"/v1/objects/{kind}/{namespace}/{name}"))
+
+    def delete(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
+        return dict(self._call("DELETE", f"/v1/objects/{kind}/{namespace}/{name}"))

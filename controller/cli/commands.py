@@ -1,0 +1,240 @@
+"""The client commands: apply, delete, get, url, invoke, logs, env.
+
+Each takes parsed arguments and returns an exit code; errors the user can fix are raised as
+``CliError`` with a message, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import shlex
+import sys
+import time
+import urllib.parse
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+
+from klambda.controller.admin import kind_of
+from klambda.controller.api.arn import account_for, function_arn
+from klambda.controller.api.manifest import ManifestError, load_documents
+from klambda.controller.api.routes import url_id
+from klambda.controller.cli.client import AdminClient, ApiError, request
+from klambda.controller.cli.state import PlatformState
+
+
+class CliError(Exception):
+    """A failure to report as ``error: <message>`` with exit code ``code``."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _state(args: argparse.Namespace) -> PlatformState:
+    return PlatformState.find(Path(args.data_dir).expanduser().resolve())
+
+
+def _admin_error(e: ApiError) -> CliError:
+    body = e.body if isinstance(e.body, dict) else {}
+    if body.get("reason") == "Invalid" and body.get("errors"):
+        lines = []
+        for err in body["errors"]:
+            lines.append(f"{err['subject']} is invalid:")
+            lines += [f"  {c['field']}: {c['message']}" for c in err["causes"]]
+        return CliError("\n".join(lines))
+    return CliError(str(e))
+
+
+def apply(args: argparse.Namespace, out: TextIO) -> int:
+    docs = []
+    for path in args.filename:
+        try:
+            docs += [d.data for d in load_documents(path)]
+        except ManifestError as e:
+            raise CliError(str(e)) from e
+    if not docs:
+        raise CliError(f"no manifests found in {', '.join(args.filename)}")
+    try:
+        results = AdminClient(_state(args)).apply(docs)
+    except ApiError as e:
+        raise _admin_error(e) from e
+    for r in results:
+        print(f"{r['kind'].lower()}/{r['name']} {r['result']}", file=out)
+    return 0
+
+
+def delete(args: argparse.Namespace, out: TextIO) -> int:
+    kind = kind_of(args.kind)
+    if kind is None:
+        raise CliError(f"unknown resource type {args.kind!r}", 2)
+    client = AdminClient(_state(args))
+    for name in args.names:
+        try:
+            client.delete(kind, args.namespace, name)
+        except ApiError as e:
+            raise _admin_error(e) from e
+        print(f'{kind.lower()} "{name}" deleted', file=out)
+    return 0
+
+
+def _ready(obj: dict[str, Any]) -> tuple[str, str]:
+    for c in obj.get("status", {}).get("conditions", []):
+        if c.get("type") == "Ready":
+            return c.get("status", "Unknown"), c.get("reason", "")
+    return "Unknown", ""
+
+
+def get(args: argparse.Namespace, out: TextIO) -> int:
+    kind = kind_of(args.kind)
+    if kind is None:
+        raise CliError(f"unknown resource type {args.kind!r}", 2)
+    client = AdminClient(_state(args))
+    try:
+        if args.names:
+            items = [client.get(kind, args.namespace, n) for n in args.names]
+        else:
+            items = client.list(kind, None if args.all_namespaces else args.namespace)
+    except ApiError as e:
+        raise _admin_error(e) from e
+    if args.output == "json":
+        json.dump(items if not args.names or len(items) != 1 else items[0], out, indent=2)
+        print(file=out)
+        return 0
+    if args.output == "yaml":
+        yaml.safe_dump_all(items, out, sort_keys=False)
+        return 0
+    if not items:
+        print(f"No resources found in {args.namespace} namespace.", file=sys.stderr)
+        return 0
+    _table(out, kind, items, args.all_namespaces)
+    return 0
+
+
+def _table(out: TextIO, kind: str, items: list[dict[str, Any]], with_ns: bool) -> None:
+    rows = []
+    for it in items:
+        meta = it["metadata"]
+        row = [meta["namespace"]] if with_ns else []
+        if kind == "Function":
+            ready, reason = _ready(it)
+            status = it.get("status", {})
+            row += [meta["name"], it["spec"]["runtime"], status.get("state", "Pending"), ready,
+                    reason, status.get("url") or "<none>"]
+        else:
+            row += [meta["name"], str(len(it.get("data", {})))]
+        rows.append(row)
+    head = ["NAME", "RUNTIME", "STATE", "READY", "REASON", "URL"] if kind == "Function" else [
+        "NAME", "DATA"]
+    if with_ns:
+        head = ["NAMESPACE", *head]
+    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
+    for r in [head, *rows]:
+        print("   ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip(), file=out)
+
+
+def url(args: argparse.Namespace, out: TextIO) -> int:
+    state = _state(args)
+    try:
+        fn = AdminClient(state).get("Function", args.namespace, args.name)
+    except ApiError as e:
+        raise _admin_error(e) from e
+    if args.qualifier:
+        raise CliError("function URLs for aliases arrive with aliases (not yet available)")
+    if not fn["spec"].get("url"):
+        raise CliError(f'function "{args.name}" has no URL (add spec.url to its manifest)')
+    print(f"{state.gateway_url}/lambda-url/{url_id(args.name, None, args.namespace)}/", file=out)
+    return 0
+
+
+def _payload(value: str | None) -> bytes:
+    if value is None:
+        return b"{}"
+    if value.startswith("@"):
+        try:
+            text = Path(value[1:]).read_bytes()
+        except OSError as e:
+            raise CliError(f"cannot read payload file {value[1:]}: {e.strerror}", 2) from e
+    else:
+        text = value.encode()
+    try:
+        json.loads(text)
+    except ValueError as e:
+        raise CliError(f"invalid JSON payload: {e}", 2) from e
+    return text
+
+
+def invoke(args: argparse.Namespace, out: TextIO) -> int:
+    payload = _payload(args.payload)
+    state = _state(args)
+    name = args.name
+    if args.namespace != "default":
+        name = function_arn(state.region, account_for(args.namespace), args.name)
+    target = f"{state.gateway_url}/2015-03-31/functions/{urllib.parse.quote(name, safe='')}/invocations"
+    if args.qualifier:
+        target += "?Qualifier=" + urllib.parse.quote(args.qualifier, safe="")
+    headers = {"Content-Type": "application/json"}
+    if args.tail:
+        headers["X-Amz-Log-Type"] = "Tail"
+    try:
+        resp = request("POST", target, payload, headers)
+    except ApiError as e:
+        raise CliError(str(e)) from e
+    if resp.status >= 300:
+        try:
+            body = json.loads(resp.body)
+            message = body.get("Message") or body.get("message") or resp.body.decode()
+        except ValueError:
+            message = resp.body.decode(errors="replace")
+        kind = resp.headers.get("x-amzn-ErrorType", f"HTTP {resp.status}")
+        raise CliError(f"{kind}: {message}")
+    if args.tail and resp.headers.get("X-Amz-Log-Result"):
+        sys.stderr.write(base64.b64decode(resp.headers["X-Amz-Log-Result"]).decode(errors="replace"))
+    out.write(resp.body.decode(errors="replace") + "\n")
+    return 1 if resp.headers.get("X-Amz-Function-Error") else 0
+
+
+def logs(args: argparse.Namespace, out: TextIO) -> int:
+    folder = Path(args.data_dir).expanduser().resolve() / "logs" / args.namespace / args.name
+    offsets: dict[Path, int] = {}
+
+    def drain() -> None:
+        if not folder.is_dir():
+            return
+        for path in sorted(folder.glob("*.log"), key=lambda p: p.stat().st_mtime):
+            with open(path, "rb") as f:
+                f.seek(offsets.get(path, 0))
+                data = f.read()
+                offsets[path] = f.tell()
+            if data:
+                out.write(data.decode(errors="replace"))
+        out.flush()
+
+    if not folder.is_dir() and not args.follow:
+        raise CliError(f'no logs for function "{args.name}" in {folder.parent}')
+    drain()
+    try:
+        while args.follow:
+            time.sleep(0.2)
+            drain()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def env(args: argparse.Namespace, out: TextIO) -> int:
+    state = _state(args)
+    values = {
+        "AWS_ENDPOINT_URL_LAMBDA": state.gateway_url,
+        "AWS_ACCESS_KEY_ID": state.access_key_id,
+        "AWS_SECRET_ACCESS_KEY": state.secret_access_key,
+        "AWS_DEFAULT_REGION": state.region,
+        "KLAMBDA_REDIS_URL": state.redis_url,
+        "KLAMBDA_DATA_DIR": state.data_dir,
+    }
+    for key, value in values.items():
+        print(f"export {key}={shlex.quote(value)}", file=out)
+    return 0

@@ -1,0 +1,120 @@
+"""``klambda``: argument parsing and dispatch only; the work lives in ``up`` and ``commands``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+from klambda.controller.cli import commands
+from klambda.controller.cli.state import NotRunning, default_data_dir
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--data-dir",
+        default=str(default_data_dir()),
+        help="state and logs of the local platform (env KLAMBDA_DATA_DIR; default %(default)s)",
+    )
+    ns = argparse.ArgumentParser(add_help=False)
+    ns.add_argument("-n", "--namespace", default="default", help="namespace (account)")
+
+    p = argparse.ArgumentParser(prog="klambda", description="Lambda-compatible functions, locally")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = sub.add_parser("up", parents=[common], help="run the platform with your functions")
+    up.add_argument("-f", "--filename", action="append", help="manifest file or directory "
+                    "(repeatable; default examples/)")
+    up.add_argument("--host", default="127.0.0.1", help="gateway address (default %(default)s)")
+    up.add_argument("--port", type=int, default=8080, help="gateway port (default %(default)s)")
+    up.add_argument("--redis-url", help="use this Redis instead of starting an embedded one")
+    up.add_argument("--region", default="us-east-1", help="region in ARNs (default %(default)s)")
+    up.add_argument("--keep-warm", type=float, default=300.0, metavar="SECONDS",
+                    help="how long idle environments stay warm (default %(default)s)")
+
+    a = sub.add_parser("apply", parents=[common], help="create or update objects from manifests")
+    a.add_argument("-f", "--filename", action="append", required=True, help="file or directory")
+
+    d = sub.add_parser("delete", parents=[common, ns], help="delete objects")
+    d.add_argument("kind", help="function | configmap")
+    d.add_argument("names", nargs="+", metavar="NAME")
+
+    g = sub.add_parser("get", parents=[common, ns], help="list objects")
+    g.add_argument("kind", help="functions | configmaps")
+    g.add_argument("names", nargs="*", metavar="NAME")
+    g.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
+    g.add_argument("-A", "--all-namespaces", action="store_true")
+
+    u = sub.add_parser("url", parents=[common, ns], help="print a function's URL")
+    u.add_argument("name")
+    u.add_argument("--qualifier", help="alias")
+
+    i = sub.add_parser("invoke", parents=[common, ns], help="invoke a function, print its result")
+    i.add_argument("name")
+    i.add_argument("--payload", help="JSON event, or @FILE")
+    i.add_argument("--qualifier", help="version or alias")
+    i.add_argument("--tail", action="store_true", help="print the invocation's log to stderr")
+
+    lg = sub.add_parser("logs", parents=[common, ns], help="print a function's logs")
+    lg.add_argument("name")
+    lg.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+
+    sub.add_parser("env", parents=[common], help="print exports for boto3 and the AWS CLI")
+    return p
+
+
+def _up(args: argparse.Namespace) -> int:
+    # gRPC's C core logs connection events at INFO by default; users want errors only.
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    from klambda.controller.cli.up import UpError, UpOptions, run
+
+    files = args.filename or ["examples"]
+    options = UpOptions(
+        data_dir=Path(args.data_dir),
+        files=files,
+        host=args.host,
+        port=args.port,
+        redis_url=args.redis_url,
+        region=args.region,
+        idle_timeout=args.keep_warm,
+    )
+    try:
+        try:
+            import uvloop
+        except ImportError:  # pragma: no cover - uvloop is a Linux dependency
+            return asyncio.run(run(options))
+        return uvloop.run(run(options))
+    except UpError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+
+
+COMMANDS = {
+    "apply": commands.apply,
+    "delete": commands.delete,
+    "get": commands.get,
+    "url": commands.url,
+    "invoke": commands.invoke,
+    "logs": commands.logs,
+    "env": commands.env,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "up":
+        return _up(args)
+    try:
+        return COMMANDS[args.command](args, sys.stdout)
+    except (commands.CliError, NotRunning) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return getattr(e, "code", 1)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

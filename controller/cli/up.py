@@ -1,0 +1,234 @@
+"""``klambda up``: the whole platform in one process tree, on this machine.
+
+Wires the embedded Redis, the object store and its admin API, the controller with the local
+platform, and the gateway; loads the manifests; prints each function's URL; and on Ctrl-C stops
+everything it started, children included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import secrets
+import signal
+import string
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from aiohttp import web
+
+from klambda.controller.admin import create_admin_app
+from klambda.controller.api.manifest import ManifestError, load_documents
+from klambda.controller.api.objects import ApiObject, parse_object
+from klambda.controller.api.schema import ValidationError
+from klambda.controller.cli.state import NotRunning, PlatformState
+from klambda.controller.controller import Controller, ControllerSettings
+from klambda.controller.platform.local import LocalPlatform
+from klambda.controller.platform.redis_server import EmbeddedRedis, RedisUnavailable, ping
+from klambda.controller.store import ObjectStore
+from klambda.gateway.app import create_app
+from klambda.gateway.routing import RoutingTable
+from klambda.gateway.settings import GatewaySettings
+
+log = logging.getLogger("klambda")
+
+
+@dataclass(frozen=True)
+class UpOptions:
+    data_dir: Path
+    files: list[str]
+    host: str = "127.0.0.1"
+    port: int = 8080
+    redis_url: str | None = None
+    region: str = "us-east-1"
+    idle_timeout: float = 300.0
+
+
+class UpError(Exception):
+    """``klambda up`` cannot start; the message says why and what to do."""
+
+
+def load_objects(paths: list[str]) -> list[ApiObject]:
+    """Parses every manifest under ``paths``; raises UpError listing every problem found."""
+    objects, problems = [], []
+    for path in paths:
+        try:
+            docs = load_documents(path)
+        except ManifestError as e:
+            problems.append(str(e))
+            continue
+        for doc in docs:
+            try:
+                objects.append(parse_object(doc.data))
+            except ValidationError as e:
+                problems.append(f"{doc.source}: {e}")
+    if problems:
+        raise UpError("invalid manifests:\n  " + "\n  ".join(problems))
+    return objects
+
+
+def credentials(data_dir: Path) -> tuple[str, str]:
+    """The local admin key pair, created on first use (what ``klambda env`` prints)."""
+    path = data_dir / "credentials.json"
+    if path.exists():
+        data = json.loads(path.read_text())
+        return data["accessKeyId"], data["secretAccessKey"]
+    alphabet = string.ascii_uppercase + string.digits
+    key_id = "AKIA" + "".join(secrets.choice(alphabet) for _ in range(16))
+    secret = secrets.token_urlsafe(30)[:40]
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump({"accessKeyId": key_id, "secretAccessKey": secret}, f)
+    return key_id, secret
+
+
+def _setup_logging(data_dir: Path) -> None:
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    logs = data_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    file = logging.FileHandler(logs / "klambda.log")
+    file.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    root.addHandler(file)
+    console = logging.StreamHandler(sys.stderr)
+    console.setLevel(logging.WARNING)
+    console.setFormatter(logging.Formatter("klambda: %(levelname)s: %(message)s"))
+    root.addHandler(console)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+async def _bind(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, reuse_address=True)
+    try:
+        await site.start()
+    except OSError as e:
+        await runner.cleanup()
+        raise UpError(f"cannot listen on {host}:{port}: {e.strerror}; choose another --port") from e
+    server = site._server
+    bound = server.sockets[0].getsockname()[1] if server and server.sockets else port  # type: ignore[union-attr]
+    return runner, int(bound)
+
+
+def _display_host(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "") else f"[{host}]" if ":" in host else host
+
+
+async def run(options: UpOptions, out: TextIO = sys.stdout) -> int:
+    """Runs the platform until SIGINT/SIGTERM; returns the exit code."""
+    data_dir = options.data_dir.expanduser().resolve()
+    with contextlib.suppress(NotRunning):
+        running = PlatformState.find(data_dir)
+        raise UpError(
+            f"klambda is already running for {data_dir} (pid {running.pid}, "
+            f"{running.gateway_url}); stop it first or pass another --data-dir"
+        )
+    objects = load_objects(options.files)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    _setup_logging(data_dir)
+    key_id, secret = credentials(data_dir)
+
+    async with contextlib.AsyncExitStack() as stack:
+        if options.redis_url:
+            try:
+                await ping(options.redis_url)
+            except RedisUnavailable as e:
+                raise UpError(str(e)) from e
+            redis_url = options.redis_url
+        else:
+            try:
+                redis = await EmbeddedRedis.start(data_dir / "redis")
+            except RedisUnavailable as e:
+                raise UpError(str(e)) from e
+            stack.push_async_callback(redis.stop)
+            redis_url = redis.url
+
+        table = RoutingTable()
+        gateway_settings = GatewaySettings(host=options.host, port=options.port, region=options.region)
+        gateway, port = await _bind(create_app(gateway_settings, table), options.host, options.port)
+        stack.push_async_callback(gateway.cleanup)
+        gateway_url = f"http://{_display_host(options.host)}:{port}"
+
+        store = ObjectStore()
+        token = secrets.token_urlsafe(32)
+        admin, admin_port = await _bind(create_admin_app(store, token), "127.0.0.1", 0)
+        stack.push_async_callback(admin.cleanup)
+
+        platform = LocalPlatform(data_dir / "run")
+        stack.push_async_callback(platform.close)
+        controller = Controller(
+            store,
+            platform,
+            table,
+            ControllerSettings(
+                data_dir=data_dir,
+                gateway_url=gateway_url,
+                region=options.region,
+                idle_timeout=options.idle_timeout,
+            ),
+        )
+        platform.on_change = controller.kick
+        for obj in objects:
+            await store.apply(obj)
+        await controller.reconcile()
+        loop_task = asyncio.create_task(controller.run(), name="controller")
+
+        async def stop_controller() -> None:
+            loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loop_task
+
+        stack.push_async_callback(stop_controller)
+
+        state = PlatformState(
+            pid=os.getpid(),
+            data_dir=str(data_dir),
+            gateway_url=gateway_url,
+            admin_url=f"http://127.0.0.1:{admin_port}",
+            admin_token=token,
+            redis_url=redis_url,
+            region=options.region,
+            access_key_id=key_id,
+            secret_access_key=secret,
+        )
+        state.write()
+        stack.callback(state.remove)
+        _print_summary(out, state, store)
+
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        print("\nstopping klambda ...", file=out, flush=True)
+    return 0
+
+
+def _print_summary(out: TextIO, state: PlatformState, store: ObjectStore) -> None:
+    lines = [
+        f"klambda is running (data in {state.data_dir})",
+        f"  gateway  {state.gateway_url}",
+        f"  redis    {state.redis_url}",
+        "",
+    ]
+    functions = store.list("Function")
+    if functions:
+        width = max(len(f.name) for f in functions)
+        lines.append("functions:")
+        for fn in functions:
+            url = fn.status.get("url") or f"(no URL: klambda invoke {fn.name})"
+            ready = next((c for c in fn.status.get("conditions", []) if c["type"] == "Ready"), None)
+            note = ""
+            if ready and ready["status"] != "True":
+                note = f"  [{ready['reason']}: {ready['message']}]"
+            lines.append(f"  {fn.name:<{width}}  {url}{note}")
+    else:
+        lines.append("no functions yet: klambda apply -f <manifest>")
+    lines += ["", 'use it from another shell: eval "$(klambda env)"; press Ctrl-C to stop']
+    print("\n".join(lines), file=out, flush=True)

@@ -1,0 +1,162 @@
+"""Turning a Function's ``code`` into a directory of files (the environment's LAMBDA_TASK_ROOT).
+
+Code directories are content-addressed (``<root>/<sha256 hex>``), written to a temporary name
+and renamed into place, so a directory that exists is complete and shared by every shim that
+runs the same code. ``CodeSha256`` is Lambda's: base64 SHA-256 of the zip, or for inline and
+ConfigMap code, of the sorted file names and contents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import io
+import os
+import shutil
+import stat
+import tempfile
+import zipfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import aiohttp
+
+from klambda.controller.api.types import Code
+
+MAX_ZIP_BYTES = 250 * 1024 * 1024  # Lambda's unzipped limit, applied to the download too
+EXECUTABLE_NAMES = frozenset({"bootstrap"})
+
+
+class CodeFetchFailed(Exception):
+    """The code cannot be fetched or unpacked; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class CodeBundle:
+    directory: Path
+    sha256: str
+    """Base64 SHA-256, Lambda's CodeSha256."""
+
+
+def files_sha256(files: Mapping[str, str | bytes]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(files):
+        content = files[name]
+        h.update(name.encode() + b"\0")
+        h.update((content.encode() if isinstance(content, str) else content) + b"\0")
+    return base64.b64encode(h.digest()).decode()
+
+
+async def materialize(
+    code: Code,
+    root: Path,
+    config_maps: Mapping[str, Mapping[str, str]],
+    session: aiohttp.ClientSession | None = None,
+) -> CodeBundle:
+    """Fetches and unpacks ``code`` under ``root``; returns its directory and CodeSha256."""
+    if code.inline is not None:
+        return await asyncio.to_thread(_write_files, root, dict(code.inline))
+    if code.config_map is not None:
+        data = config_maps.get(code.config_map)
+        if data is None:
+            raise CodeFetchFailed(f'ConfigMap "{code.config_map}" not found')
+        return await asyncio.to_thread(_write_files, root, dict(data))
+    assert code.zip is not None
+    archive = await _fetch_zip(code.zip, session)
+    return await asyncio.to_thread(_unpack_zip, root, archive, code.zip)
+
+
+async def _fetch_zip(where: str, session: aiohttp.ClientSession | None) -> bytes:
+    if where.startswith(("http://", "https://")):
+        own = session is None
+        session = session or aiohttp.ClientSession()
+        try:
+            async with session.get(where, timeout=aiohttp.ClientTimeout(total=60)) as resp:
+                if resp.status != 200:
+                    raise CodeFetchFailed(f"GET {where} answered HTTP {resp.status}")
+                body = await resp.content.read(MAX_ZIP_BYTES + 1)
+        except aiohttp.ClientError as e:
+            raise CodeFetchFailed(f"cannot download {where}: {e}") from e
+        finally:
+            if own:
+                await session.close()
+        if len(body) > MAX_ZIP_BYTES:
+            raise CodeFetchFailed(f"{where} is larger than {MAX_ZIP_BYTES} bytes")
+        return body
+    path = Path(where.removeprefix("file://"))
+    try:
+        return await asyncio.to_thread(path.read_bytes)
+    except OSError as e:
+        raise CodeFetchFailed(f"cannot read zip {where}: {e.strerror}") from e
+
+
+def _write_files(root: Path, files: dict[str, str]) -> CodeBundle:
+    sha = files_sha256(files)
+
+    def fill(tmp: Path) -> None:
+        for name, content in files.items():
+            target = _safe_target(tmp, name)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(content)
+            if PurePosixPath(name).name in EXECUTABLE_NAMES:
+                target.chmod(0o755)
+
+    return CodeBundle(_publish(root, sha, fill), sha)
+
+
+def _unpack_zip(root: Path, archive: bytes, where: str) -> CodeBundle:
+    sha = base64.b64encode(hashlib.sha256(archive).digest()).decode()
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(archive))
+    except zipfile.BadZipFile as e:
+        raise CodeFetchFailed(f"{where} is not a valid zip archive") from e
+
+    def fill(tmp: Path) -> None:
+        total = 0
+        for info in zf.infolist():
+            total += info.file_size
+            if total > MAX_ZIP_BYTES:
+                raise CodeFetchFailed(f"{where} unpacks to more than {MAX_ZIP_BYTES} bytes")
+            target = _safe_target(tmp, info.filename)
+            if info.is_dir():
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with zf.open(info) as src, open(target, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            mode = (info.external_attr >> 16) & 0o777
+            if mode & stat.S_IXUSR or PurePosixPath(info.filename).name in EXECUTABLE_NAMES:
+                target.chmod(0o755)
+
+    with zf:
+        return CodeBundle(_publish(root, sha, fill), sha)
+
+
+def _safe_target(base: Path, name: str) -> Path:
+    rel = PurePosixPath(name)
+    if rel.is_absolute() or ".." in rel.parts:
+        raise CodeFetchFailed(f"refusing file path {name!r}: it points outside the code directory")
+    return base.joinpath(*rel.parts)
+
+
+def _publish(root: Path, sha: str, fill: Callable[[Path], None]) -> Path:
+    digest = base64.b64decode(sha).hex()
+    final = root / digest
+    if final.is_dir():
+        return final
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
+    try:
+        fill(tmp)
+        os.chmod(tmp, 0o755)
+        try:
+            tmp.rename(final)
+        except OSError:  # another writer published the same code first
+            if not final.is_dir():
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final

@@ -1,0 +1,58 @@
+"""The platform port: where function versions actually run.
+
+The controller's reconcile logic is written once against ``Platform``; adapters implement it
+(``local``: shim processes on this machine; Kubernetes: Deployments of shim pods).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from klambda.controller.reconcile import RunningShim, ShimKey
+from klambda.controller.api.shim_config import ShimConfig
+
+
+class StartFailed(Exception):
+    """A shim could not start. ``reason`` is a condition Reason; ``permanent`` stops retries."""
+
+    def __init__(self, reason: str, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.permanent = permanent
+
+
+@dataclass(frozen=True)
+class Placement:
+    """A running shim's address, as the gateway dials it."""
+
+    key: ShimKey
+    config_hash: str
+    address: str
+
+
+class Platform(Protocol):
+    def running(self) -> dict[ShimKey, RunningShim]:
+        """Shims that run now, by key (the newest one per key)."""
+        ...
+
+    def endpoints(self, key: ShimKey) -> tuple[str, ...]:
+        """Addresses that take invocations for ``key`` now, newest first."""
+        ...
+
+    async def start(self, config: ShimConfig) -> Placement:
+        """Starts a shim for ``config`` and returns once it takes invocations.
+
+        If one runs for the same key, it is drained and stopped after the new one is ready.
+        Raises StartFailed.
+        """
+        ...
+
+    async def stop(self, key: ShimKey) -> None:
+        """Drains and stops the shim of ``key``."""
+        ...
+
+    async def close(self) -> None:
+        """Stops everything this platform started."""
+        ...

@@ -1,0 +1,180 @@
+"""The local platform: one shim process per function version, on this machine.
+
+A shim reports readiness (its gRPC port, or why its runtime cannot run) as one JSON line on a
+pipe. Roll-outs start the new shim, switch traffic to it, wait ``drain_delay`` for requests
+already routed to the old one to arrive, then SIGTERM the old shim, which finishes in-flight
+invocations before it exits. Only processes started here are ever signalled, by their pid.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from klambda.controller.api.shim_config import ShimConfig
+from klambda.controller.platform import Placement, StartFailed
+from klambda.controller.reconcile import RunningShim, ShimKey
+
+log = logging.getLogger(__name__)
+
+READY_TIMEOUT = 30.0
+STOP_TIMEOUT = 5.0
+
+
+@dataclass
+class ShimProcess:
+    key: ShimKey
+    config: ShimConfig
+    process: asyncio.subprocess.Process
+    address: str = ""
+    watcher: asyncio.Task[None] | None = None
+    stopping: bool = False
+
+
+@dataclass
+class LocalPlatform:
+    """Runs shims as child processes. ``on_change`` is called when a shim dies on its own."""
+
+    state_dir: Path
+    drain_delay: float = 1.0
+    python: str = sys.executable
+    on_change: Callable[[], None] = lambda: None
+    _current: dict[ShimKey, ShimProcess] = field(default_factory=dict)
+    _retiring: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def running(self) -> dict[ShimKey, RunningShim]:
+        return {
+            key: RunningShim(*key, config_hash=shim.config.config_hash)
+            for key, shim in self._current.items()
+        }
+
+    def endpoints(self, key: ShimKey) -> tuple[str, ...]:
+        shim = self._current.get(key)
+        return (shim.address,) if shim else ()
+
+    async def start(self, config: ShimConfig) -> Placement:
+        key = (config.namespace, config.function_name, config.version)
+        shim = await self._spawn(key, config)
+        old = self._current.get(key)
+        self._current[key] = shim
+        shim.watcher = asyncio.create_task(self._watch(shim), name=f"watch-shim-{shim.process.pid}")
+        if old is not None:
+            self._retire(old)
+        return Placement(key, config.config_hash, shim.address)
+
+    async def stop(self, key: ShimKey) -> None:
+        shim = self._current.pop(key, None)
+        if shim is not None:
+            self._retire(shim)
+
+    async def close(self) -> None:
+        shims = list(self._current.values())
+        self._current.clear()
+        await asyncio.gather(*(self._terminate(s, grace=STOP_TIMEOUT, drain=False) for s in shims))
+        if self._retiring:
+            await asyncio.gather(*self._retiring, return_exceptions=True)
+
+    # ------------------------------------------------------------------ processes
+
+    async def _spawn(self, key: ShimKey, config: ShimConfig) -> ShimProcess:
+        namespace, name, version = key
+        run_dir = self.state_dir / "shims"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        stem = f"{namespace}-{name}-{version.replace('$', '')}-{config.config_hash}"
+        config_path = run_dir / f"{stem}.json"
+        config_path.write_text(config.to_json())
+        Path(config.log_dir).mkdir(parents=True, exist_ok=True)
+        read_fd, write_fd = os.pipe()
+        out = open(run_dir / f"{stem}.log", "ab")  # noqa: SIM115 - handed to the child
+        try:
+            process = await asyncio.create_subprocess_exec(
+                self.python,
+                "-m",
+                "klambda.shim",
+                str(config_path),
+                "--ready-fd",
+                str(write_fd),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                pass_fds=(write_fd,),
+                start_new_session=True,  # Ctrl-C reaches `klambda up`, which stops shims in order
+            )
+        finally:
+            os.close(write_fd)
+            out.close()
+        shim = ShimProcess(key, config, process)
+        try:
+            report = await asyncio.wait_for(_read_line(read_fd), READY_TIMEOUT)
+        except TimeoutError:
+            await self._terminate(shim, grace=0)
+            raise StartFailed("ShimStartFailed", f"the shim did not start within {READY_TIMEOUT}s")
+        finally:
+            os.close(read_fd)
+        if not report:
+            await self._terminate(shim, grace=0)
+            raise StartFailed(
+                "ShimStartFailed", f"the shim exited during start-up (see {run_dir / stem}.log)"
+            )
+        message = json.loads(report)
+        if "error" in message:
+            await self._terminate(shim, grace=0)
+            raise StartFailed(message.get("reason", "ShimStartFailed"), message["error"],
+                              permanent=message.get("reason") == "InvalidRuntime")
+        shim.address = f"{config.grpc_host}:{message['port']}"
+        log.info("shim %s/%s:%s ready at %s (pid %d)", *key, shim.address, process.pid)
+        return shim
+
+    async def _watch(self, shim: ShimProcess) -> None:
+        code = await shim.process.wait()
+        if not shim.stopping and self._current.get(shim.key) is shim:
+            log.warning("shim %s/%s:%s exited unexpectedly (code %s)", *shim.key, code)
+            del self._current[shim.key]
+            self.on_change()
+
+    def _retire(self, shim: ShimProcess) -> None:
+        task = asyncio.create_task(self._drain(shim), name=f"retire-shim-{shim.process.pid}")
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+
+    async def _drain(self, shim: ShimProcess) -> None:
+        await asyncio.sleep(self.drain_delay)
+        grace = float(shim.config.timeout) + shim.config.init_timeout + STOP_TIMEOUT
+        await self._terminate(shim, grace=grace)
+
+    async def _terminate(self, shim: ShimProcess, grace: float, drain: bool = True) -> None:
+        """SIGTERM (drain in-flight work) or SIGINT (stop now); SIGKILL after ``grace`` s."""
+        shim.stopping = True
+        proc = shim.process
+        if proc.returncode is None:
+            how = signal.SIGKILL if grace <= 0 else signal.SIGTERM if drain else signal.SIGINT
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(how)
+            try:
+                await asyncio.wait_for(proc.wait(), grace or STOP_TIMEOUT)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+        if shim.watcher is not None:
+            await shim.watcher
+
+
+async def _read_line(fd: int) -> bytes:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    transport, _ = await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(os.dup(fd), "rb", buffering=0)
+    )
+    try:
+        return await reader.readline()
+    finally:
+        transport.close()

@@ -1,0 +1,125 @@
+"""Reconcile decisions, pure: from the objects users declared to what must run, and the steps
+that get there from what runs now.
+
+Level-based: every pass recomputes the whole desired state from the full specs; the platform
+adapters (``platform.local``, later Kubernetes) carry the steps out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from klambda.controller.api import schema
+from klambda.controller.api.objects import ApiObject
+from klambda.controller.api.routes import LATEST
+from klambda.controller.api.types import FunctionSpec
+
+ShimKey = tuple[str, str, str]
+"""(namespace, function name, version)"""
+
+# Fields that change what runs in an environment; the rest (description, url) only change
+# metadata or the gateway's behaviour and never restart environments.
+RUNTIME_FIELDS = ("runtime", "code", "handler", "memorySize", "timeout", "environment",
+                  "ephemeralStorage")
+
+
+@dataclass(frozen=True)
+class DesiredShim:
+    """One function version that must be able to run, in the exact configuration given."""
+
+    namespace: str
+    name: str
+    version: str
+    spec: FunctionSpec
+    config_hash: str
+
+    @property
+    def key(self) -> ShimKey:
+        return (self.namespace, self.name, self.version)
+
+
+@dataclass(frozen=True)
+class RunningShim:
+    """What a platform reports for a shim it runs."""
+
+    namespace: str
+    name: str
+    version: str
+    config_hash: str
+
+    @property
+    def key(self) -> ShimKey:
+        return (self.namespace, self.name, self.version)
+
+
+@dataclass(frozen=True)
+class Start:
+    desired: DesiredShim
+
+
+@dataclass(frozen=True)
+class Replace:
+    """Roll to a new configuration: start the new shim, switch traffic, then drain the old."""
+
+    desired: DesiredShim
+    current: RunningShim
+
+
+@dataclass(frozen=True)
+class Stop:
+    current: RunningShim
+
+
+Action = Start | Replace | Stop
+
+
+def config_hash(spec: FunctionSpec, inputs: Mapping[str, str] | None = None) -> str:
+    """Hash of everything that shapes an environment, plus external inputs (ConfigMap data)."""
+    dumped = schema.dump(spec)
+    relevant = {k: dumped[k] for k in RUNTIME_FIELDS if k in dumped}
+    blob = json.dumps({"spec": relevant, "inputs": dict(inputs or {})}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def code_inputs(spec: FunctionSpec, config_maps: Mapping[str, Mapping[str, str]]) -> dict[str, str]:
+    """External data the code depends on, so that editing a ConfigMap rolls the function."""
+    name = spec.code.config_map
+    if name is None:
+        return {}
+    data = config_maps.get(name)
+    digest = "missing" if data is None else hashlib.sha256(
+        json.dumps(dict(data), sort_keys=True).encode()
+    ).hexdigest()[:16]
+    return {f"configMap/{name}": digest}
+
+
+def desired_shims(
+    functions: Iterable[ApiObject], config_maps: Mapping[tuple[str, str], Mapping[str, str]]
+) -> dict[ShimKey, DesiredShim]:
+    """Every function's $LATEST must be runnable (on-demand environments start on first use)."""
+    out: dict[ShimKey, DesiredShim] = {}
+    for fn in functions:
+        spec: FunctionSpec = fn.spec
+        maps = {name: data for (ns, name), data in config_maps.items() if ns == fn.namespace}
+        desired = DesiredShim(
+            fn.namespace, fn.name, LATEST, spec, config_hash(spec, code_inputs(spec, maps))
+        )
+        out[desired.key] = desired
+    return out
+
+
+def plan(
+    desired: Mapping[ShimKey, DesiredShim], running: Mapping[ShimKey, RunningShim]
+) -> list[Action]:
+    """Steps from ``running`` to ``desired``: stops first (they free capacity), then starts."""
+    actions: list[Action] = [Stop(cur) for key, cur in running.items() if key not in desired]
+    for key, want in desired.items():
+        cur = running.get(key)
+        if cur is None:
+            actions.append(Start(want))
+        elif cur.config_hash != want.config_hash:
+            actions.append(Replace(want, cur))
+    return actions

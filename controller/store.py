@@ -1,0 +1,127 @@
+"""The local platform's object store: the part of a Kubernetes API server that klambda needs.
+
+Objects keep Kubernetes' bookkeeping (uid, resourceVersion from one counter, generation bumped
+only by spec changes, creationTimestamp), so the controller reconciles them exactly as it would
+reconcile custom resources. Watchers wait on ``changed`` and re-read everything (level-based).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import time
+import uuid
+from typing import Any, Literal
+
+from klambda.controller.api.objects import ApiObject
+
+ApplyResult = Literal["created", "configured", "unchanged"]
+
+
+class NotFound(KeyError):
+    """No such object."""
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+class ObjectStore:
+    def __init__(self) -> None:
+        self._objects: dict[tuple[str, str, str], ApiObject] = {}
+        self._resource_version = 0
+        self._revision = 0
+        self._changed = asyncio.Condition()
+
+    @property
+    def revision(self) -> int:
+        """Counts changes the controller must react to (not status writes, its own output)."""
+        return self._revision
+
+    def _bump(self) -> str:
+        self._revision += 1
+        return self._next_resource_version()
+
+    def _next_resource_version(self) -> str:
+        self._resource_version += 1
+        return str(self._resource_version)
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def wait_for_change(self, seen: int) -> int:
+        """Returns the current revision once it differs from ``seen``."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: self._revision != seen)
+            return self._revision
+
+    async def apply(self, obj: ApiObject) -> tuple[ApiObject, ApplyResult]:
+        """Creates or updates an object (by kind, namespace, name), as ``kubectl apply`` does."""
+        existing = self._objects.get(obj.key)
+        meta = obj.manifest["metadata"]
+        if existing is None:
+            meta.update(
+                uid=str(uuid.uuid4()),
+                generation=1,
+                creationTimestamp=_now(),
+                resourceVersion=self._bump(),
+            )
+            self._objects[obj.key] = obj
+            await self._notify()
+            return obj, "created"
+        old_meta = existing.manifest["metadata"]
+        content = _content(obj.manifest)
+        if content == _content(existing.manifest) and meta.get("labels") == old_meta.get(
+            "labels"
+        ) and meta.get("annotations") == old_meta.get("annotations"):
+            return existing, "unchanged"
+        generation = int(old_meta["generation"])
+        if content != _content(existing.manifest):
+            generation += 1
+        meta.update(
+            uid=old_meta["uid"],
+            creationTimestamp=old_meta["creationTimestamp"],
+            generation=generation,
+            resourceVersion=self._bump(),
+        )
+        obj.status = existing.status
+        self._objects[obj.key] = obj
+        await self._notify()
+        return obj, "configured"
+
+    async def delete(self, kind: str, namespace: str, name: str) -> ApiObject:
+        obj = self._objects.pop((kind, namespace, name), None)
+        if obj is None:
+            raise NotFound(f'{kind.lower()} "{name}" not found in namespace "{namespace}"')
+        self._bump()
+        await self._notify()
+        return obj
+
+    def get(self, kind: str, namespace: str, name: str) -> ApiObject:
+        obj = self._objects.get((kind, namespace, name))
+        if obj is None:
+            raise NotFound(f'{kind.lower()} "{name}" not found in namespace "{namespace}"')
+        return obj
+
+    def list(self, kind: str, namespace: str | None = None) -> list[ApiObject]:
+        return sorted(
+            (
+                o
+                for (k, ns, _), o in self._objects.items()
+                if k == kind and (namespace is None or ns == namespace)
+            ),
+            key=lambda o: (o.namespace, o.name),
+        )
+
+    async def set_status(self, obj: ApiObject, status: dict[str, Any]) -> None:
+        """Writes status (the /status subresource): no generation bump, no controller wake-up."""
+        current = self._objects.get(obj.key)
+        if current is None or current.status == status:
+            return
+        current.status = copy.deepcopy(status)
+        current.manifest["metadata"]["resourceVersion"] = self._next_resource_version()
+
+
+def _content(manifest: dict[str, Any]) -> Any:
+    return manifest.get("spec", manifest.get("data"))

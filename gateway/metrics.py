@@ -1,0 +1,52 @@
+"""Prometheus metrics, Lambda's metric set named the Prometheus way.
+
+A registry per gateway (never the global one), so tests and several gateways in one process
+do not share counters.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+DURATION_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900,
+)
+LABELS = ("namespace", "function", "version")
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.invocations = Counter(
+            "klambda_invocations", "Invocations run (Lambda: Invocations).", LABELS, registry=r
+        )
+        self.errors = Counter(
+            "klambda_errors", "Invocations that ended in a function error.", LABELS, registry=r
+        )
+        self.throttles = Counter(
+            "klambda_throttles",
+            "Invocations refused for lack of concurrency (Lambda: Throttles).",
+            ("namespace", "function"),
+            registry=r,
+        )
+        self.duration = Histogram(
+            "klambda_duration_seconds",
+            "Time the function ran (Lambda: Duration).",
+            LABELS,
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.cold_starts = Counter(
+            "klambda_cold_starts", "Invocations that started a new environment.", LABELS, registry=r
+        )
+        self.init_duration = Histogram(
+            "klambda_init_duration_seconds",
+            "Init phase of new environments (Lambda: Init Duration).",
+            LABELS,
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

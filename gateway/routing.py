@@ -1,0 +1,39 @@
+"""The gateway's view of where functions run, kept current by the platform."""
+
+from __future__ import annotations
+
+from klambda.controller.api.arn import account_for
+from klambda.controller.api.routes import FunctionRoute
+
+
+class RoutingTable:
+    """Function routes by (namespace, name). Updates replace whole records atomically."""
+
+    def __init__(self) -> None:
+        self._routes: dict[tuple[str, str], FunctionRoute] = {}
+        self._accounts: dict[str, str] = {}
+
+    def publish(self, route: FunctionRoute) -> None:
+        self._routes[(route.namespace, route.name)] = route
+
+    def withdraw(self, namespace: str, name: str) -> None:
+        self._routes.pop((namespace, name), None)
+
+    def get(self, namespace: str, name: str) -> FunctionRoute | None:
+        return self._routes.get((namespace, name))
+
+    def routes(self) -> list[FunctionRoute]:
+        return list(self._routes.values())
+
+    def account(self, namespace: str) -> str:
+        account = self._accounts.get(namespace)
+        if account is None:
+            account = self._accounts[namespace] = account_for(namespace)
+        return account
+
+    def namespace_of(self, account: str) -> str | None:
+        """The namespace whose account id this is, among namespaces with functions."""
+        for namespace, _ in self._routes:
+            if self.account(namespace) == account:
+                return namespace
+        return None

@@ -1,0 +1,25 @@
+"""Gateway settings: typed, read once, passed explicitly."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    host: str = "127.0.0.1"
+    """Address the gateway binds; loopback unless told otherwise."""
+    port: int = 8080
+    """Port for function URLs, the Invoke API and /metrics."""
+    url_domain: str = "lambda-url.localhost"
+    """Host-name suffix of host-based function URLs: ``<url-id>.<url_domain>``."""
+    region: str = "us-east-1"
+    """Region in ARNs and signatures."""
+    default_namespace: str = "default"
+    """Namespace used when a URL id or function name does not say one."""
+    max_sync_payload: int = 6 * MB
+    """Largest synchronous request payload (Lambda: 6 MB)."""
+    init_allowance: float = 10.0
+    """Seconds added to a function's timeout for a cold start's init phase (Lambda: 10 s)."""

@@ -1,0 +1,63 @@
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from typing import ClassVar as _ClassVar, Optional as _Optional
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class InvokeRequest(_message.Message):
+    __slots__ = ("request_id", "payload", "invoked_function_arn", "trace_id", "client_context", "cognito_identity", "tail_log")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    INVOKED_FUNCTION_ARN_FIELD_NUMBER: _ClassVar[int]
+    TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    COGNITO_IDENTITY_FIELD_NUMBER: _ClassVar[int]
+    TAIL_LOG_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    payload: bytes
+    invoked_function_arn: str
+    trace_id: str
+    client_context: str
+    cognito_identity: str
+    tail_log: bool
+    def __init__(self, request_id: _Optional[str] = ..., payload: _Optional[bytes] = ..., invoked_function_arn: _Optional[str] = ..., trace_id: _Optional[str] = ..., client_context: _Optional[str] = ..., cognito_identity: _Optional[str] = ..., tail_log: _Optional[bool] = ...) -> None: ...
+
+class InvokeResponse(_message.Message):
+    __slots__ = ("payload", "function_error", "executed_version", "log_tail", "duration_ms", "init_duration_ms", "max_memory_used_mb", "error_type")
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    FUNCTION_ERROR_FIELD_NUMBER: _ClassVar[int]
+    EXECUTED_VERSION_FIELD_NUMBER: _ClassVar[int]
+    LOG_TAIL_FIELD_NUMBER: _ClassVar[int]
+    DURATION_MS_FIELD_NUMBER: _ClassVar[int]
+    INIT_DURATION_MS_FIELD_NUMBER: _ClassVar[int]
+    MAX_MEMORY_USED_MB_FIELD_NUMBER: _ClassVar[int]
+    ERROR_TYPE_FIELD_NUMBER: _ClassVar[int]
+    payload: bytes
+    function_error: str
+    executed_version: str
+    log_tail: bytes
+    duration_ms: float
+    init_duration_ms: float
+    max_memory_used_mb: int
+    error_type: str
+    def __init__(self, payload: _Optional[bytes] = ..., function_error: _Optional[str] = ..., executed_version: _Optional[str] = ..., log_tail: _Optional[bytes] = ..., duration_ms: _Optional[float] = ..., init_duration_ms: _Optional[float] = ..., max_memory_used_mb: _Optional[int] = ..., error_type: _Optional[str] = ...) -> None: ...
+
+class StatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class StatusResponse(_message.Message):
+    __slots__ = ("function_name", "version", "config_hash", "environments", "busy", "max_environments")
+    FUNCTION_NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_HASH_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENTS_FIELD_NUMBER: _ClassVar[int]
+    BUSY_FIELD_NUMBER: _ClassVar[int]
+    MAX_ENVIRONMENTS_FIELD_NUMBER: _ClassVar[int]
+    function_name: str
+    version: str
+    config_hash: str
+    environments: int
+    busy: int
+    max_environments: int
+    def __init__(self, function_name: _Optional[str] = ..., version: _Optional[str] = ..., config_hash: _Optional[str] = ..., environments: _Optional[int] = ..., busy: _Optional[int] = ..., max_environments: _Optional[int] = ...) -> None: ...

@@ -1,0 +1,39 @@
+"""Entry point: ``python -m klambda.shim CONFIG.json [--ready-fd N]``.
+
+Starts the Runtime API and the gRPC server, reports readiness (the bound port, or why the
+runtime cannot run) as one JSON line on the ready fd, and on SIGTERM stops taking invocations,
+drains in-flight ones within the grace period, then stops every environment it started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="klambda-shim")
+    parser.add_argument("config", help="path of the shim's JSON settings")
+    parser.add_argument("--ready-fd", type=int, default=None)
+    args = parser.parse_args(argv)
+    # The shim spawns runtime processes while gRPC threads run; gRPC's fork handlers are for
+    # programs that fork without exec, and only get in the way here (they can crash the child).
+    os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    from klambda.controller.api.shim_config import ShimConfig
+    from klambda.shim.server import serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s shim %(levelname)s %(message)s")
+    config = ShimConfig.load(args.config)
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a Linux dependency
+        return asyncio.run(serve(config, args.ready_fd))
+    return uvloop.run(serve(config, args.ready_fd))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,339 @@
+"""One execution environment: a runtime process that serves one invocation at a time.
+
+Lifecycle (Lambda's): spawn -> init (until the runtime's first ``/next``) -> invoke, invoke, ...
+A timeout, a crash or an init failure ends the environment; the pool then starts a fresh one.
+The Runtime API server (``runtime_api``) calls the ``on_*`` methods; ``invoke`` is called by the
+pool's user, one invocation at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import json
+import os
+import resource
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from klambda.shim import errors, logs
+from klambda.controller.api.shim_config import ShimConfig
+from klambda.shim.runtimes import execution_env
+
+# Headroom over memorySize for the interpreter's and libraries' own mappings: the limit
+# bounds a runaway handler without making a 128 MB function unable to start.
+ADDRESS_SPACE_OVERHEAD_MB = 1024
+
+
+class State(enum.Enum):
+    STARTING = "starting"
+    IDLE = "idle"
+    BUSY = "busy"
+    DEAD = "dead"
+
+
+@dataclass
+class Invocation:
+    """One event for the runtime, as ``/next`` hands it out."""
+
+    request_id: str
+    payload: bytes
+    invoked_function_arn: str
+    deadline_ms: int
+    trace_id: str = ""
+    client_context: str = ""
+    cognito_identity: str = ""
+
+    def headers(self) -> dict[str, str]:
+        h = {
+            "Lambda-Runtime-Aws-Request-Id": self.request_id,
+            "Lambda-Runtime-Deadline-Ms": str(self.deadline_ms),
+            "Lambda-Runtime-Invoked-Function-Arn": self.invoked_function_arn,
+            "Content-Type": "application/json",
+        }
+        if self.trace_id:
+            h["Lambda-Runtime-Trace-Id"] = self.trace_id
+        if self.client_context:
+            h["Lambda-Runtime-Client-Context"] = self.client_context
+        if self.cognito_identity:
+            h["Lambda-Runtime-Cognito-Identity"] = self.cognito_identity
+        return h
+
+
+@dataclass
+class Outcome:
+    """How an invocation ended. ``error_type`` is None on success."""
+
+    payload: bytes
+    error_type: str | None = None
+    duration_ms: float = 0.0
+    init_duration_ms: float | None = None
+    max_memory_used_mb: int = 0
+    log_tail: bytes = b""
+
+
+@dataclass
+class _Reply:
+    payload: bytes
+    error_type: str | None
+
+
+@dataclass(eq=False)
+class Environment:
+    """A runtime process plus the Runtime API state the shim keeps for it."""
+
+    config: ShimConfig
+    command: list[str]
+    runtime_api: str
+    init_type: str = "on-demand"
+    state: State = State.STARTING
+    stream: logs.LogStream | None = None
+    process: asyncio.subprocess.Process | None = None
+    init_duration_ms: float | None = None
+    init_error: _Reply | None = None
+    last_used: float = field(default_factory=time.monotonic)
+    _spawned_at: float = 0.0
+    _peak_mb: int = 0
+    _ready: asyncio.Future[None] | None = None
+    _waiter: asyncio.Future[Invocation] | None = None
+    _pending: Invocation | None = None
+    _current: Invocation | None = None
+    _reply: asyncio.Future[_Reply] | None = None
+    _exited: asyncio.Task[int] | None = None
+
+    # ----------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._ready = loop.create_future()
+        self.stream = logs.LogStream.open(self.config.log_dir, self.config.version)
+        self._spawned_at = time.monotonic()
+        self.process = await asyncio.create_subprocess_exec(
+            *self.command,
+            cwd=self.config.code_dir,
+            env=self._environ(),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=self.stream.fd,
+            stderr=self.stream.fd,
+        )
+        _limit_memory(self.process.pid, self.config.memory_size)
+        self._exited = asyncio.create_task(self._watch_exit(self.process))
+
+    async def _watch_exit(self, process: asyncio.subprocess.Process) -> int:
+        code = await process.wait()
+        self.state = State.DEAD
+        if self._ready is not None and not self._ready.done():
+            self._ready.set_result(None)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.cancel()
+        return code
+
+    async def wait_ready(self) -> _Reply | None:
+        """Waits for init to finish; returns the failure to report, or None when ready."""
+        assert self._ready is not None and self._exited is not None
+        try:
+            await asyncio.wait_for(asyncio.shield(self._ready), self.config.init_timeout)
+        except TimeoutError:
+            await self.stop()
+            return _Reply(
+                errors.payload(
+                    "Sandbox.Timedout",
+                    f"Init phase timed out after {self.config.init_timeout:.2f} seconds",
+                ),
+                "Sandbox.Timedout",
+            )
+        if self.state is State.DEAD or self.init_error is not None:
+            await self.stop()
+            if self.init_error is not None:
+                return self.init_error
+            return _Reply(errors.exit_error("", self._returncode()), "Runtime.ExitError")
+        return None
+
+    async def kill(self) -> None:
+        """Kills the runtime (SIGKILL: Lambda discards, it does not ask) and waits for it."""
+        self.state = State.DEAD
+        if self.process is not None and self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(signal.SIGKILL)
+        if self._exited is not None:
+            await self._exited
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.cancel()
+
+    async def stop(self) -> None:
+        """Kills the runtime and closes its log stream; the environment is gone."""
+        await self.kill()
+        if self.stream is not None:
+            self.stream.close()
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    def _returncode(self) -> int | None:
+        return self.process.returncode if self.process else None
+
+    # ----------------------------------------------------------------- invocation
+
+    async def invoke(self, inv: Invocation, timeout: float) -> Outcome:
+        """Runs one invocation; the environment is DEAD afterwards if it failed fatally."""
+        assert self.stream is not None and self._exited is not None
+        loop = asyncio.get_running_loop()
+        self.state = State.BUSY
+        self._current = inv
+        self._reply = loop.create_future()
+        log_start = self.stream.offset()
+        self.stream.write(logs.start_line(inv.request_id, self.config.version))
+        started = time.monotonic()
+        self._deliver(inv)
+        done, _ = await asyncio.wait(
+            {self._reply, self._exited}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+        )
+        duration_ms = (time.monotonic() - started) * 1000
+        if self._reply in done:
+            reply = self._reply.result()
+        elif self._exited in done:
+            reply = _Reply(errors.exit_error(inv.request_id, self._returncode()), "Runtime.ExitError")
+            self.stream.write(f"RequestId: {inv.request_id} Error: {_reason(reply)}\n")
+        else:
+            duration_ms = timeout * 1000
+            self._peak_mb = self.max_memory_used_mb()
+            reply = _Reply(errors.timed_out(inv.request_id, timeout), "Sandbox.Timedout")
+            self.stream.write(errors.timeout_message(inv.request_id, timeout) + "\n")
+            await self.kill()
+        self._current = None
+        memory = self.max_memory_used_mb()
+        self.stream.write(logs.end_line(inv.request_id))
+        self.stream.write(
+            logs.report_line(
+                inv.request_id,
+                duration_ms,
+                self.config.memory_size,
+                memory,
+                self.init_duration_ms if self.init_type == "on-demand" else None,
+            )
+        )
+        outcome = Outcome(
+            reply.payload,
+            reply.error_type,
+            duration_ms,
+            self.init_duration_ms,
+            memory,
+            self.stream.tail(log_start),
+        )
+        self.init_duration_ms = None  # only the first invocation of an environment is cold
+        if self.state is not State.DEAD:
+            self.state = State.IDLE
+        self.last_used = time.monotonic()
+        return outcome
+
+    def _deliver(self, inv: Invocation) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(inv)
+        else:
+            self._pending = inv
+
+    def max_memory_used_mb(self) -> int:
+        """Peak resident memory of the runtime process (VmHWM), in MB rounded up.
+
+        Once the process is gone the last reading stands (a crash or a timeout kill).
+        """
+        if self.pid is not None and self.state is not State.DEAD:
+            try:
+                status = Path(f"/proc/{self.pid}/status").read_text()
+            except OSError:
+                status = ""
+            for line in status.splitlines():
+                if line.startswith("VmHWM:"):
+                    self._peak_mb = max(self._peak_mb, -(-int(line.split()[1]) // 1024))
+        return self._peak_mb
+
+    # ----------------------------------------------------------------- Runtime API side
+
+    async def on_next(self) -> Invocation:
+        """The runtime asks for work. The first call marks the end of init."""
+        if self._ready is not None and not self._ready.done():
+            self.init_duration_ms = (time.monotonic() - self._spawned_at) * 1000
+            self.state = State.IDLE
+            self._ready.set_result(None)
+            self.max_memory_used_mb()
+        if self._current is not None and self._reply is not None and not self._reply.done():
+            # Asked for more work without answering: Lambda reports the invocation as failed.
+            self._reply.set_result(
+                _Reply(
+                    errors.payload("Runtime.NoResponse", "The runtime did not post a response"),
+                    "Runtime.NoResponse",
+                )
+            )
+        if self._pending is not None:
+            inv, self._pending = self._pending, None
+            return inv
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            return await self._waiter
+        finally:
+            self._waiter = None
+
+    def current_request_id(self) -> str | None:
+        return self._current.request_id if self._current else None
+
+    def on_result(self, payload: bytes, error_type: str | None) -> None:
+        if self._reply is not None and not self._reply.done():
+            self._reply.set_result(_Reply(payload, error_type))
+
+    def on_init_error(self, payload: bytes, error_type: str) -> None:
+        self.init_error = _Reply(payload, error_type or "Runtime.Unknown")
+
+    # ----------------------------------------------------------------- environment variables
+
+    def _environ(self) -> dict[str, str]:
+        c = self.config
+        assert self.stream is not None
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+            "LANG": "en_US.UTF-8",
+            "TZ": ":UTC",
+            "PYTHONPATH": c.code_dir,
+            "HOME": os.environ.get("HOME", "/tmp"),
+        }
+        env.update(c.environment)
+        env.update(
+            {
+                "_HANDLER": c.handler,
+                "LAMBDA_TASK_ROOT": c.code_dir,
+                "LAMBDA_RUNTIME_DIR": str(Path(self.command[0]).parent),
+                "AWS_LAMBDA_RUNTIME_API": self.runtime_api,
+                "AWS_LAMBDA_FUNCTION_NAME": c.function_name,
+                "AWS_LAMBDA_FUNCTION_VERSION": c.version,
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(c.memory_size),
+                "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{c.function_name}",
+                "AWS_LAMBDA_LOG_STREAM_NAME": self.stream.name,
+                "AWS_LAMBDA_INITIALIZATION_TYPE": self.init_type,
+                "AWS_REGION": c.region,
+                "AWS_DEFAULT_REGION": c.region,
+                "AWS_EXECUTION_ENV": execution_env(c.runtime),
+            }
+        )
+        return env
+
+
+def _reason(reply: _Reply) -> str:
+    try:
+        return str(json.loads(reply.payload)["errorMessage"]).split("Error: ", 1)[-1]
+    except (ValueError, KeyError, TypeError):
+        return reply.error_type or "unknown"
+
+
+def _limit_memory(pid: int, memory_mb: int) -> None:
+    """Bounds the runtime's address space.
+
+    Set from outside right after spawning rather than in a pre-exec hook: a hook forces a full
+    fork() of this multi-threaded (gRPC) process, where posix_spawn is both faster and safe.
+    The interpreter needs milliseconds before user code runs, so the limit is in place first.
+    """
+    limit = (memory_mb + ADDRESS_SPACE_OVERHEAD_MB) * 1024 * 1024
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        resource.prlimit(pid, resource.RLIMIT_AS, (limit, limit))

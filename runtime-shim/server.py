@@ -1,0 +1,67 @@
+"""Serving: the Runtime API, the gRPC server, readiness and graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+
+import grpc
+
+from klambda.protos import shim_pb2_grpc
+from klambda.controller.api.shim_config import ShimConfig
+from klambda.shim.runtimes import RuntimeUnavailable, resolve_command
+from klambda.shim.service import ShimService
+from klambda.shim.shim import Shim
+
+log = logging.getLogger("klambda.shim")
+
+
+
+def _report(fd: int | None, message: dict[str, object]) -> None:
+    line = json.dumps(message) + "\n"
+    if fd is None:
+        sys.stdout.write(line)
+        sys.stdout.flush()
+        return
+    os.write(fd, line.encode())
+    os.close(fd)
+
+
+async def serve(config: ShimConfig, ready_fd: int | None) -> int:
+    try:
+        command = await resolve_command(config.runtime, config.handler, config.code_dir)
+    except RuntimeUnavailable as e:
+        _report(ready_fd, {"error": str(e), "reason": "InvalidRuntime"})
+        return 3
+    shim = Shim(config, command)
+    await shim.start()
+    server = grpc.aio.server(options=[("grpc.max_receive_message_length", 8 * 1024 * 1024),
+                                      ("grpc.max_send_message_length", 8 * 1024 * 1024)])
+    shim_pb2_grpc.add_ShimServicer_to_server(ShimService(shim), server)
+    port = server.add_insecure_port(f"{config.grpc_host}:{config.grpc_port}")
+    await server.start()
+    stop = asyncio.Event()
+    graceful = True
+    loop = asyncio.get_running_loop()
+
+    def on_signal(drain: bool) -> None:
+        nonlocal graceful
+        graceful = graceful and drain
+        stop.set()
+
+    # SIGTERM: finish in-flight invocations first (roll-outs, pod termination).
+    # SIGINT: stop now (the platform itself is shutting down).
+    loop.add_signal_handler(signal.SIGTERM, on_signal, True)
+    loop.add_signal_handler(signal.SIGINT, on_signal, False)
+    _report(ready_fd, {"ready": True, "port": port, "pid": os.getpid()})
+    await stop.wait()
+    grace = (config.drain_grace or float(config.timeout) + config.init_timeout) if graceful else 0
+    log.info("draining for up to %.1fs", grace)
+    await server.stop(grace)
+    await shim.drain(grace)
+    await shim.close()
+    return 0

@@ -1,0 +1,112 @@
+"""The shim's core: environments of one function version, invoked one event at a time each."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+
+from klambda.controller.api.shim_config import ShimConfig
+from klambda.shim.environment import Environment, Invocation, Outcome, State
+from klambda.shim.pool import Busy, EnvironmentPool
+from klambda.shim.runtime_api import RuntimeApi
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Busy", "InvokeArgs", "Shim"]
+
+
+@dataclass
+class InvokeArgs:
+    """An invocation as the gateway hands it over."""
+
+    payload: bytes
+    invoked_function_arn: str = ""
+    request_id: str = ""
+    trace_id: str = ""
+    client_context: str = ""
+    cognito_identity: str = ""
+    deadline: float | None = None
+    """Seconds the caller will wait, when it said; caps the function's timeout."""
+
+
+class Shim:
+    """Runs invocations of one function version in a pool of environments."""
+
+    def __init__(self, config: ShimConfig, command: list[str]) -> None:
+        self.config = config
+        self.command = command
+        self.runtime_api = RuntimeApi()
+        self.pool = EnvironmentPool(
+            self._create_environment,
+            config.max_environments,
+            config.idle_timeout,
+            config.acquire_timeout,
+        )
+        self._inflight: set[asyncio.Task[Outcome]] = set()
+
+    async def start(self) -> None:
+        await self.runtime_api.start()
+        self.pool.start()
+
+    async def _create_environment(self) -> Environment:
+        env = Environment(self.config, self.command, runtime_api="")
+        env.runtime_api = await self.runtime_api.attach(env)
+        try:
+            await env.start()
+        except BaseException:
+            await self.runtime_api.detach(env)
+            raise
+        return env
+
+    async def invoke(self, args: InvokeArgs) -> Outcome:
+        """Runs one invocation to its end, even if the caller stops waiting.
+
+        A sync Lambda invocation is not cancelled when its caller disconnects, and the
+        environment must stay consistent, so the work is shielded from cancellation.
+        """
+        task = asyncio.create_task(self._run(args))
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+        return await asyncio.shield(task)
+
+    async def _run(self, args: InvokeArgs) -> Outcome:
+        request_id = args.request_id or str(uuid.uuid4())
+        timeout = float(self.config.timeout)
+        if args.deadline is not None:
+            timeout = max(0.001, min(timeout, args.deadline))
+        env, cold = await self.pool.acquire()
+        try:
+            if cold:
+                failure = await env.wait_ready()
+                if failure is not None:
+                    return Outcome(failure.payload, failure.error_type, 0.0, env.init_duration_ms)
+            deadline_ms = int((time.time() + timeout) * 1000)
+            inv = Invocation(
+                request_id,
+                args.payload,
+                args.invoked_function_arn or self.config.function_arn,
+                deadline_ms,
+                args.trace_id,
+                args.client_context,
+                args.cognito_identity,
+            )
+            outcome = await env.invoke(inv, timeout)
+            if not cold:
+                outcome.init_duration_ms = None
+            return outcome
+        finally:
+            await self.pool.release(env)
+            if env.state is State.DEAD:
+                await self.runtime_api.detach(env)
+
+    async def drain(self, grace: float) -> None:
+        """Waits up to ``grace`` seconds for in-flight invocations to finish."""
+        if self._inflight:
+            await asyncio.wait(set(self._inflight), timeout=grace)
+
+    async def close(self) -> None:
+        await self.pool.close()
+        await self.runtime_api.close()

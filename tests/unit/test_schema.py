@@ -1,0 +1,136 @@
+"""Manifest validation: defaults, limits, and errors that name the field and the rule."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from klambda.controller.api import crd
+from klambda.controller.api.objects import parse_object
+from klambda.controller.api.schema import ValidationError
+from klambda.controller.api.types import FUNCTION, FunctionSpec
+
+BASE: dict[str, Any] = {
+    "apiVersion": "klambda.io/v1alpha1",
+    "kind": "Function",
+    "metadata": {"name": "hello"},
+    "spec": {
+        "runtime": "python3.11",
+        "handler": "app.handler",
+        "code": {"inline": {"app.py": "def handler(e, c):\n    return 1\n"}},
+    },
+}
+
+
+def manifest(**spec: Any) -> dict[str, Any]:
+    doc = copy.deepcopy(BASE)
+    doc["spec"].update(spec)
+    return doc
+
+
+def errors_of(doc: Any) -> list[str]:
+    with pytest.raises(ValidationError) as info:
+        parse_object(doc)
+    return [str(e) for e in info.value.errors]
+
+
+def test_defaults_are_applied() -> None:
+    obj = parse_object(manifest())
+    spec: FunctionSpec = obj.spec
+    assert (spec.memory_size, spec.timeout, spec.ephemeral_storage) == (128, 3, 512)
+    assert obj.namespace == "default"
+    assert obj.manifest["spec"]["memorySize"] == 128
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ({"memorySize": 64}, "spec.memorySize: must be >= 128 (got 64)"),
+        ({"memorySize": 20000}, "spec.memorySize: must be <= 10240 (got 20000)"),
+        ({"timeout": 0}, "spec.timeout: must be >= 1 (got 0)"),
+        ({"timeout": 901}, "spec.timeout: must be <= 900 (got 901)"),
+        ({"timeout": "3"}, "spec.timeout: must be of type integer, not string"),
+        ({"ephemeralStorage": 100}, "spec.ephemeralStorage: must be >= 512 (got 100)"),
+        ({"runtime": "node20"}, "spec.runtime: Unsupported value: 'node20'"),
+        ({"handler": "app handler"}, "spec.handler: must not contain whitespace"),
+        ({"description": "x" * 257}, "spec.description: must be at most 256 characters"),
+        ({"url": {"authType": "OPEN"}}, "spec.url.authType: Unsupported value: 'OPEN'"),
+        ({"url": {}}, "spec.url.authType: required value"),
+        ({"url": {"authType": "NONE", "cors": {"maxAge": 90000}}}, "spec.url.cors.maxAge: must be <= 86400"),
+        ({"url": {"authType": "NONE", "cors": {"allowMethods": ["GET", "TRACE"]}}},
+         "spec.url.cors.allowMethods[1]: Unsupported value: 'TRACE'"),
+        ({"bogus": 1}, "spec.bogus: unknown field"),
+        ({"code": {}}, "spec.code: exactly one of inline, configMap or zip must be set"),
+        ({"code": {"inline": {"a.py": ""}, "zip": "x.zip"}},
+         "spec.code: exactly one of inline, configMap or zip must be set"),
+        ({"code": {"inline": {"../evil.py": ""}}}, "spec.code.inline.../evil.py: key must match"),
+        ({"environment": {"variables": {"AWS_REGION": "x"}}},
+         "spec.environment.variables.AWS_REGION: is reserved by the platform"),
+        ({"environment": {"variables": {"1BAD": "x"}}}, "spec.environment.variables.1BAD: key must match"),
+        ({"environment": {"variables": {"BIG": "x" * 5000}}},
+         "spec.environment.variables: must total at most 4 KB (4096 bytes), got 5003 bytes"),
+    ],
+)
+def test_invalid_fields_are_named_with_their_rule(spec: dict[str, Any], expected: str) -> None:
+    found = errors_of(manifest(**spec))
+    assert any(e.startswith(expected) for e in found), found
+
+
+def test_handler_required_unless_provided() -> None:
+    doc = manifest()
+    del doc["spec"]["handler"]
+    assert any(e.startswith("spec.handler: required value") for e in errors_of(doc))
+    doc["spec"]["runtime"] = "provided"
+    assert parse_object(doc).spec.handler is None
+
+
+def test_every_error_is_reported_at_once() -> None:
+    found = errors_of(manifest(memorySize=1, timeout=0, runtime="cobol"))
+    assert len(found) == 3
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("Hello", "metadata.name: must consist of lower case"),
+        ("a" * 64, "metadata.name: must be no more than 63 characters"),
+        ("my--fn", "metadata.name: must not contain '--'"),
+        ("", "metadata.name: required value"),
+    ],
+)
+def test_function_names(name: str, expected: str) -> None:
+    doc = manifest()
+    doc["metadata"]["name"] = name
+    assert any(e.startswith(expected) for e in errors_of(doc))
+
+
+def test_envelope_errors_name_the_subject() -> None:
+    doc = manifest()
+    doc["apiVersion"] = "v1"
+    with pytest.raises(ValidationError) as info:
+        parse_object(doc)
+    assert str(info.value).startswith('Function "hello" is invalid: apiVersion: must be')
+    assert "unknown kind 'Widget'" in errors_of({"kind": "Widget"})[0]
+
+
+def test_crd_yaml_is_generated_from_the_model(repo_root: Any) -> None:
+    for name, content in crd.files().items():
+        committed = (repo_root / "charts/klambda/crds" / name).read_text()
+        assert committed == content, f"{name} is stale: run python -m klambda.controller.api.crd"
+
+
+def test_crd_schema_carries_defaults_limits_and_rules() -> None:
+    spec = crd.crd(FUNCTION)["spec"]
+    version = spec["versions"][0]
+    props = version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+    assert props["memorySize"] == {
+        "default": 128, "description": "Memory in MB; CPU is proportional.",
+        "maximum": 10240, "minimum": 128, "type": "integer",
+    }
+    assert props["timeout"]["maximum"] == 900
+    assert version["subresources"] == {"status": {}}
+    assert spec["names"]["shortNames"] == ["fn"]
+    rules = props["code"]["x-kubernetes-validations"]
+    assert "exactly one of inline, configMap or zip" in rules[0]["message"]
