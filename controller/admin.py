@@ -14,25 +14,90 @@ from aiohttp import web
 
 from klambda.controller.api.objects import parse_object
 from klambda.controller.api.schema import ValidationError
-from klambda.controller.api.types import KINDS
+from klambda.controller.api.types import kind_named
 from klambda.controller.store import NotFound, ObjectStore
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-KIND_NAMES: dict[str, str] = {"configmap": "ConfigMap", "configmaps": "ConfigMap", "cm": "ConfigMap"}
-for _k in KINDS.values():
-    for _alias in (_k.kind.lower(), _k.plural, _k.singular, *_k.short_names):
-        KIND_NAMES[_alias] = _k.kind
-
-
-def kind_of(name: str) -> str | None:
-    return KIND_NAMES.get(name.lower())
 
 
 def _status(code: int, reason: str, message: str, **extra: Any) -> web.Response:
     """A Kubernetes-style Status object."""
-    body = {"kind": "Status", "status": "Failure", "reason": reason, "message": message, "code": code}
+    body = {
+        "kind": "Status",
+        "status": "Failure",
+        "reason": reason,
+        "message": message,
+        "code": code,
+    }
     body.update(extra)
     return web.json_response(body, status=code)
+
+
+class AdminApi:
+    """Handlers over one store; ``create_admin_app`` mounts them."""
+
+    def __init__(self, store: ObjectStore) -> None:
+        self.store = store
+
+    async def apply(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+            docs = body["objects"]
+        except (ValueError, KeyError, TypeError):
+            docs = None
+        if not isinstance(docs, list):
+            return _status(400, "BadRequest", 'expected {"objects": [...]}')
+        parsed, errors = [], []
+        for doc in docs:
+            try:
+                parsed.append(parse_object(doc))
+            except ValidationError as e:
+                causes = [{"field": x.path, "message": x.message} for x in e.errors]
+                errors.append({"subject": e.subject, "causes": causes, "message": str(e)})
+        if errors:
+            return _status(422, "Invalid", "; ".join(e["message"] for e in errors), errors=errors)
+        results = []
+        for obj in parsed:
+            stored, outcome = await self.store.apply(obj)
+            results.append(
+                {
+                    "kind": stored.kind,
+                    "namespace": stored.namespace,
+                    "name": stored.name,
+                    "result": outcome,
+                }
+            )
+        return web.json_response({"results": results})
+
+    async def list(self, request: web.Request) -> web.Response:
+        kind = _kind(request)
+        namespace = request.query.get("namespace") or None
+        items = [o.to_dict() for o in self.store.list(kind, namespace)]
+        return web.json_response({"items": items})
+
+    async def get(self, request: web.Request) -> web.Response:
+        kind = _kind(request)
+        try:
+            obj = self.store.get(kind, request.match_info["namespace"], request.match_info["name"])
+        except NotFound as e:
+            return _status(404, "NotFound", str(e.args[0]))
+        return web.json_response(obj.to_dict())
+
+    async def delete(self, request: web.Request) -> web.Response:
+        kind = _kind(request)
+        info = request.match_info
+        try:
+            obj = await self.store.delete(kind, info["namespace"], info["name"])
+        except NotFound as e:
+            return _status(404, "NotFound", str(e.args[0]))
+        return web.json_response(obj.to_dict())
+
+
+def _kind(request: web.Request) -> str:
+    kind = kind_named(request.match_info["kind"])
+    if kind is None:
+        raise web.HTTPNotFound(text=f"unknown resource type {request.match_info['kind']!r}")
+    return kind
 
 
 def create_admin_app(store: ObjectStore, token: str) -> web.Application:
@@ -43,68 +108,10 @@ def create_admin_app(store: ObjectStore, token: str) -> web.Application:
             return _status(401, "Unauthorized", "a valid admin token is required")
         return await handler(request)
 
-    async def apply(request: web.Request) -> web.Response:
-        try:
-            body = await request.json()
-            docs = body["objects"]
-            assert isinstance(docs, list)
-        except (ValueError, KeyError, AssertionError):
-            return _status(400, "BadRequest", 'expected {"objects": [...]}')
-        parsed, errors = [], []
-        for doc in docs:
-            try:
-                parsed.append(parse_object(doc))
-            except ValidationError as e:
-                errors.append(
-                    {
-                        "subject": e.subject,
-                        "causes": [{"field": x.path, "message": x.message} for x in e.errors],
-                        "message": str(e),
-                    }
-                )
-        if errors:
-            return _status(422, "Invalid", "; ".join(e["message"] for e in errors), errors=errors)
-        results = []
-        for obj in parsed:
-            stored, outcome = await store.apply(obj)
-            results.append(
-                {"kind": stored.kind, "namespace": stored.namespace, "name": stored.name,
-                 "result": outcome}
-            )
-        return web.json_response({"results": results})
-
-    def _kind(request: web.Request) -> str:
-        kind = kind_of(request.match_info["kind"])
-        if kind is None:
-            raise web.HTTPNotFound(
-                text=f"unknown resource type {request.match_info['kind']!r}",
-            )
-        return kind
-
-    async def list_objects(request: web.Request) -> web.Response:
-        kind = _kind(request)
-        namespace = request.query.get("namespace") or None
-        return web.json_response({"items": [o.to_dict() for o in store.list(kind, namespace)]})
-
-    async def get_object(request: web.Request) -> web.Response:
-        kind = _kind(request)
-        try:
-            obj = store.get(kind, request.match_info["namespace"], request.match_info["name"])
-        except NotFound as e:
-            return _status(404, "NotFound", str(e.args[0]))
-        return web.json_response(obj.to_dict())
-
-    async def delete_object(request: web.Request) -> web.Response:
-        kind = _kind(request)
-        try:
-            obj = await store.delete(kind, request.match_info["namespace"], request.match_info["name"])
-        except NotFound as e:
-            return _status(404, "NotFound", str(e.args[0]))
-        return web.json_response(obj.to_dict())
-
+    api = AdminApi(store)
     app = web.Application(middlewares=[auth], client_max_size=16 * 1024 * 1024)
-    app.router.add_post("/v1/apply", apply)
-    app.router.add_get("/v1/objects/{kind}", list_objects)
-    app.router.add_get("/v1/objects/{kind}/{namespace}/{name}", get_object)
-    app.router.add_delete("/v1/objects/{kind}/{namespace}/{name}", delete_object)
+    app.router.add_post("/v1/apply", api.apply)
+    app.router.add_get("/v1/objects/{kind}", api.list)
+    app.router.add_get("/v1/objects/{kind}/{namespace}/{name}", api.get)
+    app.router.add_delete("/v1/objects/{kind}/{namespace}/{name}", api.delete)
     return app

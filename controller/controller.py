@@ -166,7 +166,9 @@ class Controller:
 
     def _record_failure(self, want: DesiredShim, e: StartFailed) -> None:
         previous = self._failures.get(want.key)
-        attempts = previous.attempts + 1 if previous and previous.config_hash == want.config_hash else 1
+        attempts = (
+            previous.attempts + 1 if previous and previous.config_hash == want.config_hash else 1
+        )
         delay = min(60.0, 2.0 ** (attempts - 1))
         log.warning("%s/%s: %s: %s (attempt %d)", want.namespace, want.name, e.reason, e, attempts)
         self._failures[want.key] = Failure(

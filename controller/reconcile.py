@@ -22,8 +22,15 @@ ShimKey = tuple[str, str, str]
 
 # Fields that change what runs in an environment; the rest (description, url) only change
 # metadata or the gateway's behaviour and never restart environments.
-RUNTIME_FIELDS = ("runtime", "code", "handler", "memorySize", "timeout", "environment",
-                  "ephemeralStorage")
+RUNTIME_FIELDS = (
+    "runtime",
+    "code",
+    "handler",
+    "memorySize",
+    "timeout",
+    "environment",
+    "ephemeralStorage",
+)
 
 
 @dataclass(frozen=True)
@@ -90,9 +97,11 @@ def code_inputs(spec: FunctionSpec, config_maps: Mapping[str, Mapping[str, str]]
     if name is None:
         return {}
     data = config_maps.get(name)
-    digest = "missing" if data is None else hashlib.sha256(
-        json.dumps(dict(data), sort_keys=True).encode()
-    ).hexdigest()[:16]
+    digest = (
+        "missing"
+        if data is None
+        else hashlib.sha256(json.dumps(dict(data), sort_keys=True).encode()).hexdigest()[:16]
+    )
     return {f"configMap/{name}": digest}
 
 

@@ -66,7 +66,12 @@ def function_status(
     configuration) takes invocations; ``failure``: why the latest configuration did not start.
     """
     if current:
-        status, reason, message, state = "True", REASON_READY, "ready to serve invocations", "Active"
+        status, reason, message, state = (
+            "True",
+            REASON_READY,
+            "ready to serve invocations",
+            "Active",
+        )
     elif failure is not None:
         status, reason, state = "False", failure.reason, "Active" if serving else "Failed"
         message = failure.message

@@ -72,9 +72,11 @@ class ObjectStore:
             return obj, "created"
         old_meta = existing.manifest["metadata"]
         content = _content(obj.manifest)
-        if content == _content(existing.manifest) and meta.get("labels") == old_meta.get(
-            "labels"
-        ) and meta.get("annotations") == old_meta.get("annotations"):
+        if (
+            content == _content(existing.manifest)
+            and meta.get("labels") == old_meta.get("labels")
+            and meta.get("annotations") == old_meta.get("annotations")
+        ):
             return existing, "unchanged"
         generation = int(old_meta["generation"])
         if content != _content(existing.manifest):

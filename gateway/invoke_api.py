@@ -59,9 +59,7 @@ class InvokeApi:
             try:
                 json.loads(payload)
             except ValueError as e:
-                raise InvalidRequestContent(
-                    f"Could not parse request body into json: {e}"
-                ) from e
+                raise InvalidRequestContent(f"Could not parse request body into json: {e}") from e
         else:
             payload = b"{}"
         route = self.invoker.route(namespace, ref.name, ref.qualifier)

@@ -109,9 +109,7 @@ class Invoker:
             return self._record(inv, request_id, response)
         raise AssertionError("unreachable")
 
-    def _record(
-        self, inv: Invocation, request_id: str, r: shim_pb2.InvokeResponse
-    ) -> InvokeResult:
+    def _record(self, inv: Invocation, request_id: str, r: shim_pb2.InvokeResponse) -> InvokeResult:
         labels = (inv.namespace, inv.name, r.executed_version)
         m = self.metrics
         m.invocations.labels(*labels).inc()

@@ -18,11 +18,13 @@ import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from klambda.shim import errors, logs
 from klambda.controller.api.shim_config import ShimConfig
+from klambda.shim import errors, logs
 from klambda.shim.runtimes import execution_env
 
+MEMORY_POLL_SECONDS = 0.05
 # Headroom over memorySize for the interpreter's and libraries' own mappings: the limit
 # bounds a runaway handler without making a 128 MB function unable to start.
 ADDRESS_SPACE_OVERHEAD_MB = 1024
@@ -97,9 +99,11 @@ class Environment:
     last_used: float = field(default_factory=time.monotonic)
     _spawned_at: float = 0.0
     _peak_mb: int = 0
+    _oom: bool = False
     _ready: asyncio.Future[None] | None = None
     _waiter: asyncio.Future[Invocation] | None = None
     _pending: Invocation | None = None
+    _delivered: bool = False
     _current: Invocation | None = None
     _reply: asyncio.Future[_Reply] | None = None
     _exited: asyncio.Task[int] | None = None
@@ -181,40 +185,30 @@ class Environment:
     async def invoke(self, inv: Invocation, timeout: float) -> Outcome:
         """Runs one invocation; the environment is DEAD afterwards if it failed fatally."""
         assert self.stream is not None and self._exited is not None
-        loop = asyncio.get_running_loop()
         self.state = State.BUSY
         self._current = inv
-        self._reply = loop.create_future()
+        self._reply = asyncio.get_running_loop().create_future()
         log_start = self.stream.offset()
         self.stream.write(logs.start_line(inv.request_id, self.config.version))
         started = time.monotonic()
         self._deliver(inv)
-        done, _ = await asyncio.wait(
-            {self._reply, self._exited}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-        )
+        watchdog = asyncio.create_task(self._watch_memory())
+        try:
+            done, _ = await asyncio.wait(
+                {self._reply, self._exited}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            watchdog.cancel()
         duration_ms = (time.monotonic() - started) * 1000
-        if self._reply in done:
-            reply = self._reply.result()
-        elif self._exited in done:
-            reply = _Reply(errors.exit_error(inv.request_id, self._returncode()), "Runtime.ExitError")
-            self.stream.write(f"RequestId: {inv.request_id} Error: {_reason(reply)}\n")
-        else:
+        reply = await self._conclude(inv, done, timeout)
+        if reply.error_type == "Sandbox.Timedout":
             duration_ms = timeout * 1000
-            self._peak_mb = self.max_memory_used_mb()
-            reply = _Reply(errors.timed_out(inv.request_id, timeout), "Sandbox.Timedout")
-            self.stream.write(errors.timeout_message(inv.request_id, timeout) + "\n")
-            await self.kill()
         self._current = None
         memory = self.max_memory_used_mb()
+        cold_ms = self.init_duration_ms if self.init_type == "on-demand" else None
         self.stream.write(logs.end_line(inv.request_id))
         self.stream.write(
-            logs.report_line(
-                inv.request_id,
-                duration_ms,
-                self.config.memory_size,
-                memory,
-                self.init_duration_ms if self.init_type == "on-demand" else None,
-            )
+            logs.report_line(inv.request_id, duration_ms, self.config.memory_size, memory, cold_ms)
         )
         outcome = Outcome(
             reply.payload,
@@ -230,10 +224,51 @@ class Environment:
         self.last_used = time.monotonic()
         return outcome
 
+    async def _conclude(
+        self, inv: Invocation, done: set[asyncio.Future[Any]], timeout: float
+    ) -> _Reply:
+        """How the invocation ended: the runtime's reply, or the platform's verdict."""
+        assert self.stream is not None and self._reply is not None
+        over_limit = self._oom or self.max_memory_used_mb() > self.config.memory_size
+        if over_limit:
+            await self.kill()
+            reply = _Reply(errors.out_of_memory(inv.request_id), "Runtime.OutOfMemory")
+        elif self._reply in done:
+            return self._reply.result()
+        elif self._exited in done:
+            reply = _Reply(
+                errors.exit_error(inv.request_id, self._returncode()), "Runtime.ExitError"
+            )
+        else:
+            self.max_memory_used_mb()
+            self.stream.write(errors.timeout_message(inv.request_id, timeout) + "\n")
+            await self.kill()
+            return _Reply(errors.timed_out(inv.request_id, timeout), "Sandbox.Timedout")
+        self.stream.write(f"RequestId: {inv.request_id} Error: {_reason(reply)}\n")
+        self.stream.write(f"{reply.error_type}\n")
+        return reply
+
+    async def _watch_memory(self) -> None:
+        """Kills the runtime once its peak memory passes memorySize, as Lambda's cgroup does."""
+        while True:
+            await asyncio.sleep(MEMORY_POLL_SECONDS)
+            if self.max_memory_used_mb() > self.config.memory_size and self.process is not None:
+                self._oom = True
+                with contextlib.suppress(ProcessLookupError):
+                    self.process.send_signal(signal.SIGKILL)
+                return
+
     def _deliver(self, inv: Invocation) -> None:
+        """Hands the event to the runtime's pending ``/next``, or keeps it for the next one.
+
+        After posting a response the runtime needs a moment to ask for more, and the pool may
+        hand the environment a new invocation in between: that one waits in ``_pending``.
+        """
         if self._waiter is not None and not self._waiter.done():
+            self._delivered = True
             self._waiter.set_result(inv)
         else:
+            self._delivered = False
             self._pending = inv
 
     def max_memory_used_mb(self) -> int:
@@ -260,7 +295,8 @@ class Environment:
             self.state = State.IDLE
             self._ready.set_result(None)
             self.max_memory_used_mb()
-        if self._current is not None and self._reply is not None and not self._reply.done():
+        answered = self._reply is None or self._reply.done()
+        if self._current is not None and self._delivered and not answered:
             # Asked for more work without answering: Lambda reports the invocation as failed.
             self._reply.set_result(
                 _Reply(
@@ -270,6 +306,7 @@ class Environment:
             )
         if self._pending is not None:
             inv, self._pending = self._pending, None
+            self._delivered = True
             return inv
         self._waiter = asyncio.get_running_loop().create_future()
         try:

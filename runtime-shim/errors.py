@@ -7,6 +7,7 @@ platform can see: timeouts, crashed runtimes, oversized responses, missing runti
 from __future__ import annotations
 
 import json
+import signal
 import time
 from datetime import UTC, datetime
 
@@ -40,10 +41,28 @@ def exit_error(request_id: str, returncode: int | None) -> bytes:
     )
 
 
-def _signal_name(signum: int) -> str:
-    import signal
+def out_of_memory(request_id: str) -> bytes:
+    return payload(
+        "Runtime.OutOfMemory",
+        f"RequestId: {request_id} Error: Runtime exited with error: signal: killed",
+    )
 
+
+# Go's signal descriptions, as Lambda's "Runtime exited with error: signal: ..." uses them.
+_SIGNALS = {
+    signal.SIGKILL: "killed",
+    signal.SIGSEGV: "segmentation fault",
+    signal.SIGABRT: "aborted",
+    signal.SIGTERM: "terminated",
+    signal.SIGBUS: "bus error",
+    signal.SIGFPE: "floating point exception",
+    signal.SIGILL: "illegal instruction",
+}
+
+
+def _signal_name(signum: int) -> str:
     try:
-        return signal.Signals(signum).name.removeprefix("SIG").lower().replace("kill", "killed")
+        sig = signal.Signals(signum)
     except ValueError:
         return str(signum)
+    return _SIGNALS.get(sig, sig.name.removeprefix("SIG").lower())

@@ -95,9 +95,14 @@ class RuntimeApi:
         return _accepted()
 
     def _too_large(self, env: Environment) -> web.Response:
-        message = f"Response payload size exceeded maximum allowed payload size ({MAX_RESPONSE_BYTES} bytes)."
+        message = (
+            "Response payload size exceeded maximum allowed payload size "
+            f"({MAX_RESPONSE_BYTES} bytes)."
+        )
         env.on_result(
-            json.dumps({"errorMessage": message, "errorType": "Function.ResponseSizeTooLarge"}).encode(),
+            json.dumps(
+                {"errorMessage": message, "errorType": "Function.ResponseSizeTooLarge"}
+            ).encode(),
             "Function.ResponseSizeTooLarge",
         )
         return _error(413, "RequestEntityTooLarge", message)
@@ -119,10 +124,14 @@ class RuntimeApi:
         env.on_init_error(body or b"{}", _error_type(request, body))
         return _accepted()
 
-    def _check_request(self, request: web.Request) -> tuple[Environment | None, web.Response | None]:
+    def _check_request(
+        self, request: web.Request
+    ) -> tuple[Environment | None, web.Response | None]:
         env = self._env(request)
         if env is None:
-            return None, _error(500, "Runtime.Unknown", "no environment is attached to this address")
+            return None, _error(
+                500, "Runtime.Unknown", "no environment is attached to this address"
+            )
         current = env.current_request_id()
         if current is None:
             return None, _error(403, "InvalidStateTransition", "no invocation is in progress")

@@ -25,17 +25,20 @@ async def resolve_command(runtime: str, handler: str, code_dir: str) -> list[str
     the versions agree); ``provided`` runtimes run the code's ``bootstrap`` executable.
     """
     if runtime.startswith("provided"):
-        bootstrap = Path(code_dir, "bootstrap")
-        if not bootstrap.is_file():
-            raise RuntimeUnavailable(
-                f"runtime {runtime} needs an executable file named 'bootstrap' in the code"
-            )
-        if not os.access(bootstrap, os.X_OK):
-            raise RuntimeUnavailable("the code's 'bootstrap' file is not executable")
-        return [str(bootstrap)]
+        return [_bootstrap(runtime, Path(code_dir, "bootstrap"))]
     if runtime.startswith("python3."):
         return [await _python_for(runtime), "-m", "awslambdaric", handler]
     raise RuntimeUnavailable(f"unsupported runtime {runtime!r}")
+
+
+def _bootstrap(runtime: str, path: Path) -> str:
+    if not path.is_file():
+        raise RuntimeUnavailable(
+            f"runtime {runtime} needs an executable file named 'bootstrap' in the code"
+        )
+    if not os.access(path, os.X_OK):
+        raise RuntimeUnavailable("the code's 'bootstrap' file is not executable")
+    return str(path)
 
 
 async def _python_for(runtime: str) -> str:

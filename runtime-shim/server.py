@@ -11,14 +11,13 @@ import sys
 
 import grpc
 
-from klambda.protos import shim_pb2_grpc
 from klambda.controller.api.shim_config import ShimConfig
+from klambda.protos import shim_pb2_grpc
 from klambda.shim.runtimes import RuntimeUnavailable, resolve_command
 from klambda.shim.service import ShimService
 from klambda.shim.shim import Shim
 
 log = logging.getLogger("klambda.shim")
-
 
 
 def _report(fd: int | None, message: dict[str, object]) -> None:
@@ -39,8 +38,12 @@ async def serve(config: ShimConfig, ready_fd: int | None) -> int:
         return 3
     shim = Shim(config, command)
     await shim.start()
-    server = grpc.aio.server(options=[("grpc.max_receive_message_length", 8 * 1024 * 1024),
-                                      ("grpc.max_send_message_length", 8 * 1024 * 1024)])
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", 8 * 1024 * 1024),
+            ("grpc.max_send_message_length", 8 * 1024 * 1024),
+        ]
+    )
     shim_pb2_grpc.add_ShimServicer_to_server(ShimService(shim), server)
     port = server.add_insecure_port(f"{config.grpc_host}:{config.grpc_port}")
     await server.start()

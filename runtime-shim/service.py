@@ -15,7 +15,7 @@ class ShimService(shim_pb2_grpc.ShimServicer):
     def __init__(self, shim: Shim) -> None:
         self.shim = shim
 
-    async def Invoke(  # noqa: N802 - gRPC method name
+    async def Invoke(
         self, request: shim_pb2.InvokeRequest, context: grpc.aio.ServicerContext
     ) -> shim_pb2.InvokeResponse:
         remaining = context.time_remaining()
@@ -43,7 +43,7 @@ class ShimService(shim_pb2_grpc.ShimServicer):
             max_memory_used_mb=outcome.max_memory_used_mb,
         )
 
-    async def Status(  # noqa: N802 - gRPC method name
+    async def Status(
         self, request: shim_pb2.StatusRequest, context: grpc.aio.ServicerContext
     ) -> shim_pb2.StatusResponse:
         c = self.shim.config

@@ -54,7 +54,9 @@ def describe(doc: Any) -> str:
     if not isinstance(doc, dict):
         return "manifest"
     kind = doc.get("kind") or "object"
-    name = (doc.get("metadata") or {}).get("name") if isinstance(doc.get("metadata"), dict) else None
+    name = (
+        (doc.get("metadata") or {}).get("name") if isinstance(doc.get("metadata"), dict) else None
+    )
     return f'{kind} "{name}"' if name else str(kind)
 
 
@@ -71,7 +73,9 @@ def parse_object(doc: Any) -> ApiObject:
         return _parse_core(doc, subject)
     if kind not in KINDS:
         known = ", ".join(sorted([*KINDS, *CORE_KINDS]))
-        raise ValidationError([FieldError("kind", f"unknown kind {kind!r}; known: {known}")], subject)
+        raise ValidationError(
+            [FieldError("kind", f"unknown kind {kind!r}; known: {known}")], subject
+        )
     errors: list[FieldError] = []
     if doc.get("apiVersion") != API_VERSION:
         errors.append(FieldError("apiVersion", f"must be {API_VERSION!r} for kind {kind}"))

@@ -49,9 +49,7 @@ def url_id(
     return out if namespace == default_namespace else f"{out}.{namespace}"
 
 
-def parse_url_id(
-    value: str, default_namespace: str = "default"
-) -> tuple[str, str, str | None]:
+def parse_url_id(value: str, default_namespace: str = "default") -> tuple[str, str, str | None]:
     """(namespace, function, qualifier) of a URL id; the inverse of ``url_id``."""
     head, _, namespace = value.partition(".")
     name, _, qualifier = head.partition("--")

@@ -261,7 +261,9 @@ def _parse_value(  # noqa: C901 - one branch per JSON type keeps the rules side 
         allowed = get_args(tp)
         if data not in allowed:
             shown = ", ".join(f'"{a}"' for a in allowed)
-            errors.append(FieldError(path, f"Unsupported value: {data!r}: supported values: {shown}"))
+            errors.append(
+                FieldError(path, f"Unsupported value: {data!r}: supported values: {shown}")
+            )
         return data
     if tp is bool:
         return data if _expect(isinstance(data, bool), "boolean", data, path, errors) else None
@@ -322,7 +324,9 @@ def _expect(ok: bool, wanted: str, data: Any, path: str, errors: list[FieldError
     return ok
 
 
-def _check_number(data: float, path: str, meta: Mapping[str, Any], errors: list[FieldError]) -> None:
+def _check_number(
+    data: float, path: str, meta: Mapping[str, Any], errors: list[FieldError]
+) -> None:
     lo, hi = meta.get("minimum"), meta.get("maximum")
     if lo is not None and (data <= lo if meta.get("exclusive_minimum") else data < lo):
         op = ">" if meta.get("exclusive_minimum") else ">="

@@ -265,10 +265,14 @@ FUNCTION = Kind(
         AGE_COLUMN,
     ),
     name_rules=(
-        (f"self.metadata.name.size() <= {FUNCTION_NAME_MAX}",
-         f"function names are at most {FUNCTION_NAME_MAX} characters"),
-        ("!self.metadata.name.contains('--')",
-         "function names must not contain '--' (it separates the alias in URL ids)"),
+        (
+            f"self.metadata.name.size() <= {FUNCTION_NAME_MAX}",
+            f"function names are at most {FUNCTION_NAME_MAX} characters",
+        ),
+        (
+            "!self.metadata.name.contains('--')",
+            "function names must not contain '--' (it separates the alias in URL ids)",
+        ),
     ),
 )
 KINDS: dict[str, Kind] = {k.kind: k for k in (FUNCTION,)}
@@ -289,3 +293,14 @@ def name_problems(name: Any) -> list[str]:
     if "--" in name:
         problems.append("must not contain '--' (it separates the alias in function URL ids)")
     return problems
+
+
+def kind_named(word: str) -> str | None:
+    """The kind a user means by ``word`` (kind, plural, singular or short name), as kubectl."""
+    word = word.lower()
+    if word in ("configmap", "configmaps", "cm"):
+        return "ConfigMap"
+    for k in KINDS.values():
+        if word in (k.kind.lower(), k.plural, k.singular, *k.short_names):
+            return k.kind
+    return None

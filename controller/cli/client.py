@@ -54,7 +54,10 @@ class AdminClient:
             method,
             self.state.admin_url + path,
             body,
-            {"Authorization": f"Bearer {self.state.admin_token}", "Content-Type": "application/json"},
+            {
+                "Authorization": f"Bearer {self.state.admin_token}",
+                "Content-Type": "application/json",
+            },
             timeout=60,
         )
         try:
@@ -62,7 +65,11 @@ class AdminClient:
         except ValueError:
             data = None
         if resp.status >= 400:
-            message = data.get("message") if isinstance(data, dict) else resp.body.decode(errors="replace")
+            message = (
+                data.get("message")
+                if isinstance(data, dict)
+                else resp.body.decode(errors="replace")
+            )
             raise ApiError(resp.status, str(message), data)
         return data
 

@@ -18,10 +18,10 @@ from typing import Any, TextIO
 
 import yaml
 
-from klambda.controller.admin import kind_of
 from klambda.controller.api.arn import account_for, function_arn
 from klambda.controller.api.manifest import ManifestError, load_documents
 from klambda.controller.api.routes import url_id
+from klambda.controller.api.types import kind_named
 from klambda.controller.cli.client import AdminClient, ApiError, request
 from klambda.controller.cli.state import PlatformState
 
@@ -68,7 +68,7 @@ def apply(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def delete(args: argparse.Namespace, out: TextIO) -> int:
-    kind = kind_of(args.kind)
+    kind = kind_named(args.kind)
     if kind is None:
         raise CliError(f"unknown resource type {args.kind!r}", 2)
     client = AdminClient(_state(args))
@@ -89,7 +89,7 @@ def _ready(obj: dict[str, Any]) -> tuple[str, str]:
 
 
 def get(args: argparse.Namespace, out: TextIO) -> int:
-    kind = kind_of(args.kind)
+    kind = kind_named(args.kind)
     if kind is None:
         raise CliError(f"unknown resource type {args.kind!r}", 2)
     client = AdminClient(_state(args))
@@ -122,18 +122,29 @@ def _table(out: TextIO, kind: str, items: list[dict[str, Any]], with_ns: bool) -
         if kind == "Function":
             ready, reason = _ready(it)
             status = it.get("status", {})
-            row += [meta["name"], it["spec"]["runtime"], status.get("state", "Pending"), ready,
-                    reason, status.get("url") or "<none>"]
+            row += [
+                meta["name"],
+                it["spec"]["runtime"],
+                status.get("state", "Pending"),
+                ready,
+                reason,
+                status.get("url") or "<none>",
+            ]
         else:
             row += [meta["name"], str(len(it.get("data", {})))]
         rows.append(row)
-    head = ["NAME", "RUNTIME", "STATE", "READY", "REASON", "URL"] if kind == "Function" else [
-        "NAME", "DATA"]
+    head = (
+        ["NAME", "RUNTIME", "STATE", "READY", "REASON", "URL"]
+        if kind == "Function"
+        else ["NAME", "DATA"]
+    )
     if with_ns:
         head = ["NAMESPACE", *head]
     widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
     for r in [head, *rows]:
-        print("   ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip(), file=out)
+        print(
+            "   ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip(), file=out
+        )
 
 
 def url(args: argparse.Namespace, out: TextIO) -> int:
@@ -173,7 +184,9 @@ def invoke(args: argparse.Namespace, out: TextIO) -> int:
     name = args.name
     if args.namespace != "default":
         name = function_arn(state.region, account_for(args.namespace), args.name)
-    target = f"{state.gateway_url}/2015-03-31/functions/{urllib.parse.quote(name, safe='')}/invocations"
+    target = (
+        f"{state.gateway_url}/2015-03-31/functions/{urllib.parse.quote(name, safe='')}/invocations"
+    )
     if args.qualifier:
         target += "?Qualifier=" + urllib.parse.quote(args.qualifier, safe="")
     headers = {"Content-Type": "application/json"}
@@ -192,7 +205,9 @@ def invoke(args: argparse.Namespace, out: TextIO) -> int:
         kind = resp.headers.get("x-amzn-ErrorType", f"HTTP {resp.status}")
         raise CliError(f"{kind}: {message}")
     if args.tail and resp.headers.get("X-Amz-Log-Result"):
-        sys.stderr.write(base64.b64decode(resp.headers["X-Amz-Log-Result"]).decode(errors="replace"))
+        sys.stderr.write(
+            base64.b64decode(resp.headers["X-Amz-Log-Result"]).decode(errors="replace")
+        )
     out.write(resp.body.decode(errors="replace") + "\n")
     return 1 if resp.headers.get("X-Amz-Function-Error") else 0
 

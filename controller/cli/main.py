@@ -26,14 +26,23 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     up = sub.add_parser("up", parents=[common], help="run the platform with your functions")
-    up.add_argument("-f", "--filename", action="append", help="manifest file or directory "
-                    "(repeatable; default examples/)")
+    up.add_argument(
+        "-f",
+        "--filename",
+        action="append",
+        help="manifest file or directory (repeatable; default examples/)",
+    )
     up.add_argument("--host", default="127.0.0.1", help="gateway address (default %(default)s)")
     up.add_argument("--port", type=int, default=8080, help="gateway port (default %(default)s)")
     up.add_argument("--redis-url", help="use this Redis instead of starting an embedded one")
     up.add_argument("--region", default="us-east-1", help="region in ARNs (default %(default)s)")
-    up.add_argument("--keep-warm", type=float, default=300.0, metavar="SECONDS",
-                    help="how long idle environments stay warm (default %(default)s)")
+    up.add_argument(
+        "--keep-warm",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="how long idle environments stay warm (default %(default)s)",
+    )
 
     a = sub.add_parser("apply", parents=[common], help="create or update objects from manifests")
     a.add_argument("-f", "--filename", action="append", required=True, help="file or directory")

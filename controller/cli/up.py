@@ -150,7 +150,9 @@ async def run(options: UpOptions, out: TextIO = sys.stdout) -> int:
             redis_url = redis.url
 
         table = RoutingTable()
-        gateway_settings = GatewaySettings(host=options.host, port=options.port, region=options.region)
+        gateway_settings = GatewaySettings(
+            host=options.host, port=options.port, region=options.region
+        )
         gateway, port = await _bind(create_app(gateway_settings, table), options.host, options.port)
         stack.push_async_callback(gateway.cleanup)
         gateway_url = f"http://{_display_host(options.host)}:{port}"

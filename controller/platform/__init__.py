@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from klambda.controller.reconcile import RunningShim, ShimKey
 from klambda.controller.api.shim_config import ShimConfig
+from klambda.controller.reconcile import RunningShim, ShimKey
 
 
 class StartFailed(Exception):

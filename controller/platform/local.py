@@ -18,6 +18,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from klambda.controller.api.shim_config import ShimConfig
 from klambda.controller.platform import Placement, StartFailed
@@ -87,13 +88,10 @@ class LocalPlatform:
     async def _spawn(self, key: ShimKey, config: ShimConfig) -> ShimProcess:
         namespace, name, version = key
         run_dir = self.state_dir / "shims"
-        run_dir.mkdir(parents=True, exist_ok=True)
         stem = f"{namespace}-{name}-{version.replace('$', '')}-{config.config_hash}"
         config_path = run_dir / f"{stem}.json"
-        config_path.write_text(config.to_json())
-        Path(config.log_dir).mkdir(parents=True, exist_ok=True)
+        out = await asyncio.to_thread(_prepare, run_dir, config, config_path, stem)
         read_fd, write_fd = os.pipe()
-        out = open(run_dir / f"{stem}.log", "ab")  # noqa: SIM115 - handed to the child
         try:
             process = await asyncio.create_subprocess_exec(
                 self.python,
@@ -116,7 +114,8 @@ class LocalPlatform:
             report = await asyncio.wait_for(_read_line(read_fd), READY_TIMEOUT)
         except TimeoutError:
             await self._terminate(shim, grace=0)
-            raise StartFailed("ShimStartFailed", f"the shim did not start within {READY_TIMEOUT}s")
+            message = f"the shim did not start within {READY_TIMEOUT}s"
+            raise StartFailed("ShimStartFailed", message) from None
         finally:
             os.close(read_fd)
         if not report:
@@ -127,8 +126,11 @@ class LocalPlatform:
         message = json.loads(report)
         if "error" in message:
             await self._terminate(shim, grace=0)
-            raise StartFailed(message.get("reason", "ShimStartFailed"), message["error"],
-                              permanent=message.get("reason") == "InvalidRuntime")
+            raise StartFailed(
+                message.get("reason", "ShimStartFailed"),
+                message["error"],
+                permanent=message.get("reason") == "InvalidRuntime",
+            )
         shim.address = f"{config.grpc_host}:{message['port']}"
         log.info("shim %s/%s:%s ready at %s (pid %d)", *key, shim.address, process.pid)
         return shim
@@ -166,6 +168,14 @@ class LocalPlatform:
                 await proc.wait()
         if shim.watcher is not None:
             await shim.watcher
+
+
+def _prepare(run_dir: Path, config: ShimConfig, config_path: Path, stem: str) -> BinaryIO:
+    """Writes the shim's settings; opens its output file (the child inherits it)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    Path(config.log_dir).mkdir(parents=True, exist_ok=True)
+    config_path.write_text(config.to_json())
+    return open(run_dir / f"{stem}.log", "ab")
 
 
 async def _read_line(fd: int) -> bytes:

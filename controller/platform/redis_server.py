@@ -13,6 +13,7 @@ import signal
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -41,6 +42,11 @@ def redis_binary() -> str:
     )
 
 
+def _open_log(data_dir: Path) -> BinaryIO:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return open(data_dir / "redis.log", "ab")
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
@@ -64,19 +70,25 @@ class EmbeddedRedis:
 
     @classmethod
     async def start(cls, data_dir: Path, host: str = "127.0.0.1") -> EmbeddedRedis:
-        data_dir.mkdir(parents=True, exist_ok=True)
         port = free_port(host)
-        log = open(data_dir / "redis.log", "ab")  # noqa: SIM115 - handed to the child
+        log = await asyncio.to_thread(_open_log, data_dir)
         try:
             process = await asyncio.create_subprocess_exec(
                 redis_binary(),
-                "--bind", host,
-                "--port", str(port),
-                "--dir", str(data_dir),
-                "--appendonly", "yes",
-                "--save", "",
-                "--daemonize", "no",
-                "--protected-mode", "yes",
+                "--bind",
+                host,
+                "--port",
+                str(port),
+                "--dir",
+                str(data_dir),
+                "--appendonly",
+                "yes",
+                "--save",
+                "",
+                "--daemonize",
+                "no",
+                "--protected-mode",
+                "yes",
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,

@@ -69,7 +69,9 @@ def test_config_map_content_is_part_of_the_hash() -> None:
     f = fn(code={"configMap": "src"})
     one = desired_shims([f], {("default", "src"): {"a.py": "1"}})
     two = desired_shims([f], {("default", "src"): {"a.py": "2"}})
-    other_ns = desired_shims([f], {("other", "src"): {"a.py": "2"}, ("default", "src"): {"a.py": "1"}})
+    other_ns = desired_shims(
+        [f], {("other", "src"): {"a.py": "2"}, ("default", "src"): {"a.py": "1"}}
+    )
     key = ("default", "fn", "$LATEST")
     assert one[key].config_hash != two[key].config_hash
     assert one[key].config_hash == other_ns[key].config_hash

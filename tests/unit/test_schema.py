@@ -58,19 +58,33 @@ def test_defaults_are_applied() -> None:
         ({"description": "x" * 257}, "spec.description: must be at most 256 characters"),
         ({"url": {"authType": "OPEN"}}, "spec.url.authType: Unsupported value: 'OPEN'"),
         ({"url": {}}, "spec.url.authType: required value"),
-        ({"url": {"authType": "NONE", "cors": {"maxAge": 90000}}}, "spec.url.cors.maxAge: must be <= 86400"),
-        ({"url": {"authType": "NONE", "cors": {"allowMethods": ["GET", "TRACE"]}}},
-         "spec.url.cors.allowMethods[1]: Unsupported value: 'TRACE'"),
+        (
+            {"url": {"authType": "NONE", "cors": {"maxAge": 90000}}},
+            "spec.url.cors.maxAge: must be <= 86400",
+        ),
+        (
+            {"url": {"authType": "NONE", "cors": {"allowMethods": ["GET", "TRACE"]}}},
+            "spec.url.cors.allowMethods[1]: Unsupported value: 'TRACE'",
+        ),
         ({"bogus": 1}, "spec.bogus: unknown field"),
         ({"code": {}}, "spec.code: exactly one of inline, configMap or zip must be set"),
-        ({"code": {"inline": {"a.py": ""}, "zip": "x.zip"}},
-         "spec.code: exactly one of inline, configMap or zip must be set"),
+        (
+            {"code": {"inline": {"a.py": ""}, "zip": "x.zip"}},
+            "spec.code: exactly one of inline, configMap or zip must be set",
+        ),
         ({"code": {"inline": {"../evil.py": ""}}}, "spec.code.inline.../evil.py: key must match"),
-        ({"environment": {"variables": {"AWS_REGION": "x"}}},
-         "spec.environment.variables.AWS_REGION: is reserved by the platform"),
-        ({"environment": {"variables": {"1BAD": "x"}}}, "spec.environment.variables.1BAD: key must match"),
-        ({"environment": {"variables": {"BIG": "x" * 5000}}},
-         "spec.environment.variables: must total at most 4 KB (4096 bytes), got 5003 bytes"),
+        (
+            {"environment": {"variables": {"AWS_REGION": "x"}}},
+            "spec.environment.variables.AWS_REGION: is reserved by the platform",
+        ),
+        (
+            {"environment": {"variables": {"1BAD": "x"}}},
+            "spec.environment.variables.1BAD: key must match",
+        ),
+        (
+            {"environment": {"variables": {"BIG": "x" * 5000}}},
+            "spec.environment.variables: must total at most 4 KB (4096 bytes), got 5003 bytes",
+        ),
     ],
 )
 def test_invalid_fields_are_named_with_their_rule(spec: dict[str, Any], expected: str) -> None:
@@ -126,8 +140,11 @@ def test_crd_schema_carries_defaults_limits_and_rules() -> None:
     version = spec["versions"][0]
     props = version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
     assert props["memorySize"] == {
-        "default": 128, "description": "Memory in MB; CPU is proportional.",
-        "maximum": 10240, "minimum": 128, "type": "integer",
+        "default": 128,
+        "description": "Memory in MB; CPU is proportional.",
+        "maximum": 10240,
+        "minimum": 128,
+        "type": "integer",
     }
     assert props["timeout"]["maximum"] == 900
     assert version["subresources"] == {"status": {}}

@@ -70,7 +70,9 @@ def test_binary_body_is_base64() -> None:
     raw = bytes(range(256))
     event = build_event(
         request(body=raw, headers=[("Content-Type", "application/octet-stream")]),
-        request_id="r", url_id="u", account_id="1",
+        request_id="r",
+        url_id="u",
+        account_id="1",
     )
     assert event["isBase64Encoded"] is True
     assert base64.b64decode(event["body"]) == raw
@@ -118,8 +120,12 @@ def test_base64_response_body_is_decoded() -> None:
 
 @pytest.mark.parametrize(
     "result",
-    [{"statusCode": "abc"}, {"statusCode": 99}, {"statusCode": 200, "headers": []},
-     {"statusCode": 200, "body": "***", "isBase64Encoded": True}],
+    [
+        {"statusCode": "abc"},
+        {"statusCode": 99},
+        {"statusCode": 200, "headers": []},
+        {"statusCode": 200, "body": "***", "isBase64Encoded": True},
+    ],
 )
 def test_malformed_responses_are_refused(result: object) -> None:
     with pytest.raises(BadFunctionResponse):

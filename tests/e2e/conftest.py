@@ -1,0 +1,151 @@
+"""A real ``klambda up`` (subprocess) on a free port, with examples/ and test functions."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import free_port, wait_until
+
+HERE = Path(__file__).resolve().parent
+
+
+@dataclass
+class Platform:
+    process: subprocess.Popen[str]
+    data_dir: Path
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def state(self) -> dict[str, str]:
+        return json.loads((self.data_dir / "run" / "platform.json").read_text())
+
+    def cli(
+        self, *args: str, input: str | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "klambda.controller.cli.main",
+                *args,
+                "--data-dir",
+                str(self.data_dir),
+            ],
+            capture_output=True,
+            text=True,
+            input=input,
+            timeout=timeout,
+        )
+
+    def http(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        timeout: float = 30,
+    ) -> tuple[int, dict[str, str], bytes]:
+        req = urllib.request.Request(
+            self.url + path, data=body, method=method, headers=headers or {}
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                return r.status, dict(r.headers.items()), r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, dict(e.headers.items()), e.read()
+
+    def children(self) -> list[int]:
+        """Every process descended from klambda up."""
+        out = subprocess.run(["ps", "-eo", "pid=,ppid="], capture_output=True, text=True).stdout
+        parent: dict[int, int] = {}
+        for line in out.splitlines():
+            pid, ppid = map(int, line.split())
+            parent[pid] = ppid
+        found, frontier = [], {self.process.pid}
+        while frontier:
+            kids = {p for p, pp in parent.items() if pp in frontier}
+            found += sorted(kids)
+            frontier = kids
+        return found
+
+
+def start_platform(tmp: Path, *files: str, extra: tuple[str, ...] = ()) -> Platform:
+    port = free_port()
+    data_dir = tmp / "data"
+    args = [
+        sys.executable,
+        "-m",
+        "klambda.controller.cli.main",
+        "up",
+        "--data-dir",
+        str(data_dir),
+        "--port",
+        str(port),
+        *extra,
+    ]
+    for f in files:
+        args += ["-f", f]
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    platform = Platform(process, data_dir, port)
+    state = data_dir / "run" / "platform.json"
+    try:
+        wait_until(lambda: state.exists() or process.poll() is not None, timeout=60)
+    except AssertionError:
+        stop_platform(platform)
+        raise
+    if process.poll() is not None:
+        raise RuntimeError(f"klambda up exited: {stop_platform(platform)}")
+    return platform
+
+
+def stop_platform(platform: Platform) -> str:
+    if platform.process.poll() is None:
+        platform.process.send_signal(signal.SIGINT)
+        try:
+            platform.process.wait(30)
+        except subprocess.TimeoutExpired:
+            platform.process.kill()
+            platform.process.wait()
+    if platform.process.stdout is None:
+        return ""
+    with platform.process.stdout:
+        return platform.process.stdout.read()
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory, repo_root: Path) -> Iterator[Platform]:
+    p = start_platform(
+        tmp_path_factory.mktemp("up"), str(repo_root / "examples"), str(HERE / "functions")
+    )
+    yield p
+    stop_platform(p)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def wait_gone(pids: list[int], timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while any(pid_alive(p) for p in pids):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still running: {[p for p in pids if pid_alive(p)]}")
+        time.sleep(0.1)

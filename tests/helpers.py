@@ -1,0 +1,118 @@
+"""Shared test helpers: real processes, free ports, waiting with deadlines."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from klambda.controller.api.shim_config import ShimConfig
+from klambda.protos import shim_pb2, shim_pb2_grpc
+
+ARN = "arn:aws:lambda:us-east-1:000000000000:function:fn"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(check: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)
+
+
+def shim_config(tmp: Path, files: dict[str, str], **kw: Any) -> ShimConfig:
+    code = tmp / "code"
+    code.mkdir(exist_ok=True)
+    for name, content in files.items():
+        path = code / name
+        path.write_text(content)
+        if name == "bootstrap":
+            path.chmod(0o755)
+    base = ShimConfig(
+        function_name="fn",
+        version="$LATEST",
+        runtime="python3.11",
+        handler="app.handler",
+        code_dir=str(code),
+        function_arn=ARN,
+        log_dir=str(tmp / "logs"),
+    )
+    return replace(base, **kw)
+
+
+class ShimHandle:
+    def __init__(self, process: asyncio.subprocess.Process, address: str, config: ShimConfig):
+        self.process = process
+        self.address = address
+        self.config = config
+        self.channel = grpc.aio.insecure_channel(address)
+        self.stub = shim_pb2_grpc.ShimStub(self.channel)
+
+    async def invoke(
+        self, event: Any = None, timeout: float = 30, **kw: Any
+    ) -> shim_pb2.InvokeResponse:
+        payload = json.dumps({} if event is None else event).encode()
+        request = shim_pb2.InvokeRequest(payload=payload, **kw)
+        return await self.stub.Invoke(request, timeout=timeout)
+
+    def log_text(self) -> str:
+        folder = Path(self.config.log_dir)
+        files = sorted(folder.glob("*.log"), key=lambda p: p.stat().st_mtime)
+        return "".join(p.read_text() for p in files)
+
+
+@asynccontextmanager
+async def running_shim(config: ShimConfig, tmp: Path) -> AsyncIterator[ShimHandle]:
+    """A real shim process (python -m klambda.shim), stopped (SIGINT) afterwards."""
+    path = tmp / "shim.json"
+    path.write_text(config.to_json())
+    read_fd, write_fd = os.pipe()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "klambda.shim",
+        str(path),
+        "--ready-fd",
+        str(write_fd),
+        pass_fds=(write_fd,),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=None,
+    )
+    os.close(write_fd)
+    line = await asyncio.wait_for(asyncio.to_thread(os.read, read_fd, 4096), 30)
+    os.close(read_fd)
+    report = json.loads(line)
+    if "error" in report:
+        await process.wait()
+        raise RuntimeError(report["error"])
+    handle = ShimHandle(process, f"127.0.0.1:{report['port']}", config)
+    try:
+        yield handle
+    finally:
+        await handle.channel.close()
+        if process.returncode is None:
+            process.send_signal(2)
+            try:
+                await asyncio.wait_for(process.wait(), 15)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
