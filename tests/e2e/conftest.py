@@ -126,7 +126,7 @@ def stop_platform(platform: Platform) -> str:
         return platform.process.stdout.read()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def platform(tmp_path_factory: pytest.TempPathFactory, repo_root: Path) -> Iterator[Platform]:
     p = start_platform(
         tmp_path_factory.mktemp("up"), str(repo_root / "examples"), str(HERE / "functions")

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from klambda.controller.api import crd
+from klambda.controller.api import crd, reference
 from klambda.controller.api.objects import parse_object
 from klambda.controller.api.schema import ValidationError
 from klambda.controller.api.types import FUNCTION, FunctionSpec
@@ -151,3 +151,11 @@ def test_crd_schema_carries_defaults_limits_and_rules() -> None:
     assert spec["names"]["shortNames"] == ["fn"]
     rules = props["code"]["x-kubernetes-validations"]
     assert "exactly one of inline, configMap or zip" in rules[0]["message"]
+
+
+def test_manifest_reference_is_generated_from_the_model(repo_root: Any) -> None:
+    committed = (repo_root / "docs/reference/manifests.md").read_text()
+    assert committed == reference.render(), (
+        "docs/reference/manifests.md is stale: run "
+        "python -m klambda.controller.api.reference > docs/reference/manifests.md"
+    )

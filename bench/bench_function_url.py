@@ -1,0 +1,300 @@
+"""Function URL throughput/latency and cold starts, each against a baseline from the same run.
+
+    python bench/bench_function_url.py [--duration 5] [--connections 1,32] [--cold 30]
+
+Warm path: a hello function served by ``klambda up`` through its function URL, and a bare
+aiohttp hello server (the baseline), both loaded by wrk (or, without wrk, a Python client) with
+the same settings; prints requests/s, p50 and p99 latency and the ratios.
+
+Cold start: client latency of invocations that each need a new execution environment (idle
+environments are reaped between calls), against the floor any Python Lambda runtime pays:
+starting an interpreter that imports awslambdaric, measured here too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import urllib.request
+from pathlib import Path
+
+HELLO_FUNCTION = """\
+apiVersion: klambda.io/v1alpha1
+kind: Function
+metadata: {name: bench-hello}
+spec:
+  runtime: python3.11
+  handler: app.handler
+  memorySize: 128
+  url: {authType: NONE}
+  code:
+    inline:
+      app.py: |
+        def handler(event, context):
+            return {"statusCode": 200, "headers": {"content-type": "text/plain"}, "body": "hello"}
+"""
+
+BARE_SERVER = textwrap.dedent(
+    """
+    import sys
+    from aiohttp import web
+    async def hello(request):
+        return web.Response(text="hello")
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", hello)
+    web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
+    """
+)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{url} did not answer within {timeout}s")
+        time.sleep(0.1)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+# --------------------------------------------------------------------------- load
+
+
+def wrk(url: str, connections: int, duration: float) -> tuple[float, float, float]:
+    threads = min(2, connections)
+    out = subprocess.run(
+        [
+            "wrk",
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{max(1, round(duration))}s",
+            "--latency",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])  # type: ignore[index]
+    p50 = _wrk_ms(re.search(r"50%\s+([\d.]+\w+)", out)[1])  # type: ignore[index]
+    p99 = _wrk_ms(re.search(r"99%\s+([\d.]+\w+)", out)[1])  # type: ignore[index]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if errors:
+        raise RuntimeError(f"{url}: {errors[1]} failed responses under load")
+    return rps, p50, p99
+
+
+def _wrk_ms(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(\w+)", text).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def python_load(url: str, connections: int, duration: float) -> tuple[float, float, float]:
+    import aiohttp
+
+    async def run() -> tuple[float, float, float]:
+        latencies: list[float] = []
+        deadline = time.monotonic() + duration
+        async with aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=connections)
+        ) as session:
+
+            async def worker() -> None:
+                while time.monotonic() < deadline:
+                    t = time.perf_counter()
+                    async with session.get(url) as r:
+                        await r.read()
+                        if r.status != 200:
+                            raise RuntimeError(f"{url}: HTTP {r.status}")
+                    latencies.append((time.perf_counter() - t) * 1000)
+
+            start = time.monotonic()
+            await asyncio.gather(*(worker() for _ in range(connections)))
+            elapsed = time.monotonic() - start
+        return len(latencies) / elapsed, percentile(latencies, 0.5), percentile(latencies, 0.99)
+
+    return asyncio.run(run())
+
+
+# --------------------------------------------------------------------------- cold starts
+
+
+def cold_starts(url: str, count: int, keep_warm: float) -> list[float]:
+    """Client latency of ``count`` calls that each start a new environment."""
+    samples = []
+    for _ in range(count):
+        time.sleep(keep_warm * 4 + 0.3)  # the idle environment is reaped meanwhile
+        t = time.perf_counter()
+        with urllib.request.urlopen(url, timeout=30) as r:
+            r.read()
+        samples.append((time.perf_counter() - t) * 1000)
+    return samples
+
+
+def interpreter_floor(count: int) -> list[float]:
+    """Starting a Python that imports awslambdaric's bootstrap: any Python runtime pays this."""
+    samples = []
+    for _ in range(count):
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import awslambdaric.bootstrap"], check=True)
+        samples.append((time.perf_counter() - t) * 1000)
+    return samples
+
+
+def init_durations(metrics_url: str) -> tuple[float, int]:
+    with urllib.request.urlopen(metrics_url) as r:
+        text = r.read().decode()
+    total = re.search(
+        r'klambda_init_duration_seconds_sum\{function="bench-hello"[^}]*\} ([\d.e+-]+)', text
+    )
+    count = re.search(
+        r'klambda_init_duration_seconds_count\{function="bench-hello"[^}]*\} ([\d.e+-]+)', text
+    )
+    if not total or not count:
+        return 0.0, 0
+    return float(total[1]) * 1000, int(float(count[1]))
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per load run")
+    parser.add_argument("--connections", default="1,32", help="comma-separated concurrency levels")
+    parser.add_argument("--cold", type=int, default=30, help="cold starts to sample")
+    args = parser.parse_args()
+    load = wrk if shutil.which("wrk") else python_load
+    keep_warm = 0.2
+
+    with tempfile.TemporaryDirectory() as tmp:
+        manifest = Path(tmp, "hello.yaml")
+        manifest.write_text(HELLO_FUNCTION)
+        kl_port, bare_port = free_port(), free_port()
+        klambda = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "klambda.controller.cli.main",
+                "up",
+                "--data-dir",
+                str(Path(tmp, "data")),
+                "--port",
+                str(kl_port),
+                "-f",
+                str(manifest),
+                "--keep-warm",
+                "300",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        bare = subprocess.Popen([sys.executable, "-c", BARE_SERVER, str(bare_port)])
+        try:
+            fn_url = f"http://127.0.0.1:{kl_port}/lambda-url/bench-hello/"
+            bare_url = f"http://127.0.0.1:{bare_port}/"
+            wait_http(fn_url)
+            wait_http(bare_url)
+            print(
+                f"load generator: {'wrk' if load is wrk else 'python aiohttp client'}; "
+                f"{args.duration:.0f} s per run; {os.cpu_count()} CPUs"
+            )
+            print(f"{'warm path':<34}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
+            for c in [int(x) for x in args.connections.split(",")]:
+                load(fn_url, c, 1.0)  # warm-up: environments started, connections open
+                base = load(bare_url, c, args.duration)
+                ours = load(fn_url, c, args.duration)
+                print(
+                    f"  bare aiohttp hello, c={c:<3}{'':>11}{base[0]:>10.0f}{base[1]:>10.2f}{base[2]:>10.2f}"
+                )
+                print(
+                    f"  klambda function URL, c={c:<3}{'':>9}{ours[0]:>10.0f}{ours[1]:>10.2f}{ours[2]:>10.2f}"
+                )
+                print(
+                    f"  ratio (klambda / bare){'':>11}{ours[0] / base[0]:>9.2f}x"
+                    f"{ours[1] / base[1]:>9.1f}x{ours[2] / base[2]:>9.1f}x"
+                )
+        finally:
+            bare.send_signal(signal.SIGINT)
+            klambda.send_signal(signal.SIGINT)
+            bare.wait(30)
+            klambda.wait(60)
+
+        # Cold starts on a platform whose idle environments are reaped quickly.
+        klambda = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "klambda.controller.cli.main",
+                "up",
+                "--data-dir",
+                str(Path(tmp, "data2")),
+                "--port",
+                str(kl_port),
+                "-f",
+                str(manifest),
+                "--keep-warm",
+                str(keep_warm),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            wait_http(fn_url)
+            _, before = init_durations(f"http://127.0.0.1:{kl_port}/metrics")
+            cold = cold_starts(fn_url, args.cold, keep_warm)
+            init_ms, inits = init_durations(f"http://127.0.0.1:{kl_port}/metrics")
+            floor = interpreter_floor(args.cold)
+        finally:
+            klambda.send_signal(signal.SIGINT)
+            klambda.wait(60)
+    if inits - before != args.cold:
+        print(f"warning: {inits - before} of {args.cold} calls were cold starts")
+    print(f"{'cold start':<34}{'p50 ms':>10}{'p99 ms':>10}")
+    print(
+        f"  klambda new environment (client){'':>1}{percentile(cold, 0.5):>9.1f}{percentile(cold, 0.99):>10.1f}"
+    )
+    print(
+        f"  python + import awslambdaric{'':>5}{percentile(floor, 0.5):>9.1f}{percentile(floor, 0.99):>10.1f}"
+    )
+    print(
+        f"  ratio (klambda / floor){'':>10}{percentile(cold, 0.5) / percentile(floor, 0.5):>8.2f}x"
+        f"{percentile(cold, 0.99) / percentile(floor, 0.99):>9.2f}x"
+    )
+    print(
+        f"  mean Init Duration reported: {init_ms / max(inits, 1):.1f} ms over {inits} cold starts"
+    )
+    print(json.dumps({"cold_p50_ms": round(statistics.median(cold), 1)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
