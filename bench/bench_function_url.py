@@ -82,7 +82,7 @@ def wait_http(url: str, timeout: float = 60) -> None:
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 # --------------------------------------------------------------------------- load
@@ -186,6 +186,13 @@ def init_durations(metrics_url: str) -> tuple[float, int]:
 # --------------------------------------------------------------------------- main
 
 
+def row(label: str, values: tuple[float, ...]) -> None:
+    """One table row: req/s then latencies (warm path), or latencies only (cold start)."""
+    cells = [f"{values[0]:>10.0f}"] if len(values) == 3 else []
+    cells += [f"{v:>10.2f}" for v in values[len(cells) :]]
+    print(f"  {label:<32}" + "".join(cells))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per load run")
@@ -232,16 +239,10 @@ def main() -> int:
                 load(fn_url, c, 1.0)  # warm-up: environments started, connections open
                 base = load(bare_url, c, args.duration)
                 ours = load(fn_url, c, args.duration)
-                print(
-                    f"  bare aiohttp hello, c={c:<3}{'':>11}{base[0]:>10.0f}{base[1]:>10.2f}{base[2]:>10.2f}"
-                )
-                print(
-                    f"  klambda function URL, c={c:<3}{'':>9}{ours[0]:>10.0f}{ours[1]:>10.2f}{ours[2]:>10.2f}"
-                )
-                print(
-                    f"  ratio (klambda / bare){'':>11}{ours[0] / base[0]:>9.2f}x"
-                    f"{ours[1] / base[1]:>9.1f}x{ours[2] / base[2]:>9.1f}x"
-                )
+                row(f"bare aiohttp hello, c={c}", base)
+                row(f"klambda function URL, c={c}", ours)
+                ratios = (ours[0] / base[0], ours[1] / base[1], ours[2] / base[2])
+                print(f"  {'ratio (klambda / bare)':<32}" + "".join(f"{r:>9.2f}x" for r in ratios))
         finally:
             bare.send_signal(signal.SIGINT)
             klambda.send_signal(signal.SIGINT)
@@ -279,16 +280,12 @@ def main() -> int:
     if inits - before != args.cold:
         print(f"warning: {inits - before} of {args.cold} calls were cold starts")
     print(f"{'cold start':<34}{'p50 ms':>10}{'p99 ms':>10}")
-    print(
-        f"  klambda new environment (client){'':>1}{percentile(cold, 0.5):>9.1f}{percentile(cold, 0.99):>10.1f}"
-    )
-    print(
-        f"  python + import awslambdaric{'':>5}{percentile(floor, 0.5):>9.1f}{percentile(floor, 0.99):>10.1f}"
-    )
-    print(
-        f"  ratio (klambda / floor){'':>10}{percentile(cold, 0.5) / percentile(floor, 0.5):>8.2f}x"
-        f"{percentile(cold, 0.99) / percentile(floor, 0.99):>9.2f}x"
-    )
+    cold_ms = (percentile(cold, 0.5), percentile(cold, 0.99))
+    floor_ms = (percentile(floor, 0.5), percentile(floor, 0.99))
+    row("klambda new environment (client)", cold_ms)
+    row("python + import awslambdaric", floor_ms)
+    ratios = (cold_ms[0] / floor_ms[0], cold_ms[1] / floor_ms[1])
+    print(f"  {'ratio (klambda / floor)':<32}" + "".join(f"{r:>9.2f}x" for r in ratios))
     print(
         f"  mean Init Duration reported: {init_ms / max(inits, 1):.1f} ms over {inits} cold starts"
     )

@@ -28,7 +28,7 @@ def _type(prop: dict[str, Any]) -> str:
 def _limits(prop: dict[str, Any]) -> str:
     parts = []
     if "minimum" in prop or "maximum" in prop:
-        parts.append(f"{prop.get('minimum', '')}–{prop.get('maximum', '')}")
+        parts.append(f"{prop.get('minimum', '')} to {prop.get('maximum', '')}")
     for key, label in (
         ("maxLength", "≤ {} chars"),
         ("minLength", "≥ {} chars"),
