@@ -17,7 +17,6 @@ import resource
 import signal
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from klambda.controller.api.shim_config import ShimConfig
@@ -48,6 +47,7 @@ class Invocation:
     trace_id: str = ""
     client_context: str = ""
     cognito_identity: str = ""
+    tail_log: bool = False
 
     def headers(self) -> dict[str, str]:
         h = {
@@ -99,6 +99,7 @@ class Environment:
     last_used: float = field(default_factory=time.monotonic)
     _spawned_at: float = 0.0
     _peak_mb: int = 0
+    _status_fd: int = -1
     _oom: bool = False
     _ready: asyncio.Future[None] | None = None
     _waiter: asyncio.Future[Invocation] | None = None
@@ -124,6 +125,8 @@ class Environment:
             stderr=self.stream.fd,
         )
         _limit_memory(self.process.pid, self.config.memory_size)
+        with contextlib.suppress(OSError):
+            self._status_fd = os.open(f"/proc/{self.process.pid}/status", os.O_RDONLY)
         self._exited = asyncio.create_task(self._watch_exit(self.process))
 
     async def _watch_exit(self, process: asyncio.subprocess.Process) -> int:
@@ -172,6 +175,9 @@ class Environment:
         await self.kill()
         if self.stream is not None:
             self.stream.close()
+        if self._status_fd >= 0:
+            os.close(self._status_fd)
+            self._status_fd = -1
 
     @property
     def pid(self) -> int | None:
@@ -204,11 +210,13 @@ class Environment:
         if reply.error_type == "Sandbox.Timedout":
             duration_ms = timeout * 1000
         self._current = None
-        memory = self.max_memory_used_mb()
+        memory = self._peak_mb  # read by _conclude
         cold_ms = self.init_duration_ms if self.init_type == "on-demand" else None
-        self.stream.write(logs.end_line(inv.request_id))
         self.stream.write(
-            logs.report_line(inv.request_id, duration_ms, self.config.memory_size, memory, cold_ms)
+            logs.end_line(inv.request_id)
+            + logs.report_line(
+                inv.request_id, duration_ms, self.config.memory_size, memory, cold_ms
+            )
         )
         outcome = Outcome(
             reply.payload,
@@ -216,7 +224,7 @@ class Environment:
             duration_ms,
             self.init_duration_ms,
             memory,
-            self.stream.tail(log_start),
+            self.stream.tail(log_start) if inv.tail_log else b"",
         )
         self.init_duration_ms = None  # only the first invocation of an environment is cold
         if self.state is not State.DEAD:
@@ -274,16 +282,19 @@ class Environment:
     def max_memory_used_mb(self) -> int:
         """Peak resident memory of the runtime process (VmHWM), in MB rounded up.
 
+        One pread of /proc/<pid>/status on an fd kept open: this runs on every invocation.
         Once the process is gone the last reading stands (a crash or a timeout kill).
         """
-        if self.pid is not None and self.state is not State.DEAD:
-            try:
-                status = Path(f"/proc/{self.pid}/status").read_text()
-            except OSError:
-                status = ""
-            for line in status.splitlines():
-                if line.startswith("VmHWM:"):
-                    self._peak_mb = max(self._peak_mb, -(-int(line.split()[1]) // 1024))
+        if self._status_fd < 0 or self.state is State.DEAD:
+            return self._peak_mb
+        try:
+            status = os.pread(self._status_fd, 4096, 0)
+        except OSError:
+            return self._peak_mb
+        at = status.find(b"VmHWM:")
+        if at >= 0:
+            kb = int(status[at + 6 : status.index(b"kB", at)])
+            self._peak_mb = max(self._peak_mb, -(-kb // 1024))
         return self._peak_mb
 
     # ----------------------------------------------------------------- Runtime API side
@@ -341,7 +352,7 @@ class Environment:
             {
                 "_HANDLER": c.handler,
                 "LAMBDA_TASK_ROOT": c.code_dir,
-                "LAMBDA_RUNTIME_DIR": str(Path(self.command[0]).parent),
+                "LAMBDA_RUNTIME_DIR": os.path.dirname(self.command[0]),
                 "AWS_LAMBDA_RUNTIME_API": self.runtime_api,
                 "AWS_LAMBDA_FUNCTION_NAME": c.function_name,
                 "AWS_LAMBDA_FUNCTION_VERSION": c.version,

@@ -27,6 +27,7 @@ class ShimService(shim_pb2_grpc.ShimServicer):
             client_context=request.client_context,
             cognito_identity=request.cognito_identity,
             deadline=remaining,
+            tail_log=request.tail_log,
         )
         try:
             outcome = await self.shim.invoke(args)
@@ -37,7 +38,7 @@ class ShimService(shim_pb2_grpc.ShimServicer):
             function_error=FUNCTION_ERROR if outcome.error_type else "",
             error_type=outcome.error_type or "",
             executed_version=self.shim.config.version,
-            log_tail=outcome.log_tail if request.tail_log else b"",
+            log_tail=outcome.log_tail,
             duration_ms=outcome.duration_ms,
             init_duration_ms=outcome.init_duration_ms or 0.0,
             max_memory_used_mb=outcome.max_memory_used_mb,

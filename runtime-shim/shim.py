@@ -30,6 +30,8 @@ class InvokeArgs:
     cognito_identity: str = ""
     deadline: float | None = None
     """Seconds the caller will wait, when it said; caps the function's timeout."""
+    tail_log: bool = False
+    """Return the invocation's last 4 KB of log."""
 
 
 class Shim:
@@ -92,6 +94,7 @@ class Shim:
                 args.trace_id,
                 args.client_context,
                 args.cognito_identity,
+                args.tail_log,
             )
             outcome = await env.invoke(inv, timeout)
             if not cold:
