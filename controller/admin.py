@@ -6,15 +6,17 @@ CRDs carry), list, get and delete objects. Loopback only, bearer-token protected
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
-from klambda.controller.api.objects import parse_object
+from klambda.controller.api.objects import ApiObject, describe, parse_object
 from klambda.controller.api.schema import ValidationError
-from klambda.controller.api.types import kind_named
+from klambda.controller.api.types import API_VERSION, kind_named
+from klambda.controller.reconcile import latest_shim
 from klambda.controller.store import NotFound, ObjectStore
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -50,7 +52,11 @@ class AdminApi:
         parsed, errors = [], []
         for doc in docs:
             try:
-                parsed.append(parse_object(doc))
+                obj = parse_object(doc)
+                refused = self.store.check_update(obj)
+                if refused:
+                    raise ValidationError(refused, describe(doc))
+                parsed.append(obj)
             except ValidationError as e:
                 causes = [{"field": x.path, "message": x.message} for x in e.errors]
                 errors.append({"subject": e.subject, "causes": causes, "message": str(e)})
@@ -92,6 +98,80 @@ class AdminApi:
             return _status(404, "NotFound", str(e.args[0]))
         return web.json_response(obj.to_dict())
 
+    async def publish(self, request: web.Request) -> web.Response:
+        """PublishVersion: a new Version object, or the latest one when nothing changed."""
+        try:
+            body = await request.json()
+            namespace, name = body["namespace"], body["function"]
+            description = str(body.get("description") or "")
+        except (ValueError, KeyError, TypeError):
+            return _status(400, "BadRequest", 'expected {"namespace", "function", "description"}')
+        try:
+            fn = self.store.get("Function", namespace, name)
+        except NotFound as e:
+            return _status(404, "NotFound", str(e.args[0]))
+        maps = {o.name: o.spec for o in self.store.list("ConfigMap", namespace)}
+        config_hash = latest_shim(fn, maps).config_hash
+        ready = [c for c in fn.status.get("conditions", []) if c.get("type") == "Ready"]
+        sha = fn.status.get("codeSha256", "")
+        current = (
+            ready
+            and ready[0].get("status") == "True"
+            and (ready[0].get("observedGeneration") == fn.generation)
+        )
+        if not current or not sha:
+            return _status(409, "Conflict", f'function "{name}" is being updated; try again')
+        versions = [
+            v for v in self.store.list("Version", namespace) if v.spec.function_name == name
+        ]
+        numbered = [v for v in versions if v.status.get("version")]
+        latest = max(numbered, key=lambda v: int(v.status["version"]), default=None)
+        if (
+            latest is not None
+            and latest.status.get("configHash") == config_hash
+            and (latest.status.get("codeSha256") == sha)
+        ):
+            return web.json_response({"version": latest.status["version"], "created": False})
+        obj = parse_object(
+            {
+                "apiVersion": API_VERSION,
+                "kind": "Version",
+                "metadata": {
+                    "name": self._version_name(namespace, name, fn),
+                    "namespace": namespace,
+                },
+                "spec": {"functionName": name, "description": description, "codeSha256": sha},
+            }
+        )
+        stored, _ = await self.store.apply(obj)
+        number = await self._numbered(stored)
+        if number is None:
+            reason = stored.status.get("conditions", [{}])[0].get("message", "not published")
+            return _status(409, "Conflict", f"version not published: {reason}")
+        return web.json_response({"version": number, "created": True, "name": stored.name})
+
+    def _version_name(self, namespace: str, name: str, fn: ApiObject) -> str:
+        n = int(fn.status.get("lastVersion", 0)) + 1
+        while True:
+            candidate = f"{name}-v{n}"
+            try:
+                self.store.get("Version", namespace, candidate)
+            except NotFound:
+                return candidate
+            n += 1
+
+    async def _numbered(self, obj: ApiObject, timeout: float = 30.0) -> str | None:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while asyncio.get_running_loop().time() < deadline:
+            number = obj.status.get("version")
+            cond = obj.status.get("conditions", [{}])[0]
+            if number:
+                return str(number)
+            if cond.get("status") == "False":
+                return None
+            await asyncio.sleep(0.05)
+        return None
+
 
 def _kind(request: web.Request) -> str:
     kind = kind_named(request.match_info["kind"])
@@ -111,6 +191,7 @@ def create_admin_app(store: ObjectStore, token: str) -> web.Application:
     api = AdminApi(store)
     app = web.Application(middlewares=[auth], client_max_size=16 * 1024 * 1024)
     app.router.add_post("/v1/apply", api.apply)
+    app.router.add_post("/v1/publish", api.publish)
     app.router.add_get("/v1/objects/{kind}", api.list)
     app.router.add_get("/v1/objects/{kind}/{namespace}/{name}", api.get)
     app.router.add_delete("/v1/objects/{kind}/{namespace}/{name}", api.delete)

@@ -79,6 +79,8 @@ async def _fetch_zip(where: str, session: aiohttp.ClientSession | None) -> bytes
                 body = await resp.content.read(MAX_ZIP_BYTES + 1)
         except aiohttp.ClientError as e:
             raise CodeFetchFailed(f"cannot download {where}: {e}") from e
+        except TimeoutError as e:
+            raise CodeFetchFailed(f"downloading {where} took longer than 60 s") from e
         finally:
             if own:
                 await session.close()

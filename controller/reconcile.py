@@ -42,6 +42,10 @@ class DesiredShim:
     version: str
     spec: FunctionSpec
     config_hash: str
+    provisioned: int = 0
+    """Environments to keep initialised (provisioned concurrency)."""
+    code_sha256: str | None = None
+    """The exact code a published version froze; None for $LATEST (its spec says)."""
 
     @property
     def key(self) -> ShimKey:
@@ -56,6 +60,7 @@ class RunningShim:
     name: str
     version: str
     config_hash: str
+    provisioned: int = 0
 
     @property
     def key(self) -> ShimKey:
@@ -80,7 +85,15 @@ class Stop:
     current: RunningShim
 
 
-Action = Start | Replace | Stop
+@dataclass(frozen=True)
+class Provision:
+    """Change how many environments a running shim keeps initialised."""
+
+    key: ShimKey
+    count: int
+
+
+Action = Start | Replace | Stop | Provision
 
 
 def config_hash(spec: FunctionSpec, inputs: Mapping[str, str] | None = None) -> str:
@@ -105,17 +118,22 @@ def code_inputs(spec: FunctionSpec, config_maps: Mapping[str, Mapping[str, str]]
     return {f"configMap/{name}": digest}
 
 
+def latest_shim(fn: ApiObject, config_maps: Mapping[str, Mapping[str, str]]) -> DesiredShim:
+    """A function's $LATEST: always runnable (its environments start on first use)."""
+    spec: FunctionSpec = fn.spec
+    return DesiredShim(
+        fn.namespace, fn.name, LATEST, spec, config_hash(spec, code_inputs(spec, config_maps))
+    )
+
+
 def desired_shims(
     functions: Iterable[ApiObject], config_maps: Mapping[tuple[str, str], Mapping[str, str]]
 ) -> dict[ShimKey, DesiredShim]:
-    """Every function's $LATEST must be runnable (on-demand environments start on first use)."""
+    """$LATEST of every function."""
     out: dict[ShimKey, DesiredShim] = {}
     for fn in functions:
-        spec: FunctionSpec = fn.spec
         maps = {name: data for (ns, name), data in config_maps.items() if ns == fn.namespace}
-        desired = DesiredShim(
-            fn.namespace, fn.name, LATEST, spec, config_hash(spec, code_inputs(spec, maps))
-        )
+        desired = latest_shim(fn, maps)
         out[desired.key] = desired
     return out
 
@@ -131,4 +149,6 @@ def plan(
             actions.append(Start(want))
         elif cur.config_hash != want.config_hash:
             actions.append(Replace(want, cur))
+        elif cur.provisioned != want.provisioned:
+            actions.append(Provision(key, want.provisioned))
     return actions

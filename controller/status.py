@@ -1,4 +1,4 @@
-"""Function status, computed (pure) from what the controller observed.
+"""Status of each kind, computed (pure) from what the controller observed.
 
 One ``Ready`` condition with a Reason constant and a message a user can act on; Lambda's
 ``state``; ``observedGeneration``. ``lastTransitionTime`` only moves when the condition's status
@@ -8,15 +8,19 @@ does, as Kubernetes conventions ask.
 from __future__ import annotations
 
 import time
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from klambda.controller.api.objects import ApiObject
+
+if TYPE_CHECKING:
+    from klambda.controller.publishing import Assignment
 
 READY = "Ready"
 # Reasons
 REASON_READY = "EnvironmentReady"
 REASON_RECONCILING = "Reconciling"
-REASON_STALE = "PreviousConfigurationServing"
+REASON_ALIAS_READY = "AliasReady"
+REASON_PROVISIONING = "Provisioning"
 
 
 class FailureLike(Protocol):
@@ -58,12 +62,14 @@ def function_status(
     failure: FailureLike | None,
     url: str,
     code_sha256: str,
+    warning: str | None = None,
     now: str | None = None,
 ) -> dict[str, Any]:
     """Status of a Function's $LATEST.
 
     ``current``: a shim runs the latest configuration; ``serving``: some shim (maybe an older
-    configuration) takes invocations; ``failure``: why the latest configuration did not start.
+    configuration) takes invocations; ``failure``: why the latest configuration did not start;
+    ``warning``: a setting that cannot be honoured (e.g. a reservation that does not fit).
     """
     if current:
         status, reason, message, state = (
@@ -79,6 +85,8 @@ def function_status(
             message += "; the previous configuration keeps serving"
     else:
         status, reason, message, state = "Unknown", REASON_RECONCILING, "starting", "Pending"
+    if warning:
+        message += f"; {warning}"
     conditions = [
         ready_condition(previous.get("conditions", []), status, reason, message, fn.generation, now)
     ]
@@ -86,6 +94,7 @@ def function_status(
     if previous.get("observedGeneration") != fn.generation:
         last_modified = now or _now()
     return {
+        **previous,
         "observedGeneration": fn.generation,
         "conditions": conditions,
         "state": state,
@@ -93,3 +102,64 @@ def function_status(
         "codeSha256": code_sha256 or previous.get("codeSha256", ""),
         "lastModified": last_modified,
     }
+
+
+def version_status(
+    a: Assignment, previous: dict[str, Any], now: str | None = None
+) -> dict[str, Any]:
+    """Status of a Version object after publishing: its number and snapshot, or why not."""
+    ok = a.version is not None
+    waiting = a.reason in ("FunctionNotReady",)
+    cond = ready_condition(
+        previous.get("conditions", []),
+        "True" if ok else "Unknown" if waiting else "False",
+        a.reason,
+        a.message,
+        a.obj.generation,
+        now,
+    )
+    out: dict[str, Any] = {**previous, "observedGeneration": a.obj.generation, "conditions": [cond]}
+    if ok and a.snapshot is not None:
+        out.update(
+            version=a.version,
+            codeSha256=a.snapshot.code_sha256,
+            configHash=a.snapshot.config_hash,
+            functionSpec=a.snapshot.function_spec,
+        )
+    return out
+
+
+def alias_status(
+    obj: ApiObject,
+    *,
+    arn: str,
+    url: str,
+    problem: tuple[str, str] | None,
+    provisioned: tuple[int, int, int],
+    now: str | None = None,
+) -> dict[str, Any]:
+    requested, allocated, ready = provisioned
+    if problem is not None:
+        status, (reason, message) = "False", problem
+    elif ready < allocated:
+        status, reason = "False", REASON_PROVISIONING
+        message = f"{ready} of {allocated} provisioned environments ready"
+    else:
+        status, reason, message = "True", REASON_ALIAS_READY, "routing invocations"
+    out: dict[str, Any] = {
+        "observedGeneration": obj.generation,
+        "conditions": [
+            ready_condition(
+                obj.status.get("conditions", []), status, reason, message, obj.generation, now
+            )
+        ],
+        "aliasArn": arn,
+        "url": url,
+    }
+    if requested or allocated:
+        out["provisionedConcurrency"] = {
+            "requested": requested,
+            "allocated": allocated,
+            "ready": ready,
+        }
+    return out

@@ -14,6 +14,8 @@ import uuid
 from typing import Any, Literal
 
 from klambda.controller.api.objects import ApiObject
+from klambda.controller.api.schema import FieldError, camel
+from klambda.controller.api.types import IMMUTABLE_VERSION_FIELDS
 
 ApplyResult = Literal["created", "configured", "unchanged"]
 
@@ -92,10 +94,28 @@ class ObjectStore:
         await self._notify()
         return obj, "configured"
 
+    def check_update(self, obj: ApiObject) -> list[FieldError]:
+        """Why applying ``obj`` over the stored object is refused (immutable fields)."""
+        existing = self._objects.get(obj.key)
+        if existing is None or obj.kind != "Version":
+            return []
+        return [
+            FieldError(f"spec.{camel(name)}", "field is immutable: publish a new Version instead")
+            for name in IMMUTABLE_VERSION_FIELDS
+            if getattr(obj.spec, name) != getattr(existing.spec, name)
+        ]
+
     async def delete(self, kind: str, namespace: str, name: str) -> ApiObject:
+        """Deletes an object; deleting a Function also deletes its Versions and Aliases, as
+        Kubernetes' garbage collector does for objects it owns."""
         obj = self._objects.pop((kind, namespace, name), None)
         if obj is None:
             raise NotFound(f'{kind.lower()} "{name}" not found in namespace "{namespace}"')
+        if kind == "Function":
+            for key, dep in list(self._objects.items()):
+                owned = dep.kind in ("Version", "Alias") and dep.namespace == namespace
+                if owned and dep.spec.function_name == name:
+                    del self._objects[key]
         self._bump()
         await self._notify()
         return obj

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from klambda.gateway.function_urls import PATH_PREFIX, FunctionUrls, host_url_id
 from klambda.gateway.invoke_api import InvokeApi
-from klambda.gateway.invoking import Invoker
+from klambda.gateway.invoking import Activator, Invoker
 from klambda.gateway.metrics import Metrics
 from klambda.gateway.routing import RoutingTable
 from klambda.gateway.settings import GatewaySettings
@@ -20,10 +20,12 @@ METRICS = web.AppKey("metrics", Metrics)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def create_app(settings: GatewaySettings, table: RoutingTable) -> web.Application:
+def create_app(
+    settings: GatewaySettings, table: RoutingTable, activator: Activator | None = None
+) -> web.Application:
     metrics = Metrics()
     client = ShimClient()
-    invoker = Invoker(table, client, metrics, settings)
+    invoker = Invoker(table, client, metrics, settings, activator)
     urls = FunctionUrls(invoker, settings)
     invoke_api = InvokeApi(invoker, settings)
 
@@ -31,7 +33,7 @@ def create_app(settings: GatewaySettings, table: RoutingTable) -> web.Applicatio
     async def host_form_urls(request: web.Request, handler: Handler) -> web.StreamResponse:
         url_id = host_url_id(request.host, settings.url_domain)
         if url_id is not None:
-            return await urls.handle(request, url_id, request.path)
+            return await urls.handle(request, url_id, request.raw_path.split("?", 1)[0])
         return await handler(request)
 
     async def path_form_url(request: web.Request) -> web.StreamResponse:

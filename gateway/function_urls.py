@@ -50,7 +50,8 @@ class FunctionUrls:
     ) -> web.StreamResponse:
         namespace, name, qualifier = parse_url_id(url_id, self.settings.default_namespace)
         route = self.invoker.route(namespace, name, qualifier)
-        url = route.url if qualifier is None else None
+        alias = route.aliases.get(qualifier) if qualifier is not None else None
+        url = route.url if qualifier is None else alias.url if alias is not None else None
         if url is None:
             raise ResourceNotFound(f"Function URL not found: {url_id}")
         if url.auth_type == "AWS_IAM":
@@ -85,7 +86,9 @@ class FunctionUrls:
             http = build_response(result.payload)
         except BadFunctionResponse as e:
             body = json.dumps({"Message": f"Internal Server Error: {e}"}).encode()
-            return web.Response(status=502, body=body, content_type="application/json")
+            return web.Response(
+                status=502, body=body, content_type="application/json", headers=headers
+            )
         response = web.Response(status=http.status, body=http.body, headers=headers)
         for key, value in http.headers:
             if key.lower() == "content-type":

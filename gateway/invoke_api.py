@@ -63,7 +63,7 @@ class InvokeApi:
         else:
             payload = b"{}"
         route = self.invoker.route(namespace, ref.name, ref.qualifier)
-        self.invoker.target(route, ref.qualifier)
+        self.invoker.check(route, ref.qualifier)
         if invocation_type == "DryRun":
             return web.Response(status=204, headers={"x-amzn-RequestId": request_id})
         if invocation_type == "Event":

@@ -1,17 +1,22 @@
 """The one invocation path shared by function URLs and the Invoke API.
 
-Resolves the qualifier to a version, picks a shim, calls it with a deadline, and records metrics.
-A shim that is unreachable never started the invocation, so that (and only that) is retried once
-against a fresh lookup: the route may have just rolled to a new shim.
+Resolves the qualifier to a version (alias weights per request), admits the invocation under
+the concurrency limits, asks the platform to start the version if nothing runs it, picks a
+shim, calls it with a deadline, and records metrics. A shim that is unreachable never started
+the invocation, so that (and only that) is retried once against a fresh lookup: the route may
+have just rolled to a new shim.
 """
 
 from __future__ import annotations
 
+import random
 import uuid
 from dataclasses import dataclass
+from typing import Protocol
 
 from klambda.controller.api.arn import function_arn
 from klambda.controller.api.routes import LATEST, FunctionRoute, VersionTarget
+from klambda.gateway.concurrency import ConcurrencyLimiter
 from klambda.gateway.errors import (
     ERROR_TYPES,
     ResourceNotFound,
@@ -20,9 +25,18 @@ from klambda.gateway.errors import (
 )
 from klambda.gateway.metrics import Metrics
 from klambda.gateway.routing import RoutingTable
+from klambda.gateway.selection import Selection, UnknownQualifier, select
 from klambda.gateway.settings import GatewaySettings
 from klambda.gateway.shim_client import ShimClient, ShimUnavailable
 from klambda.protos import shim_pb2
+
+
+class Activator(Protocol):
+    """The platform side that starts versions on demand and learns which are in use."""
+
+    def touch(self, namespace: str, name: str, version: str) -> None: ...
+
+    async def activate(self, namespace: str, name: str, version: str, timeout: float) -> None: ...
 
 
 @dataclass
@@ -50,12 +64,20 @@ class Invocation:
 
 class Invoker:
     def __init__(
-        self, table: RoutingTable, client: ShimClient, metrics: Metrics, settings: GatewaySettings
+        self,
+        table: RoutingTable,
+        client: ShimClient,
+        metrics: Metrics,
+        settings: GatewaySettings,
+        activator: Activator | None = None,
     ) -> None:
         self.table = table
         self.client = client
         self.metrics = metrics
         self.settings = settings
+        self.activator = activator
+        self.limiter = ConcurrencyLimiter(settings.concurrency_limit)
+        self._random = random.Random()
 
     @staticmethod
     def new_request_id() -> str:
@@ -64,30 +86,68 @@ class Invoker:
     def arn(self, namespace: str, name: str, qualifier: str | None = None) -> str:
         return function_arn(self.settings.region, self.table.account(namespace), name, qualifier)
 
+    def _not_found(self, namespace: str, name: str, qualifier: str | None) -> ResourceNotFound:
+        return ResourceNotFound(f"Function not found: {self.arn(namespace, name, qualifier)}")
+
     def route(self, namespace: str, name: str, qualifier: str | None = None) -> FunctionRoute:
         route = self.table.get(namespace, name)
         if route is None:
-            arn = self.arn(namespace, name, qualifier)
-            raise ResourceNotFound(f"Function not found: {arn}")
+            raise self._not_found(namespace, name, qualifier)
         return route
 
-    def target(self, route: FunctionRoute, qualifier: str | None) -> VersionTarget:
-        version = qualifier or LATEST
-        target = route.versions.get(version)
+    def select(self, route: FunctionRoute, qualifier: str | None) -> Selection:
+        try:
+            return select(route, qualifier, self._random.random())
+        except UnknownQualifier:
+            raise self._not_found(route.namespace, route.name, qualifier) from None
+
+    def check(self, route: FunctionRoute, qualifier: str | None) -> None:
+        """Raises the error an invocation would meet before running (DryRun)."""
+        self._usable(route.versions.get(self.select(route, qualifier).version))
+
+    def _usable(self, target: VersionTarget | None) -> VersionTarget:
         if target is None:
-            arn = self.arn(route.namespace, route.name, qualifier)
-            raise ResourceNotFound(f"Function not found: {arn}")
+            raise ServiceError("the selected version is not known to the platform")
         if target.problem is not None:
             raise ERROR_TYPES.get(target.problem_type, ServiceError)(target.problem)
         return target
 
-    async def invoke(self, inv: Invocation) -> InvokeResult:
-        request_id = inv.request_id or str(uuid.uuid4())
-        for attempt in (1, 2):
-            route = self.route(inv.namespace, inv.name, inv.qualifier)
-            target = self.target(route, inv.qualifier)
+    async def _target(self, inv: Invocation, version: str) -> VersionTarget:
+        target = self._usable(self.route(inv.namespace, inv.name).versions.get(version))
+        if target.endpoints or not target.activatable or self.activator is None:
             if not target.endpoints:
-                raise ServiceError(f"no environment is ready for {route.name}:{target.version}")
+                raise ServiceError(f"no environment is ready for {inv.name}:{version}")
+            return target
+        await self.activator.activate(
+            inv.namespace, inv.name, version, self.settings.activation_timeout
+        )
+        target = self._usable(self.route(inv.namespace, inv.name).versions.get(version))
+        if not target.endpoints:
+            raise ServiceError(f"{inv.name}:{version} did not start in time")
+        return target
+
+    async def invoke(self, inv: Invocation) -> InvokeResult:
+        request_id = inv.request_id or self.new_request_id()
+        route = self.route(inv.namespace, inv.name, inv.qualifier)
+        chosen = self.select(route, inv.qualifier)
+        key = (inv.namespace, inv.name)
+        reserved = route.reserved_concurrency
+        self.limiter.reserved_total = self.table.reserved_total()
+        try:
+            self.limiter.acquire(key, reserved)
+        except TooManyRequests:
+            self.metrics.throttles.labels(inv.namespace, inv.name).inc()
+            raise
+        try:
+            if chosen.version != LATEST and self.activator is not None:
+                self.activator.touch(inv.namespace, inv.name, chosen.version)
+            return await self._call(inv, chosen, request_id)
+        finally:
+            self.limiter.release(key, reserved)
+
+    async def _call(self, inv: Invocation, chosen: Selection, request_id: str) -> InvokeResult:
+        for attempt in (1, 2):
+            target = await self._target(inv, chosen.version)
             address = self.client.pick(target.endpoints)
             request = shim_pb2.InvokeRequest(
                 request_id=request_id,

@@ -19,6 +19,10 @@ class RoutingTable:
     def withdraw(self, namespace: str, name: str) -> None:
         self._routes.pop((namespace, name), None)
 
+    def reserved_total(self) -> int:
+        """Concurrency reserved by all functions (kept out of the shared pool)."""
+        return sum(r.reserved_concurrency or 0 for r in self._routes.values())
+
     def get(self, namespace: str, name: str) -> FunctionRoute | None:
         return self._routes.get((namespace, name))
 

@@ -23,3 +23,7 @@ class GatewaySettings:
     """Largest synchronous request payload (Lambda: 6 MB)."""
     init_allowance: float = 10.0
     """Seconds added to a function's timeout for a cold start's init phase (Lambda: 10 s)."""
+    concurrency_limit: int = 1000
+    """The regional limit: invocations in flight at once across all functions."""
+    activation_timeout: float = 30.0
+    """Seconds to wait for the platform to start a version that has no running shim."""

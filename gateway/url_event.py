@@ -89,8 +89,10 @@ def build_event(
     """Lambda's 2.0 event for a function URL request."""
     now = time.time() if now is None else now
     headers, cookies = _join_headers(req.headers)
-    headers.setdefault("x-forwarded-for", req.source_ip)
-    headers.setdefault("x-forwarded-proto", "http")
+    # The platform's own view of the connection, never the client's claims.
+    forwarded = headers.get("x-forwarded-for")
+    headers["x-forwarded-for"] = f"{forwarded}, {req.source_ip}" if forwarded else req.source_ip
+    headers["x-forwarded-proto"] = "http"
     user_agent = headers.get("user-agent", "")
     context: dict[str, Any] = {
         "accountId": account_id,

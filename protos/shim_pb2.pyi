@@ -47,17 +47,29 @@ class StatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class StatusResponse(_message.Message):
-    __slots__ = ("function_name", "version", "config_hash", "environments", "busy", "max_environments")
+    __slots__ = ("function_name", "version", "config_hash", "environments", "busy", "max_environments", "provisioned_target", "provisioned_ready", "idle_seconds")
     FUNCTION_NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     CONFIG_HASH_FIELD_NUMBER: _ClassVar[int]
     ENVIRONMENTS_FIELD_NUMBER: _ClassVar[int]
     BUSY_FIELD_NUMBER: _ClassVar[int]
     MAX_ENVIRONMENTS_FIELD_NUMBER: _ClassVar[int]
+    PROVISIONED_TARGET_FIELD_NUMBER: _ClassVar[int]
+    PROVISIONED_READY_FIELD_NUMBER: _ClassVar[int]
+    IDLE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     function_name: str
     version: str
     config_hash: str
     environments: int
     busy: int
     max_environments: int
-    def __init__(self, function_name: _Optional[str] = ..., version: _Optional[str] = ..., config_hash: _Optional[str] = ..., environments: _Optional[int] = ..., busy: _Optional[int] = ..., max_environments: _Optional[int] = ...) -> None: ...
+    provisioned_target: int
+    provisioned_ready: int
+    idle_seconds: float
+    def __init__(self, function_name: _Optional[str] = ..., version: _Optional[str] = ..., config_hash: _Optional[str] = ..., environments: _Optional[int] = ..., busy: _Optional[int] = ..., max_environments: _Optional[int] = ..., provisioned_target: _Optional[int] = ..., provisioned_ready: _Optional[int] = ..., idle_seconds: _Optional[float] = ...) -> None: ...
+
+class ProvisionRequest(_message.Message):
+    __slots__ = ("count",)
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    count: int
+    def __init__(self, count: _Optional[int] = ...) -> None: ...

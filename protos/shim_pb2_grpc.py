@@ -44,6 +44,11 @@ class ShimStub:
                 request_serializer=klambda_dot_protos_dot_shim__pb2.StatusRequest.SerializeToString,
                 response_deserializer=klambda_dot_protos_dot_shim__pb2.StatusResponse.FromString,
                 _registered_method=True)
+        self.Provision = channel.unary_unary(
+                '/klambda.shim.v1.Shim/Provision',
+                request_serializer=klambda_dot_protos_dot_shim__pb2.ProvisionRequest.SerializeToString,
+                response_deserializer=klambda_dot_protos_dot_shim__pb2.StatusResponse.FromString,
+                _registered_method=True)
 
 
 class ShimServicer:
@@ -63,6 +68,13 @@ class ShimServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Provision(self, request, context):
+        """Sets how many environments are kept initialised before traffic (provisioned concurrency).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ShimServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -74,6 +86,11 @@ def add_ShimServicer_to_server(servicer, server):
             'Status': grpc.unary_unary_rpc_method_handler(
                     servicer.Status,
                     request_deserializer=klambda_dot_protos_dot_shim__pb2.StatusRequest.FromString,
+                    response_serializer=klambda_dot_protos_dot_shim__pb2.StatusResponse.SerializeToString,
+            ),
+            'Provision': grpc.unary_unary_rpc_method_handler(
+                    servicer.Provision,
+                    request_deserializer=klambda_dot_protos_dot_shim__pb2.ProvisionRequest.FromString,
                     response_serializer=klambda_dot_protos_dot_shim__pb2.StatusResponse.SerializeToString,
             ),
     }
@@ -130,6 +147,33 @@ class Shim:
             target,
             '/klambda.shim.v1.Shim/Status',
             klambda_dot_protos_dot_shim__pb2.StatusRequest.SerializeToString,
+            klambda_dot_protos_dot_shim__pb2.StatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Provision(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/klambda.shim.v1.Shim/Provision',
+            klambda_dot_protos_dot_shim__pb2.ProvisionRequest.SerializeToString,
             klambda_dot_protos_dot_shim__pb2.StatusResponse.FromString,
             options,
             channel_credentials,

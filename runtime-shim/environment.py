@@ -16,6 +16,7 @@ import os
 import resource
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,6 +92,8 @@ class Environment:
     command: list[str]
     runtime_api: str
     init_type: str = "on-demand"
+    provisioned: bool = False
+    on_exit: Callable[[Environment], None] | None = None
     state: State = State.STARTING
     stream: logs.LogStream | None = None
     process: asyncio.subprocess.Process | None = None
@@ -132,6 +135,8 @@ class Environment:
     async def _watch_exit(self, process: asyncio.subprocess.Process) -> int:
         code = await process.wait()
         self.state = State.DEAD
+        if self.on_exit is not None:
+            self.on_exit(self)
         if self._ready is not None and not self._ready.done():
             self._ready.set_result(None)
         if self._waiter is not None and not self._waiter.done():

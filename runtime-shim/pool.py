@@ -1,8 +1,12 @@
 """The environments of one function version: reuse warm ones, start new ones, reap idle ones.
 
 An environment serves one invocation at a time (Lambda's model), so concurrency here is the
-number of busy environments. Warm environments are reused most-recently-used first, which keeps
-the set of warm environments small when load drops, so idle ones age out.
+number of busy environments. Two kinds live here:
+
+- provisioned environments (provisioned concurrency): initialised before traffic, never reaped,
+  replaced when they die, used first;
+- on-demand environments: started by an invocation that finds nothing free (a cold start),
+  reused most-recently-used first so the warm set shrinks when load drops, reaped when idle.
 """
 
 from __future__ import annotations
@@ -17,9 +21,16 @@ from klambda.shim.environment import Environment, State
 
 log = logging.getLogger(__name__)
 
+ON_DEMAND = "on-demand"
+PROVISIONED = "provisioned-concurrency"
+RETRY_MAX = 30.0
+
 
 class Busy(Exception):
     """Every environment is busy and no new one may start: the caller is throttled."""
+
+
+Create = Callable[[str], Awaitable[Environment]]
 
 
 class EnvironmentPool:
@@ -27,7 +38,7 @@ class EnvironmentPool:
 
     def __init__(
         self,
-        create: Callable[[], Awaitable[Environment]],
+        create: Create,
         max_environments: int,
         idle_timeout: float,
         acquire_timeout: float,
@@ -36,12 +47,20 @@ class EnvironmentPool:
         self.max_environments = max_environments
         self.idle_timeout = idle_timeout
         self.acquire_timeout = acquire_timeout
-        self._idle: list[Environment] = []
+        self.provisioned_target = 0
+        self._idle: list[Environment] = []  # on-demand, most recently used last
+        self._idle_provisioned: list[Environment] = []
         self._all: set[Environment] = set()
         self._starting = 0
+        self._starting_provisioned = 0
         self._freed = asyncio.Condition()
-        self._reaper: asyncio.Task[None] | None = None
+        self._changed = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
+        self.last_activity = time.monotonic()
+        self._busy = 0
+
+    # ------------------------------------------------------------------ counts
 
     @property
     def size(self) -> int:
@@ -49,24 +68,65 @@ class EnvironmentPool:
 
     @property
     def busy(self) -> int:
-        return self.size - len(self._idle)
+        return self._busy
+
+    @property
+    def provisioned_ready(self) -> int:
+        return sum(1 for e in self._all if e.provisioned and e.state in (State.IDLE, State.BUSY))
+
+    def _provisioned_count(self) -> int:
+        alive = sum(1 for e in self._all if e.provisioned and e.state is not State.DEAD)
+        return alive + self._starting_provisioned
+
+    def idle_seconds(self, now: float) -> float:
+        return 0.0 if self._busy else now - self.last_activity
+
+    # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
-        self._reaper = asyncio.create_task(self._reap_forever(), name="reap-idle-environments")
+        self._tasks = [
+            asyncio.create_task(self._reap_forever(), name="reap-idle-environments"),
+            asyncio.create_task(self._provision_forever(), name="keep-provisioned"),
+        ]
+
+    def set_provisioned(self, count: int) -> None:
+        """Keeps ``count`` environments initialised (extra idle ones become on-demand)."""
+        self.provisioned_target = max(0, min(count, self.max_environments))
+        surplus = self._provisioned_count() - self.provisioned_target
+        while surplus > 0 and self._idle_provisioned:
+            env = self._idle_provisioned.pop(0)
+            env.provisioned = False
+            self._idle.insert(0, env)  # oldest first in line for reaping
+            surplus -= 1
+        self._changed.set()
+
+    def environment_exited(self, env: Environment) -> None:
+        """An environment's process ended on its own (crash, kill): drop it, maybe replace."""
+        if env in self._idle:
+            self._idle.remove(env)
+        if env in self._idle_provisioned:
+            self._idle_provisioned.remove(env)
+        if env.provisioned:
+            self._changed.set()
+
+    # ------------------------------------------------------------------ invocations
 
     async def acquire(self) -> tuple[Environment, bool]:
         """A free environment, and whether it is new (a cold start)."""
         deadline = time.monotonic() + self.acquire_timeout
         while True:
-            while self._idle:
-                env = self._idle.pop()
-                if env.state is State.IDLE:
-                    return env, False
-                self._all.discard(env)
+            env = self._pop_idle()
+            if env is not None:
+                return self._take(env), False
             if self._closed:
                 raise Busy("the shim is shutting down")
             if self.size < self.max_environments:
-                return await self._new(), True
+                self._busy += 1
+                try:
+                    return await self._new(ON_DEMAND), True
+                except BaseException:
+                    self._busy -= 1
+                    raise
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise Busy(f"all {self.max_environments} environments are busy")
@@ -74,23 +134,85 @@ class EnvironmentPool:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._freed.wait(), remaining)
 
-    async def _new(self) -> Environment:
+    def _pop_idle(self) -> Environment | None:
+        for queue in (self._idle_provisioned, self._idle):
+            while queue:
+                env = queue.pop()
+                if env.state is State.IDLE:
+                    return env
+                self._all.discard(env)
+        return None
+
+    def _take(self, env: Environment) -> Environment:
+        self._busy += 1
+        self.last_activity = time.monotonic()
+        return env
+
+    async def _new(self, init_type: str) -> Environment:
         self._starting += 1
         try:
-            env = await self._create()
+            env = await self._create(init_type)
         finally:
             self._starting -= 1
         self._all.add(env)
         return env
 
     async def release(self, env: Environment) -> None:
+        self._busy -= 1
+        self.last_activity = time.monotonic()
         if env.state is State.DEAD or self._closed:
             self._all.discard(env)
             await env.stop()
+            if env.provisioned:
+                self._changed.set()
+        elif env.provisioned:
+            self._idle_provisioned.append(env)
         else:
             self._idle.append(env)
         async with self._freed:
             self._freed.notify()
+
+    # ------------------------------------------------------------------ provisioned concurrency
+
+    async def _provision_forever(self) -> None:
+        delay = 1.0
+        while True:
+            await self._changed.wait()
+            self._changed.clear()
+            missing = self.provisioned_target - self._provisioned_count()
+            room = self.max_environments - self.size
+            wanted = max(0, min(missing, room))
+            if not wanted:
+                continue
+            results = await asyncio.gather(
+                *(self._provision_one() for _ in range(wanted)), return_exceptions=True
+            )
+            if any(r is not True for r in results):
+                log.warning("provisioning failed; retrying in %.0fs", delay)
+                await asyncio.sleep(delay)
+                delay = min(RETRY_MAX, delay * 2)
+                self._changed.set()
+            else:
+                delay = 1.0
+
+    async def _provision_one(self) -> bool:
+        self._starting_provisioned += 1
+        try:
+            env = await self._new(PROVISIONED)
+            env.provisioned = True
+            failure = await env.wait_ready()
+        finally:
+            self._starting_provisioned -= 1
+        if failure is not None:
+            self._all.discard(env)
+            await env.stop()
+            return False
+        self._idle_provisioned.append(env)
+        async with self._freed:
+            self._freed.notify()
+        return True
+
+    # ------------------------------------------------------------------ reaping
 
     async def _reap_forever(self) -> None:
         interval = max(0.05, min(self.idle_timeout / 4, 10.0))
@@ -99,7 +221,7 @@ class EnvironmentPool:
             await self.reap(time.monotonic())
 
     async def reap(self, now: float) -> int:
-        """Stops environments idle for longer than the keep-warm period; returns how many."""
+        """Stops on-demand environments idle longer than the keep-warm period; returns how many."""
         stale = [e for e in self._idle if now - e.last_used >= self.idle_timeout]
         for env in stale:
             self._idle.remove(env)
@@ -112,11 +234,13 @@ class EnvironmentPool:
     async def close(self) -> None:
         """Stops every environment; in-flight invocations must have been drained first."""
         self._closed = True
-        if self._reaper is not None:
-            self._reaper.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._reaper
+                await task
         envs = list(self._all)
         self._all.clear()
         self._idle.clear()
+        self._idle_provisioned.clear()
         await asyncio.gather(*(e.stop() for e in envs))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import grpc
 
 from klambda.protos import shim_pb2, shim_pb2_grpc
@@ -47,12 +49,25 @@ class ShimService(shim_pb2_grpc.ShimServicer):
     async def Status(
         self, request: shim_pb2.StatusRequest, context: grpc.aio.ServicerContext
     ) -> shim_pb2.StatusResponse:
+        return self._status()
+
+    async def Provision(
+        self, request: shim_pb2.ProvisionRequest, context: grpc.aio.ServicerContext
+    ) -> shim_pb2.StatusResponse:
+        self.shim.pool.set_provisioned(request.count)
+        return self._status()
+
+    def _status(self) -> shim_pb2.StatusResponse:
         c = self.shim.config
+        pool = self.shim.pool
         return shim_pb2.StatusResponse(
             function_name=c.function_name,
             version=c.version,
             config_hash=c.config_hash,
-            environments=self.shim.pool.size,
-            busy=self.shim.pool.busy,
-            max_environments=self.shim.pool.max_environments,
+            environments=pool.size,
+            busy=pool.busy,
+            max_environments=pool.max_environments,
+            provisioned_target=pool.provisioned_target,
+            provisioned_ready=pool.provisioned_ready,
+            idle_seconds=pool.idle_seconds(time.monotonic()),
         )

@@ -52,9 +52,16 @@ class Shim:
     async def start(self) -> None:
         await self.runtime_api.start()
         self.pool.start()
+        self.pool.set_provisioned(self.config.provisioned_concurrency)
 
-    async def _create_environment(self) -> Environment:
-        env = Environment(self.config, self.command, runtime_api="")
+    async def _create_environment(self, init_type: str) -> Environment:
+        env = Environment(
+            self.config,
+            self.command,
+            runtime_api="",
+            init_type=init_type,
+            on_exit=self.pool.environment_exited,
+        )
         env.runtime_api = await self.runtime_api.attach(env)
         try:
             await env.start()

@@ -11,12 +11,18 @@ import pytest
 
 
 def test_ruff_is_clean(repo_root: Path) -> None:
-    if shutil.which("ruff") is None and subprocess.run(
-        [sys.executable, "-m", "ruff", "--version"], capture_output=True
-    ).returncode != 0:
+    if (
+        shutil.which("ruff") is None
+        and subprocess.run(
+            [sys.executable, "-m", "ruff", "--version"], capture_output=True
+        ).returncode
+        != 0
+    ):
         pytest.skip("ruff is not installed")
     result = subprocess.run(
         [sys.executable, "-m", "ruff", "check", "--output-format", "concise", "."],
-        cwd=repo_root, capture_output=True, text=True,
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr

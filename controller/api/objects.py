@@ -42,6 +42,11 @@ class ApiObject:
     def resource_version(self) -> str:
         return str(self.manifest["metadata"].get("resourceVersion", ""))
 
+    @property
+    def creation_key(self) -> tuple[str, str]:
+        """Sorts objects oldest first (then by name), e.g. to decide who came first."""
+        return (str(self.manifest["metadata"].get("creationTimestamp", "")), self.name)
+
     def to_dict(self) -> dict[str, Any]:
         out = copy.deepcopy(self.manifest)
         if self.status:

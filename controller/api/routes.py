@@ -24,6 +24,18 @@ class VersionTarget:
     problem: str | None = None
     """Why this version cannot run (e.g. its runtime is unavailable); None when it can."""
     problem_type: str = "ResourceNotReadyException"
+    activatable: bool = False
+    """No shim runs it now, but the platform starts one on demand."""
+
+
+@dataclass(frozen=True)
+class AliasRoute:
+    """An alias: its primary version, an optional weighted second one, its URL."""
+
+    name: str
+    primary: str
+    weights: dict[str, float] = field(default_factory=dict)
+    url: FunctionUrl | None = None
 
 
 @dataclass(frozen=True)
@@ -33,6 +45,9 @@ class FunctionRoute:
     arn: str
     url: FunctionUrl | None = None
     versions: dict[str, VersionTarget] = field(default_factory=dict)
+    aliases: dict[str, AliasRoute] = field(default_factory=dict)
+    reserved_concurrency: int | None = None
+    """Honoured reservation (a cap and a guarantee); None when the function has none."""
 
     def url_id(self, qualifier: str | None = None, default_namespace: str = "default") -> str:
         return url_id(self.name, qualifier, self.namespace, default_namespace)

@@ -42,6 +42,8 @@ class ShimConfig:
     """Address the gRPC server binds."""
     grpc_port: int = 0
     """Port the gRPC server binds; 0 picks a free one (reported on the ready fd)."""
+    provisioned_concurrency: int = 0
+    """Environments initialised at start and kept ready (changed later through Provision)."""
     max_environments: int = 64
     """Upper bound on environments this shim runs at once."""
     idle_timeout: float = 300.0

@@ -175,7 +175,7 @@ class FunctionSpec:
         doc="Entry point, e.g. app.handler (module.function).",
     )
     memory_size: int = prop(
-        default=128, minimum=128, maximum=10240, doc="Memory in MB; CPU is proportional."
+        default=128, minimum=128, maximum=10240, doc="Memory in MB each environment may use."
     )
     timeout: int = prop(default=3, minimum=1, maximum=900, doc="Maximum run time in seconds.")
     environment: Environment | None = prop(default=None, doc="Environment variables.")
@@ -184,6 +184,12 @@ class FunctionSpec:
         default=512, minimum=512, maximum=10240, doc="Size of /tmp in MB."
     )
     url: FunctionUrl | None = prop(default=None, doc="Function URL for $LATEST.")
+    reserved_concurrency: int | None = prop(
+        default=None,
+        minimum=0,
+        doc="Concurrency reserved for this function: a cap and a guarantee; 0 throttles "
+        "every invocation.",
+    )
 
     def check(self) -> Problems:
         if self.handler is None and not self.runtime.startswith("provided"):
@@ -192,6 +198,146 @@ class FunctionSpec:
     @property
     def env(self) -> dict[str, str]:
         return dict(self.environment.variables) if self.environment else {}
+
+
+VERSION_NUMBER_PATTERN = r"^[0-9]+$"
+ALIAS_NAME_PATTERN = r"^[a-zA-Z0-9_-]+$"
+
+
+@dataclass(frozen=True)
+class VersionSpec:
+    """An immutable, numbered snapshot of a Function's code and configuration (PublishVersion).
+
+    The platform numbers versions 1, 2, 3, ... per function, never reusing a number, and records
+    the snapshot in status when it first sees the object.
+    """
+
+    __cel__ = (
+        (
+            "self.functionName == oldSelf.functionName && "
+            "self.description == oldSelf.description && "
+            "(has(self.codeSha256) == has(oldSelf.codeSha256)) && "
+            "(!has(self.codeSha256) || self.codeSha256 == oldSelf.codeSha256)",
+            "a Version is immutable (only provisionedConcurrency may change): publish a new one",
+        ),
+    )
+
+    function_name: str = prop(
+        pattern=FUNCTION_NAME_PATTERN, max_length=FUNCTION_NAME_MAX, doc="The Function to snapshot."
+    )
+    description: str = prop(default="", max_length=256, doc="Free text for this version.")
+    code_sha256: str | None = prop(
+        default=None,
+        name="codeSha256",
+        doc="Publish only if the function's code has this CodeSha256 (Lambda's precondition).",
+    )
+    provisioned_concurrency: int = prop(
+        default=0,
+        minimum=0,
+        doc="Environments kept initialised for this version before traffic arrives.",
+    )
+
+
+IMMUTABLE_VERSION_FIELDS = ("function_name", "description", "code_sha256")
+
+
+@dataclass(frozen=True)
+class RoutingConfig:
+    """Send a share of an alias's traffic to a second version."""
+
+    __cel__ = (
+        (
+            "self.additionalVersionWeights.all(k, self.additionalVersionWeights[k] > 0.0 && "
+            "self.additionalVersionWeights[k] < 1.0)",
+            "weights must be greater than 0 and less than 1",
+        ),
+    )
+
+    additional_version_weights: dict[str, float] = prop(
+        default_factory=dict,
+        max_properties=1,
+        key_pattern=VERSION_NUMBER_PATTERN,
+        doc="At most one {version: weight}; the weight (between 0 and 1) is that version's share.",
+    )
+
+    def check(self) -> Problems:
+        for version, weight in self.additional_version_weights.items():
+            if not 0.0 < weight < 1.0:
+                yield (
+                    f".additionalVersionWeights.{version}",
+                    f"must be greater than 0 and less than 1 (got {weight})",
+                )
+
+
+@dataclass(frozen=True)
+class AliasSpec:
+    """A named pointer to a version, optionally splitting traffic with a second version."""
+
+    __cel__ = (
+        (
+            "!has(self.routingConfig) || size(self.routingConfig.additionalVersionWeights) == 0 || "
+            "self.functionVersion != '$LATEST'",
+            "an alias with routingConfig must point to a published version, not $LATEST",
+        ),
+        (
+            "!has(self.routingConfig) || "
+            "!(self.functionVersion in self.routingConfig.additionalVersionWeights)",
+            "the additional version must differ from functionVersion",
+        ),
+        (
+            "self.provisionedConcurrency == 0 || self.functionVersion != '$LATEST'",
+            "provisioned concurrency needs a published version, not $LATEST",
+        ),
+        (
+            "!has(self.name) || !self.name.matches('^[0-9]+$')",
+            "an alias name cannot be a number (numbers name versions)",
+        ),
+    )
+
+    function_name: str = prop(
+        pattern=FUNCTION_NAME_PATTERN, max_length=FUNCTION_NAME_MAX, doc="The Function aliased."
+    )
+    function_version: str = prop(
+        pattern=r"^(\$LATEST|[0-9]+)$",
+        pattern_message="must be a version number or $LATEST",
+        doc="The version the alias points to (a number, or $LATEST without routing).",
+    )
+    name: str | None = prop(
+        default=None,
+        max_length=128,
+        pattern=ALIAS_NAME_PATTERN,
+        doc="The alias name callers use as qualifier; defaults to metadata.name.",
+    )
+    description: str = prop(default="", max_length=256, doc="Free text.")
+    routing_config: RoutingConfig | None = prop(default=None, doc="Weighted traffic split.")
+    provisioned_concurrency: int = prop(
+        default=0, minimum=0, doc="Environments kept initialised behind this alias."
+    )
+    url: FunctionUrl | None = prop(default=None, doc="Function URL for this alias.")
+
+    def check(self) -> Problems:
+        weights = self.routing_config.additional_version_weights if self.routing_config else {}
+        if weights and self.function_version == "$LATEST":
+            yield (
+                ".routingConfig",
+                ("an alias with routingConfig must point to a published version, not $LATEST"),
+            )
+        if self.function_version in weights:
+            yield (
+                ".routingConfig.additionalVersionWeights",
+                ("the additional version must differ from functionVersion"),
+            )
+        if self.provisioned_concurrency and self.function_version == "$LATEST":
+            yield (
+                ".provisionedConcurrency",
+                ("provisioned concurrency needs a published version, not $LATEST"),
+            )
+        if self.name is not None and re.fullmatch(VERSION_NUMBER_PATTERN, self.name):
+            yield ".name", "an alias name cannot be a number (numbers name versions)"
+
+    @property
+    def weights(self) -> dict[str, float]:
+        return dict(self.routing_config.additional_version_weights) if self.routing_config else {}
 
 
 @dataclass(frozen=True)
@@ -218,6 +364,46 @@ class FunctionStatus:
     url: str = prop(default="", doc="Function URL of $LATEST, when configured.")
     code_sha256: str = prop(default="", name="codeSha256", doc="Base64 SHA-256 of the code.")
     last_modified: str = prop(default="", doc="When the spec last changed (ISO 8601).")
+    last_version: int = prop(
+        default=0, doc="Highest version number ever published (numbers are never reused)."
+    )
+
+
+@dataclass(frozen=True)
+class ProvisionedStatus:
+    """Provisioned concurrency: asked for, placed on versions, initialised and ready."""
+
+    requested: int = prop(default=0, doc="Environments asked for.")
+    allocated: int = prop(default=0, doc="Environments the platform is keeping.")
+    ready: int = prop(default=0, doc="Environments initialised and ready for traffic.")
+
+
+@dataclass(frozen=True)
+class VersionStatus:
+    """The version's number and snapshot, recorded once."""
+
+    observed_generation: int = prop(default=0, doc="Generation last reconciled.")
+    conditions: list[Condition] = prop(default_factory=list, doc="Ready and why not.")
+    version: str = prop(default="", doc="The version number, e.g. 3.")
+    code_sha256: str = prop(default="", name="codeSha256", doc="CodeSha256 of the snapshot.")
+    config_hash: str = prop(default="", doc="Hash of the snapshot's runtime configuration.")
+    function_spec: Any = prop(default=None, doc="The Function spec as published.")
+    provisioned_concurrency: ProvisionedStatus | None = prop(
+        default=None, doc="Provisioned environments of this version."
+    )
+
+
+@dataclass(frozen=True)
+class AliasStatus:
+    """Where the alias points now and how ready it is."""
+
+    observed_generation: int = prop(default=0, doc="Generation last reconciled.")
+    conditions: list[Condition] = prop(default_factory=list, doc="Ready and why not.")
+    alias_arn: str = prop(default="", doc="The alias's ARN.")
+    url: str = prop(default="", doc="Function URL of the alias, when configured.")
+    provisioned_concurrency: ProvisionedStatus | None = prop(
+        default=None, doc="Provisioned environments behind this alias."
+    )
 
 
 @dataclass(frozen=True)
@@ -275,7 +461,40 @@ FUNCTION = Kind(
         ),
     ),
 )
-KINDS: dict[str, Kind] = {k.kind: k for k in (FUNCTION,)}
+VERSION_KIND = Kind(
+    "Version",
+    "versions",
+    "version",
+    ("fnv",),
+    VersionSpec,
+    VersionStatus,
+    columns=(
+        Column("Function", ".spec.functionName"),
+        Column("Version", ".status.version"),
+        READY_COLUMN,
+        Column("Provisioned", ".status.provisionedConcurrency.ready", "integer", 1),
+        Column("Description", ".spec.description", priority=1),
+        AGE_COLUMN,
+    ),
+)
+ALIAS_KIND = Kind(
+    "Alias",
+    "aliases",
+    "alias",
+    ("fna",),
+    AliasSpec,
+    AliasStatus,
+    columns=(
+        Column("Function", ".spec.functionName"),
+        Column("Version", ".spec.functionVersion"),
+        Column("Weights", ".spec.routingConfig.additionalVersionWeights"),
+        Column("Provisioned", ".status.provisionedConcurrency.ready", "integer"),
+        READY_COLUMN,
+        Column("URL", ".status.url", priority=1),
+        AGE_COLUMN,
+    ),
+)
+KINDS: dict[str, Kind] = {k.kind: k for k in (FUNCTION, VERSION_KIND, ALIAS_KIND)}
 
 
 def name_problems(name: Any) -> list[str]:

@@ -83,5 +83,9 @@ class AdminClient:
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
         return dict(self._call("GET", f"/v1/objects/{kind}/{namespace}/{name}"))
 
+    def publish(self, namespace: str, function: str, description: str) -> dict[str, Any]:
+        body = {"namespace": namespace, "function": function, "description": description}
+        return dict(self._call("POST", "/v1/publish", body))
+
     def delete(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
         return dict(self._call("DELETE", f"/v1/objects/{kind}/{namespace}/{name}"))

@@ -23,6 +23,7 @@ from klambda.controller.api.manifest import ManifestError, load_documents
 from klambda.controller.api.routes import url_id
 from klambda.controller.api.types import kind_named
 from klambda.controller.cli.client import AdminClient, ApiError, request
+from klambda.controller.cli.printer import print_table
 from klambda.controller.cli.state import PlatformState
 
 
@@ -108,43 +109,11 @@ def get(args: argparse.Namespace, out: TextIO) -> int:
         yaml.safe_dump_all(items, out, sort_keys=False)
         return 0
     if not items:
-        print(f"No resources found in {args.namespace} namespace.", file=sys.stderr)
+        where = "any" if args.all_namespaces else f"the {args.namespace}"
+        print(f"No resources found in {where} namespace.", file=sys.stderr)
         return 0
-    _table(out, kind, items, args.all_namespaces)
+    print_table(out, kind, items, namespaces=args.all_namespaces, wide=args.output == "wide")
     return 0
-
-
-def _table(out: TextIO, kind: str, items: list[dict[str, Any]], with_ns: bool) -> None:
-    rows = []
-    for it in items:
-        meta = it["metadata"]
-        row = [meta["namespace"]] if with_ns else []
-        if kind == "Function":
-            ready, reason = _ready(it)
-            status = it.get("status", {})
-            row += [
-                meta["name"],
-                it["spec"]["runtime"],
-                status.get("state", "Pending"),
-                ready,
-                reason,
-                status.get("url") or "<none>",
-            ]
-        else:
-            row += [meta["name"], str(len(it.get("data", {})))]
-        rows.append(row)
-    head = (
-        ["NAME", "RUNTIME", "STATE", "READY", "REASON", "URL"]
-        if kind == "Function"
-        else ["NAME", "DATA"]
-    )
-    if with_ns:
-        head = ["NAMESPACE", *head]
-    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
-    for r in [head, *rows]:
-        print(
-            "   ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip(), file=out
-        )
 
 
 def url(args: argparse.Namespace, out: TextIO) -> int:
@@ -153,11 +122,38 @@ def url(args: argparse.Namespace, out: TextIO) -> int:
         fn = AdminClient(state).get("Function", args.namespace, args.name)
     except ApiError as e:
         raise _admin_error(e) from e
-    if args.qualifier:
-        raise CliError("function URLs for aliases arrive with aliases (not yet available)")
+    if args.qualifier and args.qualifier != "$LATEST":
+        return _alias_url(args, out)
     if not fn["spec"].get("url"):
         raise CliError(f'function "{args.name}" has no URL (add spec.url to its manifest)')
     print(f"{state.gateway_url}/lambda-url/{url_id(args.name, None, args.namespace)}/", file=out)
+    return 0
+
+
+def _alias_url(args: argparse.Namespace, out: TextIO) -> int:
+    client = AdminClient(_state(args))
+    aliases = [
+        a
+        for a in client.list("Alias", args.namespace)
+        if a["spec"]["functionName"] == args.name
+        and (a["spec"].get("name") or a["metadata"]["name"]) == args.qualifier
+    ]
+    if not aliases:
+        raise CliError(f'function "{args.name}" has no alias "{args.qualifier}"')
+    url_ = aliases[0].get("status", {}).get("url")
+    if not url_:
+        raise CliError(f'alias "{args.qualifier}" has no URL (add spec.url to its manifest)')
+    print(url_, file=out)
+    return 0
+
+
+def publish(args: argparse.Namespace, out: TextIO) -> int:
+    client = AdminClient(_state(args))
+    try:
+        result = client.publish(args.namespace, args.name, args.description or "")
+    except ApiError as e:
+        raise _admin_error(e) from e
+    print(result["version"], file=out)
     return 0
 
 

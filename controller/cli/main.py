@@ -43,19 +43,30 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="how long idle environments stay warm (default %(default)s)",
     )
+    up.add_argument(
+        "--concurrency-limit",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="regional limit on invocations in flight (default %(default)s)",
+    )
 
     a = sub.add_parser("apply", parents=[common], help="create or update objects from manifests")
     a.add_argument("-f", "--filename", action="append", required=True, help="file or directory")
 
     d = sub.add_parser("delete", parents=[common, ns], help="delete objects")
-    d.add_argument("kind", help="function | configmap")
+    d.add_argument("kind", help="function | version | alias | configmap")
     d.add_argument("names", nargs="+", metavar="NAME")
 
     g = sub.add_parser("get", parents=[common, ns], help="list objects")
-    g.add_argument("kind", help="functions | configmaps")
+    g.add_argument("kind", help="functions | versions | aliases | configmaps")
     g.add_argument("names", nargs="*", metavar="NAME")
-    g.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
+    g.add_argument("-o", "--output", choices=["table", "wide", "json", "yaml"], default="table")
     g.add_argument("-A", "--all-namespaces", action="store_true")
+
+    pb = sub.add_parser("publish", parents=[common, ns], help="publish a version of a function")
+    pb.add_argument("name")
+    pb.add_argument("--description", help="what this version is")
 
     u = sub.add_parser("url", parents=[common, ns], help="print a function's URL")
     u.add_argument("name")
@@ -81,6 +92,13 @@ def _up(args: argparse.Namespace) -> int:
     from klambda.controller.cli.up import UpError, UpOptions, run
 
     files = args.filename or ["examples"]
+    if not args.filename and not Path("examples").is_dir():
+        print(
+            "error: no examples/ folder here: run from the klambda repository, or pass "
+            "-f FILE_OR_DIR",
+            file=sys.stderr,
+        )
+        return 1
     options = UpOptions(
         data_dir=Path(args.data_dir),
         files=files,
@@ -89,7 +107,14 @@ def _up(args: argparse.Namespace) -> int:
         redis_url=args.redis_url,
         region=args.region,
         idle_timeout=args.keep_warm,
+        concurrency_limit=args.concurrency_limit,
     )
+    if args.concurrency_limit < 100:
+        print(
+            "error: --concurrency-limit must be at least 100 (the unreserved minimum)",
+            file=sys.stderr,
+        )
+        return 2
     try:
         try:
             import uvloop
@@ -106,6 +131,7 @@ COMMANDS = {
     "delete": commands.delete,
     "get": commands.get,
     "url": commands.url,
+    "publish": commands.publish,
     "invoke": commands.invoke,
     "logs": commands.logs,
     "env": commands.env,

@@ -14,6 +14,7 @@ import logging
 import os
 import secrets
 import signal
+import socket
 import string
 import sys
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ class UpOptions:
     redis_url: str | None = None
     region: str = "us-east-1"
     idle_timeout: float = 300.0
+    concurrency_limit: int = 1000
 
 
 class UpError(Exception):
@@ -102,18 +104,25 @@ def _setup_logging(data_dir: Path) -> None:
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
-async def _bind(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
+def _listen(host: str, port: int) -> socket.socket:
+    """A bound listening socket, so the port is known (and known free) before anything starts."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(1024)
+    except OSError as e:
+        sock.close()
+        raise UpError(f"cannot listen on {host}:{port}: {e.strerror}; choose another --port") from e
+    return sock
+
+
+async def _serve(app: web.Application, sock: socket.socket) -> web.AppRunner:
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_address=True)
-    try:
-        await site.start()
-    except OSError as e:
-        await runner.cleanup()
-        raise UpError(f"cannot listen on {host}:{port}: {e.strerror}; choose another --port") from e
-    server = site._server
-    bound = server.sockets[0].getsockname()[1] if server and server.sockets else port  # type: ignore[union-attr]
-    return runner, int(bound)
+    await web.SockSite(runner, sock).start()
+    return runner
 
 
 def _display_host(host: str) -> str:
@@ -149,19 +158,15 @@ async def run(options: UpOptions, out: TextIO = sys.stdout) -> int:
             stack.push_async_callback(redis.stop)
             redis_url = redis.url
 
-        table = RoutingTable()
-        gateway_settings = GatewaySettings(
-            host=options.host, port=options.port, region=options.region
-        )
-        gateway, port = await _bind(create_app(gateway_settings, table), options.host, options.port)
-        stack.push_async_callback(gateway.cleanup)
+        gateway_sock = _listen(options.host, options.port)
+        stack.callback(gateway_sock.close)
+        port = gateway_sock.getsockname()[1]
         gateway_url = f"http://{_display_host(options.host)}:{port}"
+        admin_sock = _listen("127.0.0.1", 0)
+        stack.callback(admin_sock.close)
 
+        table = RoutingTable()
         store = ObjectStore()
-        token = secrets.token_urlsafe(32)
-        admin, admin_port = await _bind(create_admin_app(store, token), "127.0.0.1", 0)
-        stack.push_async_callback(admin.cleanup)
-
         platform = LocalPlatform(data_dir / "run")
         stack.push_async_callback(platform.close)
         controller = Controller(
@@ -173,12 +178,29 @@ async def run(options: UpOptions, out: TextIO = sys.stdout) -> int:
                 gateway_url=gateway_url,
                 region=options.region,
                 idle_timeout=options.idle_timeout,
+                concurrency_limit=options.concurrency_limit,
             ),
         )
         platform.on_change = controller.kick
+
+        gateway_settings = GatewaySettings(
+            host=options.host,
+            port=port,
+            region=options.region,
+            concurrency_limit=options.concurrency_limit,
+        )
+        gateway = await _serve(create_app(gateway_settings, table, controller), gateway_sock)
+        stack.push_async_callback(gateway.cleanup)
+        token = secrets.token_urlsafe(32)
+        admin = await _serve(create_admin_app(store, token), admin_sock)
+        stack.push_async_callback(admin.cleanup)
+        admin_port = admin_sock.getsockname()[1]
         for obj in objects:
             await store.apply(obj)
-        await controller.reconcile()
+        try:
+            await controller.reconcile()
+        except Exception:  # the loop retries; a bad first pass must not stop the platform
+            log.exception("first reconcile pass failed")
         loop_task = asyncio.create_task(controller.run(), name="controller")
 
         async def stop_controller() -> None:

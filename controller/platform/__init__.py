@@ -24,6 +24,17 @@ class StartFailed(Exception):
 
 
 @dataclass(frozen=True)
+class Observation:
+    """What a running shim reports about its environments."""
+
+    environments: int
+    busy: int
+    provisioned_target: int
+    provisioned_ready: int
+    idle_seconds: float
+
+
+@dataclass(frozen=True)
 class Placement:
     """A running shim's address, as the gateway dials it."""
 
@@ -51,6 +62,14 @@ class Platform(Protocol):
 
     async def stop(self, key: ShimKey) -> None:
         """Drains and stops the shim of ``key``."""
+        ...
+
+    async def provision(self, key: ShimKey, count: int) -> None:
+        """Sets how many environments the shim of ``key`` keeps initialised."""
+        ...
+
+    async def observe(self, key: ShimKey) -> Observation | None:
+        """The shim's own report, or None when it cannot be reached."""
         ...
 
     async def close(self) -> None:

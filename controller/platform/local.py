@@ -20,9 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+import grpc
+
 from klambda.controller.api.shim_config import ShimConfig
-from klambda.controller.platform import Placement, StartFailed
+from klambda.controller.platform import Observation, Placement, StartFailed
 from klambda.controller.reconcile import RunningShim, ShimKey
+from klambda.protos import shim_pb2, shim_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +41,13 @@ class ShimProcess:
     address: str = ""
     watcher: asyncio.Task[None] | None = None
     stopping: bool = False
+    provisioned: int = 0
+    channel: grpc.aio.Channel | None = None
+
+    def stub(self) -> shim_pb2_grpc.ShimStub:
+        if self.channel is None:
+            self.channel = grpc.aio.insecure_channel(self.address)
+        return shim_pb2_grpc.ShimStub(self.channel)
 
 
 @dataclass
@@ -53,7 +63,9 @@ class LocalPlatform:
 
     def running(self) -> dict[ShimKey, RunningShim]:
         return {
-            key: RunningShim(*key, config_hash=shim.config.config_hash)
+            key: RunningShim(
+                *key, config_hash=shim.config.config_hash, provisioned=shim.provisioned
+            )
             for key, shim in self._current.items()
         }
 
@@ -75,6 +87,29 @@ class LocalPlatform:
         shim = self._current.pop(key, None)
         if shim is not None:
             self._retire(shim)
+
+    async def provision(self, key: ShimKey, count: int) -> None:
+        shim = self._current.get(key)
+        if shim is None:
+            return
+        try:
+            await shim.stub().Provision(shim_pb2.ProvisionRequest(count=count), timeout=5)
+        except grpc.aio.AioRpcError as e:
+            log.warning("provisioning %s/%s:%s failed: %s", *key, e.details())
+            return
+        shim.provisioned = count
+
+    async def observe(self, key: ShimKey) -> Observation | None:
+        shim = self._current.get(key)
+        if shim is None:
+            return None
+        try:
+            r = await shim.stub().Status(shim_pb2.StatusRequest(), timeout=5)
+        except grpc.aio.AioRpcError:
+            return None
+        return Observation(
+            r.environments, r.busy, r.provisioned_target, r.provisioned_ready, r.idle_seconds
+        )
 
     async def close(self) -> None:
         shims = list(self._current.values())
@@ -123,7 +158,12 @@ class LocalPlatform:
             raise StartFailed(
                 "ShimStartFailed", f"the shim exited during start-up (see {run_dir / stem}.log)"
             )
-        message = json.loads(report)
+        try:
+            message = json.loads(report)
+            assert isinstance(message, dict) and ("error" in message or "port" in message)
+        except (ValueError, AssertionError):
+            await self._terminate(shim, grace=0)
+            raise StartFailed("ShimStartFailed", f"the shim reported {report!r}") from None
         if "error" in message:
             await self._terminate(shim, grace=0)
             raise StartFailed(
@@ -132,6 +172,7 @@ class LocalPlatform:
                 permanent=message.get("reason") == "InvalidRuntime",
             )
         shim.address = f"{config.grpc_host}:{message['port']}"
+        shim.provisioned = config.provisioned_concurrency
         log.info("shim %s/%s:%s ready at %s (pid %d)", *key, shim.address, process.pid)
         return shim
 
@@ -168,6 +209,8 @@ class LocalPlatform:
                 await proc.wait()
         if shim.watcher is not None:
             await shim.watcher
+        if shim.channel is not None:
+            await shim.channel.close()
 
 
 def _prepare(run_dir: Path, config: ShimConfig, config_path: Path, stem: str) -> BinaryIO:

@@ -232,9 +232,17 @@ def test_get_functions(platform: Platform) -> None:
     r = platform.cli("get", "functions")
     assert r.returncode == 0
     lines = r.stdout.splitlines()
-    assert lines[0].split() == ["NAME", "RUNTIME", "STATE", "READY", "REASON", "URL"]
+    assert lines[0].split() == ["NAME", "RUNTIME", "STATE", "READY", "URL", "AGE"]
     hello = next(x for x in lines if x.startswith("hello "))
-    assert hello.split()[1:5] == ["python3.11", "Active", "True", "EnvironmentReady"]
+    assert hello.split()[1:5] == [
+        "python3.11",
+        "Active",
+        "True",
+        f"{platform.url}/lambda-url/hello/",
+    ]
+    wide = platform.cli("get", "functions", "-o", "wide").stdout.splitlines()
+    assert "REASON" in wide[0].split()
+    assert "EnvironmentReady" in next(x for x in wide if x.startswith("hello ")).split()
     one = json.loads(platform.cli("get", "fn", "hello", "-o", "json").stdout)
     assert one["status"]["observedGeneration"] == 1
     assert one["status"]["codeSha256"]

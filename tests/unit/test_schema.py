@@ -141,7 +141,7 @@ def test_crd_schema_carries_defaults_limits_and_rules() -> None:
     props = version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
     assert props["memorySize"] == {
         "default": 128,
-        "description": "Memory in MB; CPU is proportional.",
+        "description": "Memory in MB each environment may use.",
         "maximum": 10240,
         "minimum": 128,
         "type": "integer",
