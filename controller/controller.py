@@ -70,6 +70,8 @@ class ControllerSettings:
     """Seconds between passes when nothing changed (retries, crashed shims)."""
     settle_period: float = 0.25
     """Seconds between passes while provisioned environments are still starting."""
+    watch_period: float = 2.0
+    """Seconds between passes while shims with provisioned or on-demand versions run."""
     idle_timeout: float = 300.0
     """Seconds an idle environment (and an unreferenced version's shim) is kept warm."""
     max_environments: int = 64
@@ -147,9 +149,11 @@ class Controller:
                     await self.reconcile()
                 except Exception:  # a pass must never kill the loop; the next one retries
                     log.exception("reconcile pass failed")
-                period = (
-                    self.settings.settle_period if self._settling else (self.settings.resync_period)
-                )
+                period = self.settings.resync_period
+                if self._settling:
+                    period = self.settings.settle_period
+                elif self._observed:  # provisioned or on-demand version shims: watch them
+                    period = min(period, self.settings.watch_period)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), period)
         finally:
