@@ -15,7 +15,8 @@ from aiohttp import web
 
 from klambda.controller.api.objects import ApiObject, describe, parse_object
 from klambda.controller.api.schema import ValidationError
-from klambda.controller.api.types import API_VERSION, kind_named
+from klambda.controller.api.types import API_VERSION, kind_named, name_problems
+from klambda.controller.platform.iam_local import FileDirectory, IamError
 from klambda.controller.reconcile import latest_shim
 from klambda.controller.store import NotFound, ObjectStore
 
@@ -180,7 +181,62 @@ def _kind(request: web.Request) -> str:
     return kind
 
 
-def create_admin_app(store: ObjectStore, token: str) -> web.Application:
+class KeysApi:
+    """Principals' access keys (local platform): list, create, delete."""
+
+    def __init__(self, directory: FileDirectory) -> None:
+        self.directory = directory
+
+    async def list(self, request: web.Request) -> web.Response:
+        items = [
+            {
+                "accessKeyId": k.access_key_id,
+                "principal": p.name,
+                "namespace": p.namespace,
+                "arn": p.arn,
+                "created": k.created,
+            }
+            for k, p in self.directory.access_keys()
+        ]
+        return web.json_response(
+            {"items": sorted(items, key=lambda i: (i["namespace"], i["principal"]))}
+        )
+
+    async def create(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+            name, namespace = str(body["name"]), str(body.get("namespace") or "default")
+            policy = body.get("policy")
+        except (ValueError, KeyError, TypeError):
+            return _status(400, "BadRequest", 'expected {"name", "namespace", "policy"}')
+        problems = name_problems(name)
+        if problems:
+            return _status(422, "Invalid", f"name: {problems[0]}")
+        try:
+            key = self.directory.create_key(name, namespace, policy)
+        except IamError as e:
+            return _status(422, "Invalid", str(e))
+        found = self.directory.lookup(key.access_key_id)
+        assert found is not None
+        return web.json_response(
+            {
+                "accessKeyId": key.access_key_id,
+                "secretAccessKey": key.secret_access_key,
+                "arn": found[1].arn,
+            }
+        )
+
+    async def delete(self, request: web.Request) -> web.Response:
+        try:
+            key = self.directory.delete_key(request.match_info["key"])
+        except IamError as e:
+            return _status(404, "NotFound", str(e))
+        return web.json_response({"accessKeyId": key.access_key_id})
+
+
+def create_admin_app(
+    store: ObjectStore, token: str, directory: FileDirectory | None = None
+) -> web.Application:
     @web.middleware
     async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
         given = request.headers.get("Authorization", "").removeprefix("Bearer ")
@@ -195,4 +251,9 @@ def create_admin_app(store: ObjectStore, token: str) -> web.Application:
     app.router.add_get("/v1/objects/{kind}", api.list)
     app.router.add_get("/v1/objects/{kind}/{namespace}/{name}", api.get)
     app.router.add_delete("/v1/objects/{kind}/{namespace}/{name}", api.delete)
+    if directory is not None:
+        keys = KeysApi(directory)
+        app.router.add_get("/v1/keys", keys.list)
+        app.router.add_post("/v1/keys", keys.create)
+        app.router.add_delete("/v1/keys/{key}", keys.delete)
     return app

@@ -21,6 +21,7 @@ VERSION_NOT_FOUND = "VersionNotFound"
 FUNCTION_NOT_FOUND = "FunctionNotFound"
 DUPLICATE_ALIAS = "DuplicateAlias"
 PROVISIONED_EXCEEDS_RESERVED = "ProvisionedExceedsReserved"
+PROVISIONED_EXCEEDS_LIMIT = "ProvisionedExceedsLimit"
 
 
 def alias_name(obj: ApiObject) -> str:
@@ -73,6 +74,7 @@ def plan_function(
     versions: Mapping[str, ApiObject],
     aliases: Iterable[ApiObject],
     reserved: int | None,
+    per_version_limit: int | None = None,
 ) -> FunctionPlan:
     """``versions``: numbered Version objects by number (the first object of each number)."""
     out = FunctionPlan()
@@ -114,6 +116,14 @@ def plan_function(
             PROVISIONED_EXCEEDS_RESERVED,
             f"provisioned concurrency ({requested}) exceeds the function's reserved "
             f"concurrency ({reserved})",
+        )
+        return out
+    over = sorted(v for v, n in totals.items() if per_version_limit and n > per_version_limit)
+    if over:
+        out.problem = (
+            PROVISIONED_EXCEEDS_LIMIT,
+            f"provisioned concurrency for version {over[0]} ({totals[over[0]]}) exceeds the "
+            f"platform's {per_version_limit} environments per version",
         )
         return out
     out.provisioned = {v: n for v, n in totals.items() if n > 0}

@@ -38,6 +38,8 @@ class CodeBundle:
     directory: Path
     sha256: str
     """Base64 SHA-256, Lambda's CodeSha256."""
+    size: int = 0
+    """Bytes of code (Lambda's CodeSize)."""
 
 
 def files_sha256(files: Mapping[str, str | bytes]) -> str:
@@ -105,7 +107,8 @@ def _write_files(root: Path, files: dict[str, str]) -> CodeBundle:
             if PurePosixPath(name).name in EXECUTABLE_NAMES:
                 target.chmod(0o755)
 
-    return CodeBundle(_publish(root, sha, fill), sha)
+    directory = _publish(root, sha, fill)
+    return CodeBundle(directory, sha, _size(directory))
 
 
 def _unpack_zip(root: Path, archive: bytes, where: str) -> CodeBundle:
@@ -133,7 +136,17 @@ def _unpack_zip(root: Path, archive: bytes, where: str) -> CodeBundle:
                 target.chmod(0o755)
 
     with zf:
-        return CodeBundle(_publish(root, sha, fill), sha)
+        directory = _publish(root, sha, fill)
+        return CodeBundle(directory, sha, len(archive))
+
+
+def _size(directory: Path) -> int:
+    return sum(p.stat().st_size for p in directory.rglob("*") if p.is_file())
+
+
+def code_bundle(directory: Path, sha256: str) -> CodeBundle:
+    """The bundle of code already in place (e.g. a version's pinned code)."""
+    return CodeBundle(directory, sha256, _size(directory))
 
 
 def _safe_target(base: Path, name: str) -> Path:

@@ -24,6 +24,7 @@ from klambda.controller import publishing
 from klambda.controller import status as status_mod
 from klambda.controller.api.arn import account_for, function_arn
 from klambda.controller.api.objects import ApiObject
+from klambda.controller.api.policy import parse_policy
 from klambda.controller.api.routes import (
     LATEST,
     AliasRoute,
@@ -33,7 +34,8 @@ from klambda.controller.api.routes import (
 )
 from klambda.controller.api.shim_config import ShimConfig
 from klambda.controller.api.types import AliasSpec, FunctionSpec
-from klambda.controller.code import CodeBundle, CodeFetchFailed, materialize
+from klambda.controller.code import CodeBundle, CodeFetchFailed, code_bundle, materialize
+from klambda.controller.configuration import function_configuration, revision_id
 from klambda.controller.platform import Observation, Platform, StartFailed
 from klambda.controller.reconcile import (
     DesiredShim,
@@ -105,7 +107,7 @@ class World:
     def numbered(self, key: tuple[str, str]) -> dict[str, ApiObject]:
         """Version objects by number (the first object to get each number)."""
         out: dict[str, ApiObject] = {}
-        for obj in self.versions.get(key, []):
+        for obj in sorted(self.versions.get(key, []), key=lambda o: o.creation_key):
             number = obj.status.get("version")
             if number and number not in out:
                 out[number] = obj
@@ -212,6 +214,7 @@ class Controller:
                 world.numbered(key),
                 world.aliases.get(key, []),
                 granted.get(key),
+                self.settings.max_environments,
             )
             for key in set(world.functions) | set(world.aliases)
         }
@@ -341,7 +344,7 @@ class Controller:
                 return await materialize(want.spec.code, root, world.maps_in(want.namespace))
             pinned = root / base64.b64decode(want.code_sha256).hex()
             if pinned.is_dir():
-                return CodeBundle(pinned, want.code_sha256)
+                return await asyncio.to_thread(code_bundle, pinned, want.code_sha256)
             bundle = await materialize(want.spec.code, root, world.maps_in(want.namespace))
         except CodeFetchFailed as e:
             raise StartFailed("CodeFetchFailed", str(e)) from e
@@ -368,9 +371,6 @@ class Controller:
     ) -> ShimConfig:
         spec = want.spec
         s = self.settings
-        limit = (
-            s.max_environments if reserved is None else max(1, min(reserved, s.max_environments))
-        )
         return ShimConfig(
             function_name=want.name,
             version=want.version,
@@ -386,7 +386,7 @@ class Controller:
             namespace=want.namespace,
             config_hash=want.config_hash,
             provisioned_concurrency=want.provisioned,
-            max_environments=limit,
+            max_environments=s.max_environments,
             idle_timeout=s.idle_timeout,
         )
 
@@ -410,18 +410,45 @@ class Controller:
         uid = url_id(name, qualifier, namespace, self.settings.default_namespace)
         return f"{self.settings.gateway_url}/lambda-url/{uid}/"
 
-    def _target(self, key: ShimKey, spec: FunctionSpec) -> VersionTarget:
+    def _target(
+        self, key: ShimKey, spec: FunctionSpec, configuration: dict[str, Any]
+    ) -> VersionTarget:
         failure = self._failures.get(key)
         endpoints = self.platform.endpoints(key)
+        timeout = float(spec.timeout)
         if endpoints or failure is None:
-            return VersionTarget(key[2], endpoints, float(spec.timeout), activatable=not endpoints)
+            return VersionTarget(
+                key[2], endpoints, timeout, activatable=not endpoints, configuration=configuration
+            )
         problem_type = (
             "InvalidRuntimeException"
             if failure.reason == "InvalidRuntime"
             else "ResourceNotReadyException"
         )
-        return VersionTarget(
-            key[2], (), float(spec.timeout), f"{failure.reason}: {failure.message}", problem_type
+        problem = f"{failure.reason}: {failure.message}"
+        return VersionTarget(key[2], (), timeout, problem, problem_type, False, configuration)
+
+    def _configuration(
+        self, fn: ApiObject, spec: FunctionSpec, version: str, obj: ApiObject | None
+    ) -> dict[str, Any]:
+        bundle = self._code.get((fn.namespace, fn.name, version))
+        status = obj.status if obj is not None else fn.status
+        return function_configuration(
+            namespace=fn.namespace,
+            name=fn.name,
+            region=self.settings.region,
+            spec=spec,
+            version=version,
+            description=obj.spec.description if obj is not None else spec.description,
+            code_sha256=status.get("codeSha256", "") or (bundle.sha256 if bundle else ""),
+            code_size=bundle.size if bundle else 0,
+            last_modified=(
+                obj.manifest["metadata"].get("creationTimestamp", "")
+                if obj
+                else fn.status.get("lastModified", "")
+            ),
+            state=fn.status.get("state", "Pending") if obj is None else "Active",
+            qualified=obj is not None,
         )
 
     def _publish_route(
@@ -432,14 +459,29 @@ class Controller:
         reserved: int | None,
     ) -> None:
         key = (fn.namespace, fn.name)
-        versions = {LATEST: self._target((*key, LATEST), fn.spec)}
+        versions = {
+            LATEST: self._target(
+                (*key, LATEST), fn.spec, self._configuration(fn, fn.spec, LATEST, None)
+            )
+        }
         for number, obj in world.numbered(key).items():
-            versions[number] = self._target((*key, number), publishing.spec_of(obj.status))
+            spec = publishing.spec_of(obj.status)
+            versions[number] = self._target(
+                (*key, number), spec, self._configuration(fn, spec, number, obj)
+            )
         alias_routes = {}
         for a in plan_.aliases:
             if a.problem is None:
-                spec: AliasSpec = a.obj.spec
-                alias_routes[a.name] = AliasRoute(a.name, a.primary, a.weights, spec.url)
+                aspec: AliasSpec = a.obj.spec
+                alias_routes[a.name] = AliasRoute(
+                    a.name,
+                    a.primary,
+                    a.weights,
+                    aspec.url,
+                    aspec.description,
+                    revision_id(a.obj.resource_version, a.name),
+                    self.url_of(*key, a.name) if aspec.url else "",
+                )
         self.routes.publish(
             FunctionRoute(
                 fn.namespace,
@@ -449,6 +491,11 @@ class Controller:
                 versions,
                 alias_routes,
                 reserved,
+                parse_policy(fn.spec.policy, resource_policy=True) if fn.spec.policy else None,
+                fn.spec.policy,
+                account_for(fn.namespace),
+                self.url_of(*key) if fn.spec.url else "",
+                str(fn.manifest["metadata"].get("creationTimestamp", "")),
             )
         )
 

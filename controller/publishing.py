@@ -17,7 +17,7 @@ from klambda.controller.api.objects import ApiObject
 from klambda.controller.api.types import FunctionSpec, VersionSpec
 
 # Per-qualifier or function-wide settings, not part of a version (Lambda's rules).
-UNVERSIONED = ("url", "description", "reservedConcurrency")
+UNVERSIONED = ("url", "description", "reservedConcurrency", "policy")
 
 # Reasons
 PUBLISHED = "Published"

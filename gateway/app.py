@@ -1,11 +1,19 @@
-"""The gateway application factory: routes, host-form function URLs, metrics, cleanup."""
+"""The gateway application factory: routes, host-form function URLs, auth, async intake,
+metrics, and the resources that need cleaning up."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+import redis.asyncio as aioredis
 from aiohttp import web
 
+from klambda.controller.api.iam import Directory
+from klambda.gateway.async_queue import AsyncQueue, Dispatcher
+from klambda.gateway.auth import Authenticator
+from klambda.gateway.control_plane import ControlPlane
 from klambda.gateway.function_urls import PATH_PREFIX, FunctionUrls, host_url_id
 from klambda.gateway.invoke_api import InvokeApi
 from klambda.gateway.invoking import Activator, Invoker
@@ -16,18 +24,25 @@ from klambda.gateway.shim_client import ShimClient
 
 INVOKER = web.AppKey("invoker", Invoker)
 METRICS = web.AppKey("metrics", Metrics)
+DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def create_app(
-    settings: GatewaySettings, table: RoutingTable, activator: Activator | None = None
+    settings: GatewaySettings,
+    table: RoutingTable,
+    directory: Directory,
+    activator: Activator | None = None,
 ) -> web.Application:
     metrics = Metrics()
     client = ShimClient()
     invoker = Invoker(table, client, metrics, settings, activator)
-    urls = FunctionUrls(invoker, settings)
-    invoke_api = InvokeApi(invoker, settings)
+    authenticator = Authenticator(directory, settings.region)
+    urls = FunctionUrls(invoker, settings, authenticator)
+    redis_client = aioredis.Redis.from_url(settings.redis_url) if settings.redis_url else None
+    queue = AsyncQueue(redis_client) if redis_client is not None else None
+    invoke_api = InvokeApi(invoker, settings, authenticator, queue)
 
     @web.middleware
     async def host_form_urls(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -44,8 +59,19 @@ def create_app(
     async def serve_metrics(request: web.Request) -> web.Response:
         return web.Response(body=metrics.render(), content_type="text/plain")
 
-    async def close_client(app: web.Application) -> AsyncIterator[None]:
+    async def resources(app: web.Application) -> AsyncIterator[None]:
+        task = None
+        if redis_client is not None:
+            dispatcher = Dispatcher(redis_client, invoker, settings.async_concurrency)
+            app[DISPATCHER] = dispatcher
+            task = asyncio.create_task(dispatcher.run(), name="async-dispatcher")
         yield
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if redis_client is not None:
+            await redis_client.aclose()
         await client.close()
 
     # Bodies are read by the handlers with Lambda's limits; aiohttp's own cap only backs it up.
@@ -56,7 +82,8 @@ def create_app(
     app[METRICS] = metrics
     app.router.add_get("/metrics", serve_metrics)
     app.router.add_post("/2015-03-31/functions/{name}/invocations", invoke_api.handle)
+    ControlPlane(invoker, settings, authenticator).mount(app)
     app.router.add_route("*", PATH_PREFIX + "{url_id}", path_form_url)
     app.router.add_route("*", PATH_PREFIX + "{url_id}/{rest:.*}", path_form_url)
-    app.cleanup_ctx.append(close_client)
+    app.cleanup_ctx.append(resources)
     return app

@@ -63,6 +63,28 @@ class TooManyRequests(LambdaError):
         super().__init__(message, Reason=reason)
 
 
+class AuthError(LambdaError):
+    """The caller could not be authenticated (botocore turns the type into its exception)."""
+
+    status = 403
+    message_key = "message"
+
+    def __init__(self, error_type: str, message: str) -> None:
+        super().__init__(message)
+        self.error_type = error_type  # type: ignore[misc]
+
+    def body(self) -> dict[str, Any]:
+        return {"message": self.message}
+
+
+class AccessDenied(LambdaError):
+    status = 403
+    error_type = "AccessDeniedException"
+
+    def body(self) -> dict[str, Any]:
+        return {"Message": self.message}
+
+
 class ServiceError(LambdaError):
     status = 500
     error_type = "ServiceException"

@@ -1,32 +1,52 @@
-"""Lambda's Invoke API: ``POST /2015-03-31/functions/{FunctionName}/invocations``."""
+"""Lambda's Invoke API: ``POST /2015-03-31/functions/{FunctionName}/invocations``.
+
+Every call is SigV4-authenticated and authorized for ``lambda:InvokeFunction`` on the function
+ARN as named (qualified when a qualifier is given). ``RequestResponse`` runs the function and
+returns its result; ``Event`` stores the event durably and answers 202; ``DryRun`` answers 204
+once auth and existence check out.
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import json
+import time
 
 from aiohttp import web
 
 from klambda.controller.api.arn import InvalidFunctionName, parse_function_name
+from klambda.gateway.async_queue import AsyncEvent, AsyncQueue
+from klambda.gateway.auth import Authenticator, authorize, context_keys
 from klambda.gateway.errors import (
     InvalidParameterValue,
     InvalidRequestContent,
     LambdaError,
     ResourceNotFound,
+    ServiceError,
     error_response,
 )
 from klambda.gateway.invoking import Invocation, Invoker
-from klambda.gateway.requests import read_body
+from klambda.gateway.requests import read_body, too_large
 from klambda.gateway.settings import GatewaySettings
 
 CLIENT_CONTEXT_MAX = 3583
+INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
+LOG_TYPES = ("None", "Tail")
 
 
 class InvokeApi:
-    def __init__(self, invoker: Invoker, settings: GatewaySettings) -> None:
+    def __init__(
+        self,
+        invoker: Invoker,
+        settings: GatewaySettings,
+        authenticator: Authenticator,
+        queue: AsyncQueue | None = None,
+    ) -> None:
         self.invoker = invoker
         self.settings = settings
+        self.authenticator = authenticator
+        self.queue = queue
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         request_id = self.invoker.new_request_id()
@@ -44,30 +64,43 @@ class InvokeApi:
         return namespace
 
     async def _handle(self, request: web.Request, request_id: str) -> web.StreamResponse:
+        body = await read_body(request, self.settings.max_sync_payload)
+        identity = self.authenticator.authenticate(request, body)
         try:
             ref = parse_function_name(
                 request.match_info["name"], request.query.get("Qualifier") or None
             )
         except InvalidFunctionName as e:
             raise InvalidParameterValue(str(e)) from e
-        namespace = self._namespace(ref.account)
         invocation_type = request.headers.get("X-Amz-Invocation-Type", "RequestResponse")
-        if invocation_type not in ("RequestResponse", "Event", "DryRun"):
-            raise InvalidParameterValue(f"Unsupported invocation type {invocation_type!r}")
-        payload = await read_body(request, self.settings.max_sync_payload)
-        if payload.strip():
-            try:
-                json.loads(payload)
-            except ValueError as e:
-                raise InvalidRequestContent(f"Could not parse request body into json: {e}") from e
-        else:
-            payload = b"{}"
+        if invocation_type not in INVOCATION_TYPES:
+            raise InvalidParameterValue(
+                f"1 validation error detected: Value '{invocation_type}' at 'invocationType' "
+                f"failed to satisfy constraint: Member must satisfy enum value set: "
+                f"[{', '.join(INVOCATION_TYPES)}]"
+            )
+        log_type = request.headers.get("X-Amz-Log-Type", "None")
+        if log_type not in LOG_TYPES:
+            raise InvalidParameterValue(f"Unsupported log type {log_type!r}: None or Tail")
+        namespace = self._namespace(ref.account)
         route = self.invoker.route(namespace, ref.name, ref.qualifier)
+        resource = self.invoker.arn(namespace, ref.name, ref.qualifier)
+        account = route.account or self.invoker.table.account(namespace)
+        authorize(
+            identity,
+            "lambda:InvokeFunction",
+            resource,
+            account,
+            route.policy,
+            context_keys(request, identity, {"lambda:FunctionArn": resource}),
+        )
+        payload = _json_payload(body)
         self.invoker.check(route, ref.qualifier)
         if invocation_type == "DryRun":
             return web.Response(status=204, headers={"x-amzn-RequestId": request_id})
         if invocation_type == "Event":
-            raise InvalidParameterValue("Event (asynchronous) invocations are not supported yet")
+            return await self._enqueue(namespace, ref.name, ref.qualifier, payload, request_id)
+        tail = log_type == "Tail"
         result = await self.invoker.invoke(
             Invocation(
                 namespace,
@@ -75,7 +108,7 @@ class InvokeApi:
                 ref.qualifier,
                 payload,
                 request_id,
-                tail_log=request.headers.get("X-Amz-Log-Type") == "Tail",
+                tail_log=tail,
                 client_context=_client_context(request.headers.get("X-Amz-Client-Context")),
             )
         )
@@ -85,11 +118,32 @@ class InvokeApi:
         }
         if result.function_error:
             headers["X-Amz-Function-Error"] = result.function_error
-        if request.headers.get("X-Amz-Log-Type") == "Tail":
+        if tail:
             headers["X-Amz-Log-Result"] = base64.b64encode(result.log_tail).decode()
         return web.Response(
             status=200, body=result.payload, content_type="application/json", headers=headers
         )
+
+    async def _enqueue(
+        self, namespace: str, name: str, qualifier: str | None, payload: bytes, request_id: str
+    ) -> web.Response:
+        if len(payload) > self.settings.max_async_payload:
+            raise too_large(self.settings.max_async_payload)
+        if self.queue is None:
+            raise ServiceError("asynchronous invocation needs Redis (the gateway has none)")
+        event = AsyncEvent(request_id, namespace, name, qualifier, payload.decode(), time.time())
+        await self.queue.enqueue(event)
+        return web.Response(status=202, headers={"x-amzn-RequestId": request_id})
+
+
+def _json_payload(body: bytes) -> bytes:
+    if not body.strip():
+        return b"{}"
+    try:
+        json.loads(body)
+    except ValueError as e:
+        raise InvalidRequestContent(f"Could not parse request body into json: {e}") from e
+    return body
 
 
 def _client_context(header: str | None) -> str:

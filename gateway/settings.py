@@ -21,6 +21,12 @@ class GatewaySettings:
     """Namespace used when a URL id or function name does not say one."""
     max_sync_payload: int = 6 * MB
     """Largest synchronous request payload (Lambda: 6 MB)."""
+    max_async_payload: int = 256 * 1024
+    """Largest asynchronous (Event) payload (Lambda: 256 KB)."""
+    redis_url: str | None = None
+    """Redis holding asynchronous invocations; without it Event invocations are refused."""
+    async_concurrency: int = 16
+    """Asynchronous events delivered at once by this gateway."""
     init_allowance: float = 10.0
     """Seconds added to a function's timeout for a cold start's init phase (Lambda: 10 s)."""
     concurrency_limit: int = 1000

@@ -90,6 +90,14 @@ def parse_object(doc: Any) -> ApiObject:
         spec = schema.parse(KINDS[kind].spec, doc.get("spec"), "spec")
     except ValidationError as e:
         errors.extend(e.errors)
+    numeric = str(meta.get("name", "")).isdigit()
+    if kind == "Alias" and spec is not None and spec.name is None and numeric:
+        errors.append(
+            FieldError(
+                "metadata.name",
+                "an alias name cannot be a number (numbers name versions): set spec.name",
+            )
+        )
     unknown = set(doc) - {"apiVersion", "kind", "metadata", "spec", "status"}
     errors.extend(FieldError(k, "unknown field") for k in sorted(unknown))
     if errors:

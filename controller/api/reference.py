@@ -27,8 +27,12 @@ def _type(prop: dict[str, Any]) -> str:
 
 def _limits(prop: dict[str, Any]) -> str:
     parts = []
-    if "minimum" in prop or "maximum" in prop:
-        parts.append(f"{prop.get('minimum', '')} to {prop.get('maximum', '')}")
+    if "minimum" in prop and "maximum" in prop:
+        parts.append(f"{prop['minimum']} to {prop['maximum']}")
+    elif "minimum" in prop:
+        parts.append(f"≥ {prop['minimum']}")
+    elif "maximum" in prop:
+        parts.append(f"≤ {prop['maximum']}")
     for key, label in (
         ("maxLength", "≤ {} chars"),
         ("minLength", "≥ {} chars"),

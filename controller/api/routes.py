@@ -8,7 +8,9 @@ Kubernetes the gateway builds the same records from what it watches.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
+from klambda.controller.api.policy import Policy
 from klambda.controller.api.types import FunctionUrl
 
 LATEST = "$LATEST"
@@ -26,6 +28,8 @@ class VersionTarget:
     problem_type: str = "ResourceNotReadyException"
     activatable: bool = False
     """No shim runs it now, but the platform starts one on demand."""
+    configuration: dict[str, Any] = field(default_factory=dict)
+    """Lambda's FunctionConfiguration of this version (for the read-only control plane)."""
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,10 @@ class AliasRoute:
     primary: str
     weights: dict[str, float] = field(default_factory=dict)
     url: FunctionUrl | None = None
+    description: str = ""
+    revision_id: str = ""
+    url_address: str = ""
+    """The alias's function URL, when it has one."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +56,16 @@ class FunctionRoute:
     aliases: dict[str, AliasRoute] = field(default_factory=dict)
     reserved_concurrency: int | None = None
     """Honoured reservation (a cap and a guarantee); None when the function has none."""
+    policy: Policy | None = None
+    """The function's resource-based policy."""
+    policy_document: dict[str, Any] | None = None
+    """The same policy as written (GetPolicy returns it)."""
+    account: str = ""
+    """The account (from the namespace) that owns the function."""
+    url_address: str = ""
+    """The function URL of $LATEST, when it has one."""
+    created: str = ""
+    """When the function was created (ISO 8601)."""
 
     def url_id(self, qualifier: str | None = None, default_namespace: str = "default") -> str:
         return url_id(self.name, qualifier, self.namespace, default_namespace)

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from klambda.controller.api.policy import PolicyError, parse_policy
 from klambda.controller.api.schema import prop
 
 GROUP = "klambda.io"
@@ -190,10 +191,20 @@ class FunctionSpec:
         doc="Concurrency reserved for this function: a cap and a guarantee; 0 throttles "
         "every invocation.",
     )
+    policy: Any = prop(
+        default=None,
+        doc="Resource-based policy (IAM JSON with Statement, Principal, Action, Condition): "
+        "who may invoke this function and its URLs.",
+    )
 
     def check(self) -> Problems:
         if self.handler is None and not self.runtime.startswith("provided"):
             yield ".handler", "required value (handler is required unless the runtime is provided)"
+        if self.policy is not None:
+            try:
+                parse_policy(self.policy, resource_policy=True)
+            except PolicyError as e:
+                yield ".policy", str(e)
 
     @property
     def env(self) -> dict[str, str]:
@@ -492,6 +503,12 @@ ALIAS_KIND = Kind(
         READY_COLUMN,
         Column("URL", ".status.url", priority=1),
         AGE_COLUMN,
+    ),
+    name_rules=(
+        (
+            "has(self.spec.name) || !self.metadata.name.matches('^[0-9]+$')",
+            "an alias name cannot be a number (numbers name versions): set spec.name",
+        ),
     ),
 )
 KINDS: dict[str, Kind] = {k.kind: k for k in (FUNCTION, VERSION_KIND, ALIAS_KIND)}

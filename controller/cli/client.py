@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
+from klambda.controller.api import sigv4
 from klambda.controller.cli.state import PlatformState
 
 
@@ -42,6 +44,24 @@ def request(
         return Response(e.code, dict(e.headers.items()), e.read())
     except urllib.error.URLError as e:
         raise ApiError(0, f"cannot reach {url}: {e.reason}") from e
+
+
+def signed(
+    state: PlatformState, method: str, url: str, body: bytes, headers: dict[str, str]
+) -> Response:
+    """A request to the gateway signed with SigV4 by the platform's admin key."""
+    parts = urllib.parse.urlsplit(url)
+    auth = sigv4.sign(
+        method,
+        parts.path,
+        parts.query,
+        {**headers, "host": parts.netloc},
+        body,
+        access_key_id=state.access_key_id,
+        secret=state.secret_access_key,
+        region=state.region,
+    )
+    return request(method, url, body, {**headers, **auth})
 
 
 class AdminClient:
@@ -82,6 +102,17 @@ class AdminClient:
 
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
         return dict(self._call("GET", f"/v1/objects/{kind}/{namespace}/{name}"))
+
+    def list_keys(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/v1/keys")["items"])
+
+    def create_key(self, name: str, namespace: str, policy: Any) -> dict[str, Any]:
+        return dict(
+            self._call("POST", "/v1/keys", {"name": name, "namespace": namespace, "policy": policy})
+        )
+
+    def delete_key(self, access_key_id: str) -> dict[str, Any]:
+        return dict(self._call("DELETE", f"/v1/keys/{access_key_id}"))
 
     def publish(self, namespace: str, function: str, description: str) -> dict[str, Any]:
         body = {"namespace": namespace, "function": function, "description": description}

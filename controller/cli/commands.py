@@ -22,7 +22,7 @@ from klambda.controller.api.arn import account_for, function_arn
 from klambda.controller.api.manifest import ManifestError, load_documents
 from klambda.controller.api.routes import url_id
 from klambda.controller.api.types import kind_named
-from klambda.controller.cli.client import AdminClient, ApiError, request
+from klambda.controller.cli.client import AdminClient, ApiError, signed
 from klambda.controller.cli.printer import print_table
 from klambda.controller.cli.state import PlatformState
 
@@ -189,7 +189,7 @@ def invoke(args: argparse.Namespace, out: TextIO) -> int:
     if args.tail:
         headers["X-Amz-Log-Type"] = "Tail"
     try:
-        resp = request("POST", target, payload, headers)
+        resp = signed(state, "POST", target, payload, headers)
     except ApiError as e:
         raise CliError(str(e)) from e
     if resp.status >= 300:
@@ -233,6 +233,40 @@ def logs(args: argparse.Namespace, out: TextIO) -> int:
             drain()
     except KeyboardInterrupt:
         pass
+    return 0
+
+
+def keys(args: argparse.Namespace, out: TextIO) -> int:
+    client = AdminClient(_state(args))
+    try:
+        if args.keys_command == "create":
+            policy = None
+            if args.policy:
+                try:
+                    policy = json.loads(Path(args.policy).read_text())
+                except (OSError, ValueError) as e:
+                    raise CliError(f"cannot read policy {args.policy}: {e}", 2) from e
+            created = client.create_key(args.name, args.namespace, policy)
+            print(f"export AWS_ACCESS_KEY_ID={created['accessKeyId']}", file=out)
+            print(f"export AWS_SECRET_ACCESS_KEY={created['secretAccessKey']}", file=out)
+            print(f"# principal {created['arn']}", file=out)
+        elif args.keys_command == "delete":
+            client.delete_key(args.access_key_id)
+            print(f"access key {args.access_key_id} deleted", file=out)
+        else:
+            rows = [["ACCESS KEY", "PRINCIPAL", "NAMESPACE", "CREATED"]]
+            rows += [
+                [k["accessKeyId"], k["principal"], k["namespace"], k["created"]]
+                for k in client.list_keys()
+            ]
+            widths = [max(len(r[i]) for r in rows) for i in range(4)]
+            for r in rows:
+                print(
+                    "   ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip(),
+                    file=out,
+                )
+    except ApiError as e:
+        raise _admin_error(e) from e
     return 0
 
 

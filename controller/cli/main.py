@@ -83,6 +83,15 @@ def _parser() -> argparse.ArgumentParser:
     lg.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
 
     sub.add_parser("env", parents=[common], help="print exports for boto3 and the AWS CLI")
+
+    k = sub.add_parser("keys", help="access keys of principals (SigV4 callers)")
+    ks = k.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    ks.add_parser("list", parents=[common], help="list access keys (never their secrets)")
+    kc = ks.add_parser("create", parents=[common, ns], help="create a key pair for a principal")
+    kc.add_argument("name", help="principal (user) name")
+    kc.add_argument("--policy", help="identity policy (IAM JSON file) to attach to the principal")
+    kd = ks.add_parser("delete", parents=[common], help="delete an access key")
+    kd.add_argument("access_key_id")
     return p
 
 
@@ -132,6 +141,7 @@ COMMANDS = {
     "get": commands.get,
     "url": commands.url,
     "publish": commands.publish,
+    "keys": commands.keys,
     "invoke": commands.invoke,
     "logs": commands.logs,
     "env": commands.env,

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import secrets
 import signal
 import socket
-import string
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +27,7 @@ from klambda.controller.api.objects import ApiObject, parse_object
 from klambda.controller.api.schema import ValidationError
 from klambda.controller.cli.state import NotRunning, PlatformState
 from klambda.controller.controller import Controller, ControllerSettings
+from klambda.controller.platform.iam_local import FileDirectory
 from klambda.controller.platform.local import LocalPlatform
 from klambda.controller.platform.redis_server import EmbeddedRedis, RedisUnavailable, ping
 from klambda.controller.store import ObjectStore
@@ -72,21 +71,6 @@ def load_objects(paths: list[str]) -> list[ApiObject]:
     if problems:
         raise UpError("invalid manifests:\n  " + "\n  ".join(problems))
     return objects
-
-
-def credentials(data_dir: Path) -> tuple[str, str]:
-    """The local admin key pair, created on first use (what ``klambda env`` prints)."""
-    path = data_dir / "credentials.json"
-    if path.exists():
-        data = json.loads(path.read_text())
-        return data["accessKeyId"], data["secretAccessKey"]
-    alphabet = string.ascii_uppercase + string.digits
-    key_id = "AKIA" + "".join(secrets.choice(alphabet) for _ in range(16))
-    secret = secrets.token_urlsafe(30)[:40]
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump({"accessKeyId": key_id, "secretAccessKey": secret}, f)
-    return key_id, secret
 
 
 def _setup_logging(data_dir: Path) -> None:
@@ -141,7 +125,8 @@ async def run(options: UpOptions, out: TextIO = sys.stdout) -> int:
     objects = load_objects(options.files)
     data_dir.mkdir(parents=True, exist_ok=True)
     _setup_logging(data_dir)
-    key_id, secret = credentials(data_dir)
+    directory = FileDirectory(data_dir / "iam.json")
+    admin_key = directory.ensure_admin()
 
     async with contextlib.AsyncExitStack() as stack:
         if options.redis_url:
@@ -188,11 +173,14 @@ async def run(options: UpOptions, out: TextIO = sys.stdout) -> int:
             port=port,
             region=options.region,
             concurrency_limit=options.concurrency_limit,
+            redis_url=redis_url,
         )
-        gateway = await _serve(create_app(gateway_settings, table, controller), gateway_sock)
+        gateway = await _serve(
+            create_app(gateway_settings, table, directory, controller), gateway_sock
+        )
         stack.push_async_callback(gateway.cleanup)
         token = secrets.token_urlsafe(32)
-        admin = await _serve(create_admin_app(store, token), admin_sock)
+        admin = await _serve(create_admin_app(store, token, directory), admin_sock)
         stack.push_async_callback(admin.cleanup)
         admin_port = admin_sock.getsockname()[1]
         for obj in objects:
@@ -218,8 +206,8 @@ async def run(options: UpOptions, out: TextIO = sys.stdout) -> int:
             admin_token=token,
             redis_url=redis_url,
             region=options.region,
-            access_key_id=key_id,
-            secret_access_key=secret,
+            access_key_id=admin_key.access_key_id,
+            secret_access_key=admin_key.secret_access_key,
         )
         state.write()
         stack.callback(state.remove)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from klambda.controller.api import sigv4
 from tests.helpers import free_port, wait_until
 
 HERE = Path(__file__).resolve().parent
@@ -58,15 +59,35 @@ class Platform:
         body: bytes | None = None,
         headers: dict[str, str] | None = None,
         timeout: float = 30,
+        sign: bool | None = None,
     ) -> tuple[int, dict[str, str], bytes]:
-        req = urllib.request.Request(
-            self.url + path, data=body, method=method, headers=headers or {}
-        )
+        """One HTTP request; Lambda API paths (/20xx-...) are SigV4-signed by the admin key."""
+        headers = dict(headers or {})
+        if sign or (sign is None and path.startswith("/20")):
+            state = self.state()
+            key = (state["access_key_id"], state["secret_access_key"])
+            headers.update(self.signature(method, path, body or b"", headers, *key))
+        req = urllib.request.Request(self.url + path, data=body, method=method, headers=headers)
         try:
             with urllib.request.urlopen(req, timeout=timeout) as r:
                 return r.status, dict(r.headers.items()), r.read()
         except urllib.error.HTTPError as e:
             return e.code, dict(e.headers.items()), e.read()
+
+    def signature(
+        self, method: str, path: str, body: bytes, headers: dict[str, str], key_id: str, secret: str
+    ) -> dict[str, str]:
+        raw_path, _, query = path.partition("?")
+        return sigv4.sign(
+            method,
+            raw_path,
+            query,
+            {**headers, "host": f"127.0.0.1:{self.port}"},
+            body,
+            access_key_id=key_id,
+            secret=secret,
+            region="us-east-1",
+        )
 
     def children(self) -> list[int]:
         """Every process descended from klambda up."""

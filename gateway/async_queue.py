@@ -1,0 +1,180 @@
+"""Asynchronous invocations (``X-Amz-Invocation-Type: Event``), durable in Redis.
+
+An accepted event is written to a Redis stream before the 202 goes out. Dispatchers read it
+through a consumer group, invoke the function once, and acknowledge it. Nothing accepted is
+lost: a throttled or platform-failed delivery goes to a delayed set and comes back with
+exponential backoff (1 s up to 5 min, as Lambda's async queue) until its maximum age; a
+dispatcher that dies mid-delivery leaves the entry pending, and another claims it once it has
+been idle longer than any invocation can run. Retries of function errors, destinations and
+dead-letter queues belong to the asynchronous-invocation machinery proper.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import time
+from dataclasses import asdict, dataclass
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError, ResponseError
+
+from klambda.gateway.errors import LambdaError, ServiceError, TooManyRequests
+from klambda.gateway.invoking import Invocation, Invoker
+
+log = logging.getLogger(__name__)
+
+STREAM = "klambda:async:events"
+DELAYED = "klambda:async:delayed"
+GROUP = "dispatchers"
+MAX_EVENT_AGE = 6 * 3600.0
+CLAIM_IDLE_MS = 960_000  # longer than the longest function timeout (900 s) plus margin
+
+# Move due entries from the delayed set back to the stream, atomically.
+_MOVE_DUE = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 100)
+for _, item in ipairs(due) do
+  redis.call('XADD', KEYS[2], '*', 'event', item)
+  redis.call('ZREM', KEYS[1], item)
+end
+return #due
+"""
+
+
+@dataclass
+class AsyncEvent:
+    request_id: str
+    namespace: str
+    function: str
+    qualifier: str | None
+    payload: str
+    received: float
+    attempt: int = 0
+
+    def encode(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def decode(cls, raw: str | bytes) -> AsyncEvent:
+        return cls(**json.loads(raw))
+
+
+def backoff(attempt: int) -> float:
+    """Seconds before redelivering a throttled event: 1, 2, 4, ... up to 5 minutes."""
+    return float(min(300, 2 ** max(0, attempt - 1)))
+
+
+class AsyncQueue:
+    def __init__(self, client: aioredis.Redis) -> None:
+        self.client = client
+
+    async def enqueue(self, event: AsyncEvent) -> None:
+        """Stores the event durably; raises ServiceError when Redis cannot take it."""
+        try:
+            await self.client.xadd(STREAM, {"event": event.encode()})
+        except RedisError as e:
+            raise ServiceError(f"cannot queue the event: {e}") from e
+
+
+class Dispatcher:
+    """Delivers queued events through the gateway's invoker, ``concurrency`` at a time."""
+
+    def __init__(self, client: aioredis.Redis, invoker: Invoker, concurrency: int = 16) -> None:
+        self.client = client
+        self.invoker = invoker
+        self.consumer = f"{socket.gethostname()}-{os.getpid()}"
+        self._slots = asyncio.Semaphore(concurrency)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._move_due = client.register_script(_MOVE_DUE)
+        self.delivered = 0
+
+    async def run(self) -> None:
+        with contextlib.suppress(ResponseError):  # BUSYGROUP: it exists already
+            await self.client.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
+        try:
+            while True:
+                try:
+                    await self._round()
+                except RedisError as e:
+                    log.warning("async dispatcher: Redis unavailable (%s); retrying", e)
+                    await asyncio.sleep(1.0)
+                except Exception:  # one bad round must not stop deliveries
+                    log.exception("async dispatcher round failed; retrying")
+                    await asyncio.sleep(1.0)
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _round(self) -> None:
+        await self._move_due(keys=[DELAYED, STREAM], args=[time.time()])
+        # Redis 6.2 answers [next, claimed]; 7.0 adds the ids of deleted entries.
+        reclaimed = await self.client.xautoclaim(
+            STREAM, GROUP, self.consumer, CLAIM_IDLE_MS, "0-0", count=16
+        )
+        claimed = reclaimed[1]
+        entries = list(claimed)
+        reply = await self.client.xreadgroup(
+            GROUP, self.consumer, {STREAM: ">"}, count=16, block=500
+        )
+        for _, items in reply or []:
+            entries += items
+        for entry_id, fields in entries:
+            await self._slots.acquire()
+            task = asyncio.create_task(self._deliver(entry_id, fields))
+            self._tasks.add(task)
+            task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._slots.release()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("async delivery failed", exc_info=task.exception())
+
+    async def _deliver(self, entry_id: bytes | str, fields: dict[bytes, bytes]) -> None:
+        event = AsyncEvent.decode(fields[b"event"])
+        try:
+            result = await self.invoker.invoke(
+                Invocation(
+                    event.namespace,
+                    event.function,
+                    event.qualifier,
+                    event.payload.encode(),
+                    event.request_id,
+                )
+            )
+            if result.function_error:
+                log.info("async event %s: function error (%s)", event.request_id, result.error_type)
+        except TooManyRequests:
+            await self._retry_later(entry_id, event, "throttled")
+            return
+        except LambdaError as e:
+            if e.status >= 500:
+                await self._retry_later(entry_id, event, e.message)
+                return
+            log.warning("async event %s dropped: %s", event.request_id, e.message)
+        await self._ack(entry_id)
+        self.delivered += 1
+
+    async def _retry_later(self, entry_id: bytes | str, event: AsyncEvent, why: str) -> None:
+        if time.time() - event.received > MAX_EVENT_AGE:
+            log.warning("async event %s too old to retry (%s)", event.request_id, why)
+            await self._ack(entry_id)
+            return
+        event.attempt += 1
+        due = time.time() + backoff(event.attempt)
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.zadd(DELAYED, {event.encode(): due})
+            pipe.xack(STREAM, GROUP, entry_id)
+            pipe.xdel(STREAM, entry_id)
+            await pipe.execute()
+
+    async def _ack(self, entry_id: bytes | str) -> None:
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.xack(STREAM, GROUP, entry_id)
+            pipe.xdel(STREAM, entry_id)
+            await pipe.execute()

@@ -1,0 +1,122 @@
+"""Who is calling (SigV4 against the directory of access keys) and whether they may (policies).
+
+Authentication verifies the signature exactly as AWS does (``klambda.controller.api.sigv4``);
+authorization evaluates the caller's identity policies and the function's resource policy by
+Lambda's rules (``klambda.controller.api.policy``). Secrets are never logged.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from aiohttp import web
+
+from klambda.controller.api import sigv4
+from klambda.controller.api.iam import Directory, Principal
+from klambda.controller.api.policy import Ask, Caller, Policy, evaluate
+from klambda.gateway.errors import AccessDenied, AuthError
+
+
+@dataclass(frozen=True)
+class Identity:
+    principal: Principal
+    access_key_id: str
+    policies: tuple[Policy, ...]
+
+    @property
+    def caller(self) -> Caller:
+        return Caller(self.principal.arn, self.principal.account)
+
+
+def signed_request(request: web.Request, body: bytes) -> sigv4.Request:
+    headers: dict[str, str] = {}
+    for name, value in request.headers.items():
+        key = name.lower()
+        headers[key] = f"{headers[key]},{value}" if key in headers else value
+    path, _, _ = request.raw_path.partition("?")
+    return sigv4.Request(request.method, path, request.query_string, headers, body)
+
+
+class Authenticator:
+    def __init__(self, directory: Directory, region: str) -> None:
+        self.directory = directory
+        self.region = region
+        self._parsed: dict[tuple[str, int], tuple[Policy, ...]] = {}
+
+    def is_signed(self, request: web.Request) -> bool:
+        return "Authorization" in request.headers
+
+    def authenticate(self, request: web.Request, body: bytes) -> Identity:
+        req = signed_request(request, body)
+        try:
+            signed = sigv4.parse(req)
+            found = self.directory.lookup(signed.credential.access_key_id)
+            if found is None or "x-amz-security-token" in req.headers:
+                raise AuthError(
+                    "UnrecognizedClientException",
+                    "The security token included in the request is invalid.",
+                )
+            key, principal = found
+            sigv4.verify(req, signed, key.secret_access_key, self.region, datetime.now(UTC))
+        except sigv4.SignatureError as e:
+            raise AuthError(e.code, e.message) from None
+        return Identity(principal, key.access_key_id, self._policies(principal))
+
+    def _policies(self, principal: Principal) -> tuple[Policy, ...]:
+        cache_key = (principal.arn, id(principal.policies))
+        parsed = self._parsed.get(cache_key)
+        if parsed is None:
+            parsed = self._parsed[cache_key] = tuple(principal.parsed_policies())
+        return parsed
+
+
+def context_keys(
+    request: web.Request, identity: Identity | None, extra: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """Global condition keys (aws:*) plus service keys (lambda:*) for one request."""
+    ctx = {
+        "aws:SourceIp": request.remote or "",
+        "aws:SecureTransport": "true" if request.secure else "false",
+        "aws:CurrentTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "aws:EpochTime": str(int(time.time())),
+    }
+    if identity is not None:
+        p = identity.principal
+        ctx.update(
+            {
+                "aws:PrincipalArn": p.arn,
+                "aws:PrincipalAccount": p.account,
+                "aws:username": p.name,
+                "aws:userid": p.user_id,
+                "aws:PrincipalType": "User",
+            }
+        )
+    if extra:
+        ctx.update(extra)
+    return ctx
+
+
+def authorize(
+    identity: Identity | None,
+    action: str,
+    resource: str,
+    resource_account: str,
+    resource_policy: Policy | None,
+    context: Mapping[str, str],
+) -> None:
+    """Raises AccessDenied (with AWS's message) unless the policies allow ``action``."""
+    caller = identity.caller if identity else Caller(None, None)
+    decision = evaluate(
+        identity.policies if identity else (),
+        resource_policy,
+        Ask(caller, action, resource, resource_account, context),
+    )
+    if not decision.allowed:
+        who = caller.arn or "anonymous"
+        raise AccessDenied(
+            f"User: {who} is not authorized to perform: {action} on resource: {resource} "
+            f"{decision.reason}"
+        )
