@@ -57,6 +57,8 @@ class RouteSink(Protocol):
 
     def withdraw(self, namespace: str, name: str) -> None: ...
 
+    def mark_synced(self) -> None: ...
+
 
 @dataclass(frozen=True)
 class ControllerSettings:
@@ -225,6 +227,7 @@ class Controller:
             self._publish_route(world, fn, plans[key], granted.get(key))
         for key in self._published - set(world.functions):
             self.routes.withdraw(*key)
+        self.routes.mark_synced()
         self._published = set(world.functions)
         await self._write_statuses(world, plans, refused)
         for key in list(self._failures):

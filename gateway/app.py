@@ -62,7 +62,9 @@ def create_app(
     async def resources(app: web.Application) -> AsyncIterator[None]:
         task = None
         if redis_client is not None:
-            dispatcher = Dispatcher(redis_client, invoker, settings.async_concurrency)
+            dispatcher = Dispatcher(
+                redis_client, invoker, settings.async_concurrency, settings.async_consumer
+            )
             app[DISPATCHER] = dispatcher
             task = asyncio.create_task(dispatcher.run(), name="async-dispatcher")
         yield

@@ -83,19 +83,31 @@ class AsyncQueue:
 class Dispatcher:
     """Delivers queued events through the gateway's invoker, ``concurrency`` at a time."""
 
-    def __init__(self, client: aioredis.Redis, invoker: Invoker, concurrency: int = 16) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        invoker: Invoker,
+        concurrency: int = 16,
+        consumer: str | None = None,
+    ) -> None:
         self.client = client
         self.invoker = invoker
-        self.consumer = f"{socket.gethostname()}-{os.getpid()}"
+        # A stable name lets a restarted dispatcher take its own unfinished entries back at
+        # once; other dispatchers' entries are claimed only after they have been idle long.
+        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self._slots = asyncio.Semaphore(concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
         self._move_due = client.register_script(_MOVE_DUE)
+        self._inflight: dict[bytes | str, AsyncEvent] = {}
         self.delivered = 0
 
     async def run(self) -> None:
         with contextlib.suppress(ResponseError):  # BUSYGROUP: it exists already
             await self.client.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
+        # Until the routes are known, "function not found" would drop events wrongly.
+        await self.invoker.table.wait_synced()
         try:
+            await self._recover()
             while True:
                 try:
                     await self._round()
@@ -109,6 +121,28 @@ class Dispatcher:
             for task in list(self._tasks):
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
+            await self._requeue_inflight()
+
+    async def _recover(self) -> None:
+        """Redelivers entries this consumer took but never finished (it was stopped)."""
+        reply = await self.client.xreadgroup(GROUP, self.consumer, {STREAM: "0"}, count=1000)
+        for _, items in reply or []:
+            for entry_id, fields in items:
+                if fields:
+                    await self._slots.acquire()
+                    task = asyncio.create_task(self._deliver(entry_id, fields))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._done)
+
+    async def _requeue_inflight(self) -> None:
+        """On shutdown, unfinished deliveries go back to the stream (at least once)."""
+        with contextlib.suppress(RedisError):
+            for entry_id, event in list(self._inflight.items()):
+                async with self.client.pipeline(transaction=True) as pipe:
+                    pipe.xadd(STREAM, {"event": event.encode()})
+                    pipe.xack(STREAM, GROUP, entry_id)
+                    pipe.xdel(STREAM, entry_id)
+                    await pipe.execute()
 
     async def _round(self) -> None:
         await self._move_due(keys=[DELAYED, STREAM], args=[time.time()])
@@ -137,6 +171,13 @@ class Dispatcher:
 
     async def _deliver(self, entry_id: bytes | str, fields: dict[bytes, bytes]) -> None:
         event = AsyncEvent.decode(fields[b"event"])
+        self._inflight[entry_id] = event
+        try:
+            await self._deliver_once(entry_id, event)
+        finally:
+            self._inflight.pop(entry_id, None)
+
+    async def _deliver_once(self, entry_id: bytes | str, event: AsyncEvent) -> None:
         try:
             result = await self.invoker.invoke(
                 Invocation(

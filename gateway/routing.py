@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from klambda.controller.api.arn import account_for
 from klambda.controller.api.routes import FunctionRoute
 
@@ -12,6 +14,14 @@ class RoutingTable:
     def __init__(self) -> None:
         self._routes: dict[tuple[str, str], FunctionRoute] = {}
         self._accounts: dict[str, str] = {}
+        self._synced = asyncio.Event()
+
+    def mark_synced(self) -> None:
+        """The platform has published every route it knows: absence now means absence."""
+        self._synced.set()
+
+    async def wait_synced(self) -> None:
+        await self._synced.wait()
 
     def publish(self, route: FunctionRoute) -> None:
         self._routes[(route.namespace, route.name)] = route

@@ -27,6 +27,8 @@ class GatewaySettings:
     """Redis holding asynchronous invocations; without it Event invocations are refused."""
     async_concurrency: int = 16
     """Asynchronous events delivered at once by this gateway."""
+    async_consumer: str | None = None
+    """Stable consumer name of this gateway's dispatcher (default: host name and pid)."""
     init_allowance: float = 10.0
     """Seconds added to a function's timeout for a cold start's init phase (Lambda: 10 s)."""
     concurrency_limit: int = 1000

@@ -174,6 +174,7 @@ async def run(options: UpOptions, out: TextIO = sys.stdout) -> int:
             region=options.region,
             concurrency_limit=options.concurrency_limit,
             redis_url=redis_url,
+            async_consumer="klambda-up",
         )
         gateway = await _serve(
             create_app(gateway_settings, table, directory, controller), gateway_sock
