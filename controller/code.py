@@ -40,6 +40,12 @@ class CodeBundle:
     """Base64 SHA-256, Lambda's CodeSha256."""
     size: int = 0
     """Bytes of code (Lambda's CodeSize)."""
+    location: str = ""
+    """Where the shim finds the code (a directory; platforms may use their own scheme)."""
+
+    def __post_init__(self) -> None:
+        if not self.location:
+            object.__setattr__(self, "location", str(self.directory))
 
 
 def files_sha256(files: Mapping[str, str | bytes]) -> str:
@@ -138,6 +144,31 @@ def _unpack_zip(root: Path, archive: bytes, where: str) -> CodeBundle:
     with zf:
         directory = _publish(root, sha, fill)
         return CodeBundle(directory, sha, len(archive))
+
+
+async def prepare_local(
+    code: Code,
+    root: Path,
+    config_maps: Mapping[str, Mapping[str, str]],
+    pinned_sha256: str | None,
+    version: str,
+) -> CodeBundle:
+    """Code on this machine's disk; a published version's exact code when ``pinned_sha256``."""
+    if pinned_sha256 is None:
+        return await materialize(code, root, config_maps)
+    pinned = root / base64.b64decode(pinned_sha256).hex()
+    if await asyncio.to_thread(pinned.is_dir):
+        return await asyncio.to_thread(code_bundle, pinned, pinned_sha256)
+    bundle = await materialize(code, root, config_maps)
+    if bundle.sha256 != pinned_sha256:
+        raise CodeChanged(
+            f"the code of version {version} is gone and its source now holds other code"
+        )
+    return bundle
+
+
+class CodeChanged(CodeFetchFailed):
+    """A version's frozen code can no longer be had: its source changed (permanent)."""
 
 
 def _size(directory: Path) -> int:

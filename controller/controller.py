@@ -11,7 +11,6 @@ and retried with backoff (or, when permanent, only after the spec changes).
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import logging
 import time
@@ -34,7 +33,7 @@ from klambda.controller.api.routes import (
 )
 from klambda.controller.api.shim_config import ShimConfig
 from klambda.controller.api.types import AliasSpec, FunctionSpec
-from klambda.controller.code import CodeBundle, CodeFetchFailed, code_bundle, materialize
+from klambda.controller.code import CodeBundle
 from klambda.controller.configuration import function_configuration, revision_id
 from klambda.controller.platform import Observation, Platform, StartFailed
 from klambda.controller.reconcile import (
@@ -221,6 +220,10 @@ class Controller:
             for key in set(world.functions) | set(world.aliases)
         }
         desired = self._desired(world, plans)
+        # Routes first: a moved alias takes effect at once; a version whose shim is still
+        # starting is activatable, so callers wait for it rather than reach the old target.
+        for key, fn in world.functions.items():
+            self._publish_route(world, fn, plans[key], granted.get(key))
         await self._carry_out(world, desired, granted, plans)
         await self._observe(desired)
         for key, fn in world.functions.items():
@@ -330,8 +333,10 @@ class Controller:
         reserved: int | None,
     ) -> None:
         try:
-            bundle = await self._bundle(want, world)
-            await self.platform.start(self._shim_config(want, bundle, reserved))
+            bundle = await self.platform.prepare_code(
+                want.spec.code, world.maps_in(want.namespace), want.code_sha256, want.version
+            )
+            await self.platform.start(self._shim_config(want, bundle))
         except StartFailed as e:
             self._record_failure(want, e)
             return
@@ -339,25 +344,6 @@ class Controller:
         self._failures.pop(want.key, None)
         # Switch traffic now: the old shim (if any) drains after a short delay.
         self._publish_route(world, fn, plan_, reserved)
-
-    async def _bundle(self, want: DesiredShim, world: World) -> CodeBundle:
-        root = self.settings.data_dir / "code"
-        try:
-            if want.code_sha256 is None:
-                return await materialize(want.spec.code, root, world.maps_in(want.namespace))
-            pinned = root / base64.b64decode(want.code_sha256).hex()
-            if pinned.is_dir():
-                return await asyncio.to_thread(code_bundle, pinned, want.code_sha256)
-            bundle = await materialize(want.spec.code, root, world.maps_in(want.namespace))
-        except CodeFetchFailed as e:
-            raise StartFailed("CodeFetchFailed", str(e)) from e
-        if bundle.sha256 != want.code_sha256:
-            raise StartFailed(
-                "CodeFetchFailed",
-                f"the code of version {want.version} is gone and its source now holds other code",
-                permanent=True,
-            )
-        return bundle
 
     def _record_failure(self, want: DesiredShim, e: StartFailed) -> None:
         previous = self._failures.get(want.key)
@@ -369,9 +355,7 @@ class Controller:
             want.config_hash, e.reason, e.message, e.permanent, attempts, time.monotonic() + delay
         )
 
-    def _shim_config(
-        self, want: DesiredShim, bundle: CodeBundle, reserved: int | None
-    ) -> ShimConfig:
+    def _shim_config(self, want: DesiredShim, bundle: CodeBundle) -> ShimConfig:
         spec = want.spec
         s = self.settings
         return ShimConfig(
@@ -379,7 +363,7 @@ class Controller:
             version=want.version,
             runtime=spec.runtime,
             handler=spec.handler or "",
-            code_dir=str(bundle.directory),
+            code_dir=bundle.location,
             function_arn=function_arn(s.region, account_for(want.namespace), want.name),
             log_dir=str(self.log_dir(want.namespace, want.name)),
             memory_size=spec.memory_size,

@@ -152,7 +152,7 @@ async def run(options: UpOptions, out: TextIO = sys.stdout) -> int:
 
         table = RoutingTable()
         store = ObjectStore()
-        platform = LocalPlatform(data_dir / "run")
+        platform = LocalPlatform(data_dir / "run", data_dir / "code")
         stack.push_async_callback(platform.close)
         controller = Controller(
             store,

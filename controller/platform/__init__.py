@@ -6,10 +6,13 @@ The controller's reconcile logic is written once against ``Platform``; adapters 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
 from klambda.controller.api.shim_config import ShimConfig
+from klambda.controller.api.types import Code
+from klambda.controller.code import CodeBundle
 from klambda.controller.reconcile import RunningShim, ShimKey
 
 
@@ -50,6 +53,19 @@ class Platform(Protocol):
 
     def endpoints(self, key: ShimKey) -> tuple[str, ...]:
         """Addresses that take invocations for ``key`` now, newest first."""
+        ...
+
+    async def prepare_code(
+        self,
+        code: Code,
+        config_maps: Mapping[str, Mapping[str, str]],
+        pinned_sha256: str | None,
+        version: str,
+    ) -> CodeBundle:
+        """Puts the code where this platform's shims read it; raises StartFailed.
+
+        ``pinned_sha256``: a published version's CodeSha256, which the code must still have.
+        """
         ...
 
     async def start(self, config: ShimConfig) -> Placement:

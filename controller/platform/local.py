@@ -15,7 +15,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -23,6 +23,8 @@ from typing import BinaryIO
 import grpc
 
 from klambda.controller.api.shim_config import ShimConfig
+from klambda.controller.api.types import Code
+from klambda.controller.code import CodeBundle, CodeChanged, CodeFetchFailed, prepare_local
 from klambda.controller.platform import Observation, Placement, StartFailed
 from klambda.controller.reconcile import RunningShim, ShimKey
 from klambda.protos import shim_pb2, shim_pb2_grpc
@@ -55,6 +57,7 @@ class LocalPlatform:
     """Runs shims as child processes. ``on_change`` is called when a shim dies on its own."""
 
     state_dir: Path
+    code_root: Path
     drain_delay: float = 1.0
     python: str = sys.executable
     on_change: Callable[[], None] = lambda: None
@@ -72,6 +75,20 @@ class LocalPlatform:
     def endpoints(self, key: ShimKey) -> tuple[str, ...]:
         shim = self._current.get(key)
         return (shim.address,) if shim else ()
+
+    async def prepare_code(
+        self,
+        code: Code,
+        config_maps: Mapping[str, Mapping[str, str]],
+        pinned_sha256: str | None,
+        version: str,
+    ) -> CodeBundle:
+        try:
+            return await prepare_local(code, self.code_root, config_maps, pinned_sha256, version)
+        except CodeChanged as e:
+            raise StartFailed("CodeFetchFailed", str(e), permanent=True) from e
+        except CodeFetchFailed as e:
+            raise StartFailed("CodeFetchFailed", str(e)) from e
 
     async def start(self, config: ShimConfig) -> Placement:
         key = (config.namespace, config.function_name, config.version)
