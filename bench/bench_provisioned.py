@@ -26,6 +26,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_function_url import free_port, percentile, row
 
+from klambda.controller.api import sigv4
+
 FUNCTION = """\
 apiVersion: klambda.io/v1alpha1
 kind: Function
@@ -56,6 +58,7 @@ class Admin:
             state["admin_token"],
             state["gateway_url"],
         )
+        self.key = (state["access_key_id"], state["secret_access_key"])
 
     def call(self, method: str, path: str, body: Any = None) -> Any:
         req = urllib.request.Request(
@@ -73,11 +76,22 @@ class Admin:
         self.call("POST", "/v1/apply", {"objects": list(yaml.safe_load_all(text))})
 
     def invoke_ms(self, qualifier: str | None = None) -> float:
-        url = f"{self.gateway}/2015-03-31/functions/bench-pc/invocations"
-        if qualifier:
-            url += f"?Qualifier={qualifier}"
+        path = "/2015-03-31/functions/bench-pc/invocations"
+        query = f"Qualifier={qualifier}" if qualifier else ""
         t = time.perf_counter()
-        with urllib.request.urlopen(urllib.request.Request(url, data=b"{}"), timeout=60) as r:
+        headers = sigv4.sign(
+            "POST",
+            path,
+            query,
+            {"host": self.gateway.removeprefix("http://")},
+            b"{}",
+            access_key_id=self.key[0],
+            secret=self.key[1],
+            region="us-east-1",
+        )
+        url = f"{self.gateway}{path}" + (f"?{query}" if query else "")
+        req = urllib.request.Request(url, data=b"{}", headers=headers)
+        with urllib.request.urlopen(req, timeout=60) as r:
             r.read()
             assert r.status == 200
         return (time.perf_counter() - t) * 1000

@@ -21,20 +21,16 @@ from typing import Any, Protocol
 from klambda.controller import aliases as aliases_mod
 from klambda.controller import publishing
 from klambda.controller import status as status_mod
+from klambda.controller import world as world_mod
 from klambda.controller.api.arn import account_for, function_arn
 from klambda.controller.api.objects import ApiObject
-from klambda.controller.api.policy import parse_policy
 from klambda.controller.api.routes import (
     LATEST,
-    AliasRoute,
     FunctionRoute,
-    VersionTarget,
-    url_id,
 )
 from klambda.controller.api.shim_config import ShimConfig
-from klambda.controller.api.types import AliasSpec, FunctionSpec
+from klambda.controller.api.types import AliasSpec
 from klambda.controller.code import CodeBundle
-from klambda.controller.configuration import function_configuration, revision_id
 from klambda.controller.platform import Observation, Platform, StartFailed
 from klambda.controller.reconcile import (
     DesiredShim,
@@ -45,6 +41,7 @@ from klambda.controller.reconcile import (
     plan,
 )
 from klambda.controller.store import ObjectStore
+from klambda.controller.world import World
 
 log = logging.getLogger(__name__)
 
@@ -91,35 +88,6 @@ class Failure:
     permanent: bool
     attempts: int = 1
     retry_at: float = 0.0
-
-
-@dataclass
-class World:
-    """Everything one pass reads, grouped by function."""
-
-    functions: dict[tuple[str, str], ApiObject]
-    versions: dict[tuple[str, str], list[ApiObject]]
-    aliases: dict[tuple[str, str], list[ApiObject]]
-    config_maps: dict[tuple[str, str], dict[str, str]]
-
-    def maps_in(self, namespace: str) -> dict[str, dict[str, str]]:
-        return {name: data for (ns, name), data in self.config_maps.items() if ns == namespace}
-
-    def numbered(self, key: tuple[str, str]) -> dict[str, ApiObject]:
-        """Version objects by number (the first object to get each number)."""
-        out: dict[str, ApiObject] = {}
-        for obj in sorted(self.versions.get(key, []), key=lambda o: o.creation_key):
-            number = obj.status.get("version")
-            if number and number not in out:
-                out[number] = obj
-        return out
-
-
-def _group(objects: list[ApiObject]) -> dict[tuple[str, str], list[ApiObject]]:
-    out: dict[tuple[str, str], list[ApiObject]] = {}
-    for obj in objects:
-        out.setdefault((obj.namespace, obj.spec.function_name), []).append(obj)
-    return out
 
 
 @dataclass
@@ -192,47 +160,32 @@ class Controller:
     # ------------------------------------------------------------------ one pass
 
     def _read(self) -> World:
-        functions = {(o.namespace, o.name): o for o in self.store.list("Function")}
-        return World(
-            functions,
-            _group(self.store.list("Version")),
-            _group(self.store.list("Alias")),
-            {(o.namespace, o.name): o.spec for o in self.store.list("ConfigMap")},
+        return World.of(
+            self.store.list("Function"),
+            self.store.list("Version"),
+            self.store.list("Alias"),
+            self.store.list("ConfigMap"),
         )
 
     async def reconcile(self) -> None:
         world = self._read()
         await self._publish_versions(world)
         world = self._read()
-        granted, refused = aliases_mod.honoured_reservations(
-            {k: fn.spec.reserved_concurrency for k, fn in world.functions.items()},
-            sorted(world.functions, key=lambda k: world.functions[k].creation_key),
-            self.settings.concurrency_limit,
+        plans = world_mod.plan(
+            world, self.settings.concurrency_limit, self.settings.max_environments
         )
-        plans = {
-            key: aliases_mod.plan_function(
-                key in world.functions,
-                world.numbered(key),
-                world.aliases.get(key, []),
-                granted.get(key),
-                self.settings.max_environments,
-            )
-            for key in set(world.functions) | set(world.aliases)
-        }
-        desired = self._desired(world, plans)
+        desired = self._desired(world, plans.functions)
         # Routes first: a moved alias takes effect at once; a version whose shim is still
         # starting is activatable, so callers wait for it rather than reach the old target.
-        for key, fn in world.functions.items():
-            self._publish_route(world, fn, plans[key], granted.get(key))
-        await self._carry_out(world, desired, granted, plans)
+        self._publish_routes(world, plans)
+        await self._carry_out(world, desired, plans)
         await self._observe(desired)
-        for key, fn in world.functions.items():
-            self._publish_route(world, fn, plans[key], granted.get(key))
+        self._publish_routes(world, plans)
         for key in self._published - set(world.functions):
             self.routes.withdraw(*key)
         self.routes.mark_synced()
         self._published = set(world.functions)
-        await self._write_statuses(world, plans, refused)
+        await self._write_statuses(world, plans.functions, plans.refused)
         for key in list(self._failures):
             if key not in desired:
                 del self._failures[key]
@@ -291,11 +244,7 @@ class Controller:
     # ------------------------------------------------------------------ shims
 
     async def _carry_out(
-        self,
-        world: World,
-        desired: dict[ShimKey, DesiredShim],
-        granted: dict[tuple[str, str], int],
-        plans: dict[tuple[str, str], aliases_mod.FunctionPlan],
+        self, world: World, desired: dict[ShimKey, DesiredShim], plans: world_mod.Plans
     ) -> None:
         now = time.monotonic()
         steps = []
@@ -305,11 +254,8 @@ class Controller:
             elif isinstance(action, Provision):
                 steps.append(self.platform.provision(action.key, action.count))
             elif self._due(action.desired, now):
-                fn_key = (action.desired.namespace, action.desired.name)
-                fn = world.functions[fn_key]
-                steps.append(
-                    self._start(action.desired, world, fn, plans[fn_key], granted.get(fn_key))
-                )
+                fn = world.functions[(action.desired.namespace, action.desired.name)]
+                steps.append(self._start(action.desired, world, fn, plans))
         if steps:
             await asyncio.gather(*steps)
 
@@ -325,12 +271,7 @@ class Controller:
         self._observed.pop(key, None)
 
     async def _start(
-        self,
-        want: DesiredShim,
-        world: World,
-        fn: ApiObject,
-        plan_: aliases_mod.FunctionPlan,
-        reserved: int | None,
+        self, want: DesiredShim, world: World, fn: ApiObject, plans: world_mod.Plans
     ) -> None:
         try:
             bundle = await self.platform.prepare_code(
@@ -343,7 +284,7 @@ class Controller:
         self._code[want.key] = bundle
         self._failures.pop(want.key, None)
         # Switch traffic now: the old shim (if any) drains after a short delay.
-        self._publish_route(world, fn, plan_, reserved)
+        self._publish_route(world, fn, plans)
 
     def _record_failure(self, want: DesiredShim, e: StartFailed) -> None:
         previous = self._failures.get(want.key)
@@ -393,98 +334,40 @@ class Controller:
 
     # ------------------------------------------------------------------ routes
 
+    @property
+    def route_context(self) -> world_mod.RouteContext:
+        s = self.settings
+        return world_mod.RouteContext(s.region, s.gateway_url, s.default_namespace)
+
     def url_of(self, namespace: str, name: str, qualifier: str | None = None) -> str:
-        uid = url_id(name, qualifier, namespace, self.settings.default_namespace)
-        return f"{self.settings.gateway_url}/lambda-url/{uid}/"
+        return self.route_context.url_of(namespace, name, qualifier)
 
-    def _target(
-        self, key: ShimKey, spec: FunctionSpec, configuration: dict[str, Any]
-    ) -> VersionTarget:
+    def _runtime(self, key: ShimKey) -> world_mod.Runtime:
         failure = self._failures.get(key)
-        endpoints = self.platform.endpoints(key)
-        timeout = float(spec.timeout)
-        if endpoints or failure is None:
-            return VersionTarget(
-                key[2], endpoints, timeout, activatable=not endpoints, configuration=configuration
-            )
-        problem_type = (
-            "InvalidRuntimeException"
-            if failure.reason == "InvalidRuntime"
-            else "ResourceNotReadyException"
-        )
-        problem = f"{failure.reason}: {failure.message}"
-        return VersionTarget(key[2], (), timeout, problem, problem_type, False, configuration)
-
-    def _configuration(
-        self, fn: ApiObject, spec: FunctionSpec, version: str, obj: ApiObject | None
-    ) -> dict[str, Any]:
-        bundle = self._code.get((fn.namespace, fn.name, version))
-        status = obj.status if obj is not None else fn.status
-        return function_configuration(
-            namespace=fn.namespace,
-            name=fn.name,
-            region=self.settings.region,
-            spec=spec,
-            version=version,
-            description=obj.spec.description if obj is not None else spec.description,
-            code_sha256=status.get("codeSha256", "") or (bundle.sha256 if bundle else ""),
-            code_size=bundle.size if bundle else 0,
-            last_modified=(
-                obj.manifest["metadata"].get("creationTimestamp", "")
-                if obj
-                else fn.status.get("lastModified", "")
-            ),
-            state=fn.status.get("state", "Pending") if obj is None else "Active",
-            qualified=obj is not None,
+        bundle = self._code.get(key)
+        return world_mod.Runtime(
+            self.platform.endpoints(key),
+            (failure.reason, failure.message) if failure else None,
+            bundle.sha256 if bundle else "",
+            bundle.size if bundle else 0,
         )
 
-    def _publish_route(
-        self,
-        world: World,
-        fn: ApiObject,
-        plan_: aliases_mod.FunctionPlan,
-        reserved: int | None,
-    ) -> None:
+    def _publish_route(self, world: World, fn: ApiObject, plans: world_mod.Plans) -> None:
         key = (fn.namespace, fn.name)
-        versions = {
-            LATEST: self._target(
-                (*key, LATEST), fn.spec, self._configuration(fn, fn.spec, LATEST, None)
-            )
-        }
-        for number, obj in world.numbered(key).items():
-            spec = publishing.spec_of(obj.status)
-            versions[number] = self._target(
-                (*key, number), spec, self._configuration(fn, spec, number, obj)
-            )
-        alias_routes = {}
-        for a in plan_.aliases:
-            if a.problem is None:
-                aspec: AliasSpec = a.obj.spec
-                alias_routes[a.name] = AliasRoute(
-                    a.name,
-                    a.primary,
-                    a.weights,
-                    aspec.url,
-                    aspec.description,
-                    revision_id(a.obj.resource_version, a.name),
-                    self.url_of(*key, a.name) if aspec.url else "",
-                )
         self.routes.publish(
-            FunctionRoute(
-                fn.namespace,
-                fn.name,
-                function_arn(self.settings.region, account_for(fn.namespace), fn.name),
-                fn.spec.url,
-                versions,
-                alias_routes,
-                reserved,
-                parse_policy(fn.spec.policy, resource_policy=True) if fn.spec.policy else None,
-                fn.spec.policy,
-                account_for(fn.namespace),
-                self.url_of(*key) if fn.spec.url else "",
-                str(fn.manifest["metadata"].get("creationTimestamp", "")),
+            world_mod.build_route(
+                self.route_context,
+                world,
+                fn,
+                plans.functions[key],
+                plans.granted.get(key),
+                self._runtime,
             )
         )
+
+    def _publish_routes(self, world: World, plans: world_mod.Plans) -> None:
+        for fn in world.functions.values():
+            self._publish_route(world, fn, plans)
 
     # ------------------------------------------------------------------ status
 

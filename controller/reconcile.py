@@ -30,6 +30,8 @@ RUNTIME_FIELDS = (
     "timeout",
     "environment",
     "ephemeralStorage",
+    "role",
+    "vpcConfig",
 )
 
 

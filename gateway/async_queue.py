@@ -102,8 +102,7 @@ class Dispatcher:
         self.delivered = 0
 
     async def run(self) -> None:
-        with contextlib.suppress(ResponseError):  # BUSYGROUP: it exists already
-            await self.client.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
+        await self._ensure_group()
         # Until the routes are known, "function not found" would drop events wrongly.
         await self.invoker.table.wait_synced()
         try:
@@ -111,6 +110,11 @@ class Dispatcher:
             while True:
                 try:
                     await self._round()
+                except ResponseError as e:
+                    if "NOGROUP" not in str(e):
+                        raise
+                    log.warning("async dispatcher: consumer group gone (Redis lost its data?)")
+                    await self._ensure_group()
                 except RedisError as e:
                     log.warning("async dispatcher: Redis unavailable (%s); retrying", e)
                     await asyncio.sleep(1.0)
@@ -122,6 +126,10 @@ class Dispatcher:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
             await self._requeue_inflight()
+
+    async def _ensure_group(self) -> None:
+        with contextlib.suppress(ResponseError):  # BUSYGROUP: it exists already
+            await self.client.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
 
     async def _recover(self) -> None:
         """Redelivers entries this consumer took but never finished (it was stopped)."""

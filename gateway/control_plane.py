@@ -118,13 +118,8 @@ class ControlPlane:
             )
         except InvalidFunctionName as e:
             raise InvalidParameterValue(str(e)) from e
-        namespace = identity.principal.namespace
-        if ref.account is not None:
-            namespace = self.invoker.table.namespace_of(ref.account) or namespace
-        route = self.invoker.route(namespace, ref.name, ref.qualifier)
-        resource = self.invoker.arn(namespace, ref.name, ref.qualifier)
-        authorize(
-            identity, action, resource, route.account, route.policy, context_keys(request, identity)
+        route = self.invoker.authorized_route(
+            ref, identity, action, context_keys(request, identity)
         )
         return route, ref.qualifier
 

@@ -112,7 +112,10 @@ class FunctionUrls:
         if url.cors is not None:
             for name in cors_mod.CORS_HEADERS:
                 response.headers.popall(name, None)
-            response.headers.update(cors_mod.response_headers(url.cors, lowered.get("origin")))
+            for name, value in cors_mod.response_headers(url.cors, lowered.get("origin")).items():
+                if name == "Vary" and "Vary" in response.headers:
+                    value = f"{response.headers['Vary']}, {value}"
+                response.headers[name] = value
         return response
 
     def _authorize(

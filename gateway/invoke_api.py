@@ -17,12 +17,11 @@ from aiohttp import web
 
 from klambda.controller.api.arn import InvalidFunctionName, parse_function_name
 from klambda.gateway.async_queue import AsyncEvent, AsyncQueue
-from klambda.gateway.auth import Authenticator, authorize, context_keys
+from klambda.gateway.auth import Authenticator, context_keys
 from klambda.gateway.errors import (
     InvalidParameterValue,
     InvalidRequestContent,
     LambdaError,
-    ResourceNotFound,
     ServiceError,
     error_response,
 )
@@ -55,14 +54,6 @@ class InvokeApi:
         except LambdaError as e:
             return error_response(e, request_id)
 
-    def _namespace(self, account: str | None) -> str:
-        if account is None:
-            return self.settings.default_namespace
-        namespace = self.invoker.table.namespace_of(account)
-        if namespace is None:
-            raise ResourceNotFound(f"Function not found: account {account} has no functions")
-        return namespace
-
     async def _handle(self, request: web.Request, request_id: str) -> web.StreamResponse:
         body = await read_body(request, self.settings.max_sync_payload)
         identity = self.authenticator.authenticate(request, body)
@@ -82,18 +73,10 @@ class InvokeApi:
         log_type = request.headers.get("X-Amz-Log-Type", "None")
         if log_type not in LOG_TYPES:
             raise InvalidParameterValue(f"Unsupported log type {log_type!r}: None or Tail")
-        namespace = self._namespace(ref.account)
-        route = self.invoker.route(namespace, ref.name, ref.qualifier)
-        resource = self.invoker.arn(namespace, ref.name, ref.qualifier)
-        account = route.account or self.invoker.table.account(namespace)
-        authorize(
-            identity,
-            "lambda:InvokeFunction",
-            resource,
-            account,
-            route.policy,
-            context_keys(request, identity, {"lambda:FunctionArn": resource}),
+        route = self.invoker.authorized_route(
+            ref, identity, "lambda:InvokeFunction", context_keys(request, identity)
         )
+        namespace = route.namespace
         payload = _json_payload(body)
         self.invoker.check(route, ref.qualifier)
         if invocation_type == "DryRun":

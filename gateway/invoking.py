@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import random
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from klambda.controller.api.arn import function_arn
+from klambda.controller.api.arn import FunctionRef, function_arn
 from klambda.controller.api.routes import LATEST, FunctionRoute, VersionTarget
+from klambda.gateway.auth import Identity, authorize
 from klambda.gateway.concurrency import ConcurrencyLimiter
 from klambda.gateway.errors import (
     ERROR_TYPES,
@@ -93,6 +95,39 @@ class Invoker:
         route = self.table.get(namespace, name)
         if route is None:
             raise self._not_found(namespace, name, qualifier)
+        return route
+
+    def authorized_route(
+        self,
+        ref: FunctionRef,
+        identity: Identity,
+        action: str,
+        context: Mapping[str, str],
+    ) -> FunctionRoute:
+        """The function a caller named, once they may ``action`` it.
+
+        A bare name means the caller's own account (namespace), as in Lambda. Authorization
+        comes before existence, so a caller who may not act learns nothing of which functions
+        exist (403 either way).
+        """
+        account = ref.account or identity.principal.account
+        namespace = (
+            identity.principal.namespace
+            if ref.account is None
+            else self.table.namespace_of(ref.account)
+        )
+        route = self.table.get(namespace, ref.name) if namespace else None
+        resource = function_arn(self.settings.region, account, ref.name, ref.qualifier)
+        authorize(
+            identity,
+            action,
+            resource,
+            account,
+            route.policy if route else None,
+            {**context, "lambda:FunctionArn": resource},
+        )
+        if route is None:
+            raise ResourceNotFound(f"Function not found: {resource}")
         return route
 
     def select(self, route: FunctionRoute, qualifier: str | None) -> Selection:

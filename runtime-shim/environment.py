@@ -93,6 +93,7 @@ class Environment:
     runtime_api: str
     init_type: str = "on-demand"
     provisioned: bool = False
+    prewarmed: bool = False
     on_exit: Callable[[Environment], None] | None = None
     state: State = State.STARTING
     stream: logs.LogStream | None = None

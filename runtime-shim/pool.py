@@ -83,11 +83,26 @@ class EnvironmentPool:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def start(self) -> None:
+    def start(self, prewarm: int = 0) -> None:
         self._tasks = [
             asyncio.create_task(self._reap_forever(), name="reap-idle-environments"),
             asyncio.create_task(self._provision_forever(), name="keep-provisioned"),
         ]
+        for _ in range(min(prewarm, self.max_environments)):
+            self._tasks.append(asyncio.create_task(self._prewarm_one(), name="prewarm"))
+
+    async def _prewarm_one(self) -> None:
+        """An on-demand environment started before it is asked for (its init still counts)."""
+        env = await self._new(ON_DEMAND)
+        failure = await env.wait_ready()
+        if failure is not None:
+            self._all.discard(env)
+            await env.stop()
+            return
+        env.prewarmed = True
+        self._idle.append(env)
+        async with self._freed:
+            self._freed.notify()
 
     def set_provisioned(self, count: int) -> None:
         """Keeps ``count`` environments initialised (extra idle ones become on-demand)."""
@@ -117,7 +132,9 @@ class EnvironmentPool:
         while True:
             env = self._pop_idle()
             if env is not None:
-                return self._take(env), False
+                cold = env.prewarmed  # its init has not been reported yet
+                env.prewarmed = False
+                return self._take(env), cold
             if self._closed:
                 raise Busy("the shim is shutting down")
             if self.size < self.max_environments:

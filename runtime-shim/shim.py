@@ -51,7 +51,7 @@ class Shim:
 
     async def start(self) -> None:
         await self.runtime_api.start()
-        self.pool.start()
+        self.pool.start(self.config.prewarm)
         self.pool.set_provisioned(self.config.provisioned_concurrency)
 
     async def _create_environment(self, init_type: str) -> Environment:

@@ -241,9 +241,11 @@ def _condition_holds(op: str, key: str, wanted: tuple[str, ...], ctx: Mapping[st
     base = op.removesuffix("IfExists").split(":")[-1]
     if base == "Null":
         return (have is None) == (wanted[0].lower() == "true")
-    if have is None:
-        return op.endswith("IfExists")
     negated = base in _NEGATED
+    if have is None:
+        # AWS: a missing key fails a positive operator, satisfies a negated one and
+        # ForAllValues (vacuously), and ...IfExists always passes.
+        return op.endswith("IfExists") or negated or op.startswith("ForAllValues:")
     if op.startswith("ForAllValues:"):
         hit = all(any(_one(op, h, w) for w in wanted) for h in have)
     else:
@@ -284,8 +286,8 @@ def evaluate(identity: Iterable[Policy], resource: Policy | None, ask: Ask) -> D
     id_deny, id_allow = _verdict(id_policies, ask)
     res_deny, res_allow = _verdict([resource] if resource else [], ask)
     if id_deny or res_deny:
-        where = "identity-based" if id_deny else "resource-based"
-        return Decision(False, f"with an explicit deny in a {where} policy")
+        where = "an identity-based" if id_deny else "a resource-based"
+        return Decision(False, f"with an explicit deny in {where} policy")
     if ask.caller.arn is None:  # anonymous: only a resource policy can let it in
         if res_allow:
             return Decision(True, "allowed")

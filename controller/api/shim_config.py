@@ -44,6 +44,9 @@ class ShimConfig:
     """Port the gRPC server binds; 0 picks a free one (reported on the ready fd)."""
     provisioned_concurrency: int = 0
     """Environments initialised at start and kept ready (changed later through Provision)."""
+    prewarm: int = 0
+    """On-demand environments started at start-up, so the first invocation need not wait for
+    a process to spawn (a Kubernetes pod exists because an invocation is coming)."""
     max_environments: int = 64
     """Upper bound on environments this shim runs at once."""
     idle_timeout: float = 300.0

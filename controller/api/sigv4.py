@@ -221,7 +221,7 @@ def verify(
         )
     _check_time(when, now or datetime.now(UTC))
     declared = req.headers.get("x-amz-content-sha256")
-    if declared not in (None, "UNSIGNED-PAYLOAD", hashlib.sha256(req.body).hexdigest()):
+    if declared not in (None, hashlib.sha256(req.body).hexdigest()):
         raise SignatureError(
             "InvalidSignatureException",
             "The provided 'x-amz-content-sha256' header does not match what was computed.",
@@ -248,7 +248,7 @@ def _parse_date(value: str) -> datetime:
     except ValueError:
         raise SignatureError(
             "IncompleteSignatureException",
-            "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.",
+            "Authorization header requires the 'X-Amz-Date' header.",
         ) from None
 
 

@@ -156,6 +156,16 @@ class Code:
 
 
 @dataclass(frozen=True)
+class VpcConfig:
+    """Egress allowed to the function's pods; absent means all egress is allowed."""
+
+    egress: list[Any] = prop(
+        default_factory=list,
+        doc="NetworkPolicy egress rules (to: [ipBlock|namespaceSelector|podSelector], ports).",
+    )
+
+
+@dataclass(frozen=True)
 class FunctionSpec:
     """Code and configuration of a function; the Function object is its mutable $LATEST."""
 
@@ -190,6 +200,16 @@ class FunctionSpec:
         minimum=0,
         doc="Concurrency reserved for this function: a cap and a guarantee; 0 throttles "
         "every invocation.",
+    )
+    role: str | None = prop(
+        default=None,
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        max_length=253,
+        doc="Execution role: the ServiceAccount the function's pods run as (Kubernetes); "
+        "without one no API token is mounted.",
+    )
+    vpc_config: VpcConfig | None = prop(
+        default=None, doc="Network egress the function's pods may use (Kubernetes)."
     )
     policy: Any = prop(
         default=None,

@@ -1,0 +1,266 @@
+"""Pure builders of the Kubernetes objects behind one function version.
+
+``make_*`` take the desired state and return plain manifests (dicts); they do no I/O and carry
+the heaviest tests, as Knative's builders do. Per version:
+
+- ``fn-<name>-<latest|vN>`` Deployment of shim pods: one execution environment per pod, so
+  replicas = concurrency the version can serve; resources from memorySize (CPU in proportion,
+  1 vCPU per 1,769 MB as Lambda), hardened security context, code and shim settings mounted
+  read-only, a writable /tmp of ephemeralStorage MB;
+- ``fn-<name>-<latest|vN>-shim`` ConfigMap with the shim's settings;
+- ``klambda-code-<sha>`` immutable ConfigMap with the code files (shared by identical code);
+- ``fn-<name>-<latest|vN>`` NetworkPolicy: ingress only from the gateway, egress from
+  ``spec.vpcConfig`` (all egress when absent).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from klambda.controller.api.shim_config import ShimConfig
+from klambda.controller.api.types import FunctionSpec
+from klambda.controller.kube import names
+
+MB_PER_VCPU = 1769
+SHIM_OVERHEAD_MB = 96
+CODE_DIR = "/var/task"
+CONFIG_DIR = "/etc/klambda"
+RUN_AS = 65532
+
+Manifest = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class KubeSettings:
+    """How the operator renders pods; each field maps to one Helm value."""
+
+    images: dict[str, str] = field(
+        default_factory=lambda: {
+            "python3.10": "ghcr.io/klambda/runtime-python:3.10",
+            "python3.11": "ghcr.io/klambda/runtime-python:3.11",
+            "python3.12": "ghcr.io/klambda/runtime-python:3.12",
+            "python3.13": "ghcr.io/klambda/runtime-python:3.13",
+            "python3.14": "ghcr.io/klambda/runtime-python:3.14",
+            "provided": "ghcr.io/klambda/runtime-provided:al2023",
+            "provided.al2": "ghcr.io/klambda/runtime-provided:al2023",
+            "provided.al2023": "ghcr.io/klambda/runtime-provided:al2023",
+        }
+    )
+    """Runtime image per runtime identifier (the image holds the interpreter and the shim)."""
+    image_pull_policy: str = "IfNotPresent"
+    """Pull policy of runtime images."""
+    gateway_labels: dict[str, str] = field(default_factory=lambda: dict(names.GATEWAY_LABELS))
+    """Labels of gateway pods: the only ingress function pods accept."""
+    max_replicas: int = 1000
+    """Upper bound on pods per version."""
+
+
+@dataclass(frozen=True)
+class VersionObjects:
+    config: Manifest
+    deployment: Manifest
+    network_policy: Manifest
+
+
+def _meta(name: str, namespace: str, labels: dict[str, str], owner: dict[str, Any]) -> Manifest:
+    return {"name": name, "namespace": namespace, "labels": labels, "ownerReferences": [owner]}
+
+
+def resources(memory_mb: int) -> Manifest:
+    cpu_millis = max(50, round(memory_mb * 1000 / MB_PER_VCPU))
+    return {
+        "requests": {"cpu": f"{cpu_millis}m", "memory": f"{memory_mb + SHIM_OVERHEAD_MB}Mi"},
+        "limits": {"memory": f"{memory_mb + SHIM_OVERHEAD_MB}Mi"},
+    }
+
+
+def code_files(files: dict[str, str]) -> tuple[dict[str, str], list[dict[str, str]]]:
+    """ConfigMap data (keys may not hold '/') and the volume items putting each file at its path."""
+    data, items = {}, []
+    for i, path in enumerate(sorted(files)):
+        key = f"f{i}"
+        data[key] = files[path]
+        items.append({"key": key, "path": path})
+    return data, items
+
+
+def make_code_config_map(
+    namespace: str, sha256: str, files: dict[str, str], owner: dict[str, Any]
+) -> Manifest:
+    data, items = code_files(files)
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            **_meta(
+                names.code_config_map_name(sha256),
+                namespace,
+                {"app.kubernetes.io/managed-by": names.MANAGED_BY},
+                owner,
+            ),
+            "annotations": {
+                "klambda.io/code-sha256": sha256,
+                "klambda.io/code-items": json.dumps(items),
+            },
+        },
+        "immutable": True,
+        "data": data,
+    }
+
+
+def pod_shim_config(config: ShimConfig) -> ShimConfig:
+    """The shim's settings inside a pod: one environment, fixed port, code at /var/task."""
+    return replace(
+        config,
+        code_dir=CODE_DIR,
+        log_dir="/tmp/klambda-logs",
+        grpc_host="0.0.0.0",
+        grpc_port=names.GRPC_PORT,
+        max_environments=1,
+        provisioned_concurrency=1 if config.provisioned_concurrency else 0,
+        prewarm=0 if config.provisioned_concurrency else 1,
+    )
+
+
+def make_version_objects(
+    *,
+    namespace: str,
+    function: str,
+    version: str,
+    spec: FunctionSpec,
+    config: ShimConfig,
+    code_config_map: str,
+    code_items: list[dict[str, str]],
+    owner: dict[str, Any],
+    replicas: int,
+    settings: KubeSettings,
+) -> VersionObjects:
+    labels = names.labels(function, version)
+    name = names.deployment_name(function, version)
+    shim = pod_shim_config(config)
+    config_manifest = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _meta(names.config_map_name(function, version), namespace, labels, owner),
+        "data": {"shim.json": shim.to_json()},
+    }
+    pod_labels = {**labels, names.CONFIG_HASH_LABEL: config.config_hash}
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            **_meta(
+                name, namespace, {**labels, names.CONFIG_HASH_LABEL: config.config_hash}, owner
+            ),
+            "annotations": {names.VERSION_ANNOTATION: version},
+        },
+        "spec": {
+            "replicas": max(0, min(replicas, settings.max_replicas)),
+            "selector": {"matchLabels": labels},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": "25%"},
+            },
+            "template": {
+                "metadata": {
+                    "labels": pod_labels,
+                    "annotations": {names.VERSION_ANNOTATION: version},
+                },
+                "spec": _pod_spec(spec, shim, code_config_map, code_items, name, settings),
+            },
+        },
+    }
+    return VersionObjects(
+        config_manifest,
+        deployment,
+        make_network_policy(namespace, name, labels, spec, owner, settings),
+    )
+
+
+def _pod_spec(
+    spec: FunctionSpec,
+    shim: ShimConfig,
+    code_config_map: str,
+    code_items: list[dict[str, str]],
+    name: str,
+    settings: KubeSettings,
+) -> Manifest:
+    pod: Manifest = {
+        "serviceAccountName": spec.role or "default",
+        "automountServiceAccountToken": spec.role is not None,
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": spec.timeout + 15,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUN_AS,
+            "runAsGroup": RUN_AS,
+            "fsGroup": RUN_AS,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [
+            {
+                "name": "shim",
+                "image": settings.images[spec.runtime],
+                "imagePullPolicy": settings.image_pull_policy,
+                "command": ["python3", "-m", "klambda.shim", f"{CONFIG_DIR}/shim.json"],
+                "ports": [{"name": "grpc", "containerPort": names.GRPC_PORT}],
+                "readinessProbe": {"tcpSocket": {"port": names.GRPC_PORT}, "periodSeconds": 1},
+                "resources": resources(spec.memory_size),
+                "securityContext": {
+                    "allowPrivilegeEscalation": False,
+                    "readOnlyRootFilesystem": True,
+                    "capabilities": {"drop": ["ALL"]},
+                },
+                "volumeMounts": [
+                    {"name": "code", "mountPath": CODE_DIR, "readOnly": True},
+                    {"name": "shim-config", "mountPath": CONFIG_DIR, "readOnly": True},
+                    {"name": "tmp", "mountPath": "/tmp"},
+                ],
+            }
+        ],
+        "volumes": [
+            {
+                "name": "code",
+                "configMap": {"name": code_config_map, "items": code_items, "defaultMode": 0o555},
+            },
+            {"name": "shim-config", "configMap": {"name": f"{name}-shim"}},
+            {"name": "tmp", "emptyDir": {"sizeLimit": f"{spec.ephemeral_storage}Mi"}},
+        ],
+    }
+    return pod
+
+
+def make_network_policy(
+    namespace: str,
+    name: str,
+    labels: dict[str, str],
+    spec: FunctionSpec,
+    owner: dict[str, Any],
+    settings: KubeSettings,
+) -> Manifest:
+    egress = spec.vpc_config.egress if spec.vpc_config else None
+    policy: Manifest = {
+        "podSelector": {"matchLabels": labels},
+        "policyTypes": ["Ingress"] + (["Egress"] if egress is not None else []),
+        "ingress": [
+            {
+                "from": [
+                    {
+                        "namespaceSelector": {},
+                        "podSelector": {"matchLabels": settings.gateway_labels},
+                    }
+                ],
+                "ports": [{"protocol": "TCP", "port": names.GRPC_PORT}],
+            }
+        ],
+    }
+    if egress is not None:
+        policy["egress"] = list(egress)
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _meta(name, namespace, labels, owner),
+        "spec": policy,
+    }

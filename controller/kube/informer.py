@@ -1,0 +1,116 @@
+"""Informers: a cache of one resource kept current by list + watch, level-triggered.
+
+List, then watch from the list's resourceVersion; resume from the last version seen (bookmarks
+included) when the server closes the stream; re-list on 410 Gone; back off on transient errors.
+Consumers read the cache and are told that something changed; they never act on a single event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from klambda.controller.kube.client import Gone, KubeClient, KubeError
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, str]  # (namespace, name)
+OnChange = Callable[[str, dict[str, Any] | None, dict[str, Any] | None], None]
+"""(event type, old object, new object)"""
+
+
+class Informer:
+    def __init__(
+        self,
+        client: KubeClient,
+        path: str,
+        on_change: OnChange,
+        watch_timeout: int = 60,
+    ) -> None:
+        self.client = client
+        self.path = path
+        self.on_change = on_change
+        self.watch_timeout = watch_timeout
+        self.cache: dict[Key, dict[str, Any]] = {}
+        self.synced = asyncio.Event()
+        self._version = ""
+
+    @staticmethod
+    def key(obj: dict[str, Any]) -> Key:
+        meta = obj.get("metadata", {})
+        return (meta.get("namespace", ""), meta.get("name", ""))
+
+    async def run(self) -> None:
+        delay = 0.5
+        while True:
+            try:
+                await self._list()
+                delay = 0.5
+                while True:
+                    await self._watch()
+            except Gone:
+                log.info("%s: resourceVersion too old; re-listing", self.path)
+            except KubeError as e:
+                log.warning("%s: %s; retrying in %.1fs", self.path, e, delay)
+                await asyncio.sleep(delay)
+                delay = min(30.0, delay * 2)
+
+    async def _list(self) -> None:
+        listing = await self.client.list(self.path)
+        fresh = {self.key(o): o for o in listing.get("items", [])}
+        kind = listing.get("kind", "").removesuffix("List")
+        api_version = listing.get("apiVersion", "")
+        for obj in fresh.values():
+            obj.setdefault("kind", kind)
+            obj.setdefault("apiVersion", api_version)
+        old = self.cache
+        self.cache = fresh
+        self._version = str(listing.get("metadata", {}).get("resourceVersion", ""))
+        for key in old.keys() - fresh.keys():
+            self.on_change("DELETED", old[key], None)
+        for key, obj in fresh.items():
+            if old.get(key) != obj:
+                self.on_change("ADDED" if key not in old else "MODIFIED", old.get(key), obj)
+        self.synced.set()
+
+    async def _watch(self) -> None:
+        async for kind, obj in self.client.watch(self.path, self._version, self.watch_timeout):
+            version = obj.get("metadata", {}).get("resourceVersion")
+            if version:
+                self._version = str(version)
+            if kind == "BOOKMARK":
+                continue
+            key = self.key(obj)
+            old = self.cache.get(key)
+            if kind == "DELETED":
+                self.cache.pop(key, None)
+                self.on_change(kind, old, None)
+            else:
+                self.cache[key] = obj
+                self.on_change(kind, old, obj)
+
+
+class Informers:
+    """Several informers run together; ``stop`` cancels them all."""
+
+    def __init__(self, informers: list[Informer]) -> None:
+        self.informers = informers
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(i.run(), name=f"informer {i.path}") for i in self.informers
+        ]
+
+    async def wait_synced(self) -> None:
+        await asyncio.gather(*(i.synced.wait() for i in self.informers))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

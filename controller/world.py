@@ -1,0 +1,220 @@
+"""The declared world and what follows from it (pure): aliases, reservations, routes.
+
+Shared by the controller (which also acts on it) and the gateway on Kubernetes (which only
+routes by it): both read the same objects and must agree on where an invocation goes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from klambda.controller import aliases as aliases_mod
+from klambda.controller import publishing
+from klambda.controller.api.arn import account_for, function_arn
+from klambda.controller.api.objects import ApiObject
+from klambda.controller.api.policy import parse_policy
+from klambda.controller.api.routes import (
+    LATEST,
+    AliasRoute,
+    FunctionRoute,
+    VersionTarget,
+    url_id,
+)
+from klambda.controller.api.types import AliasSpec, FunctionSpec
+from klambda.controller.configuration import function_configuration, revision_id
+
+ShimKey = tuple[str, str, str]
+
+
+@dataclass
+class World:
+    """Everything one pass reads, grouped by function."""
+
+    functions: dict[tuple[str, str], ApiObject]
+    versions: dict[tuple[str, str], list[ApiObject]]
+    aliases: dict[tuple[str, str], list[ApiObject]]
+    config_maps: dict[tuple[str, str], dict[str, str]]
+
+    @classmethod
+    def of(
+        cls,
+        functions: Iterable[ApiObject],
+        versions: Iterable[ApiObject],
+        aliases: Iterable[ApiObject],
+        config_maps: Iterable[ApiObject],
+    ) -> World:
+        return cls(
+            {(o.namespace, o.name): o for o in functions},
+            _group(versions),
+            _group(aliases),
+            {(o.namespace, o.name): o.spec for o in config_maps},
+        )
+
+    def maps_in(self, namespace: str) -> dict[str, dict[str, str]]:
+        return {name: data for (ns, name), data in self.config_maps.items() if ns == namespace}
+
+    def numbered(self, key: tuple[str, str]) -> dict[str, ApiObject]:
+        """Version objects by number (the first object to get each number)."""
+        out: dict[str, ApiObject] = {}
+        for obj in sorted(self.versions.get(key, []), key=lambda o: o.creation_key):
+            number = obj.status.get("version")
+            if number and number not in out:
+                out[number] = obj
+        return out
+
+
+def _group(objects: Iterable[ApiObject]) -> dict[tuple[str, str], list[ApiObject]]:
+    out: dict[tuple[str, str], list[ApiObject]] = {}
+    for obj in objects:
+        out.setdefault((obj.namespace, obj.spec.function_name), []).append(obj)
+    return out
+
+
+@dataclass
+class Plans:
+    """Aliases and provisioned concurrency per function, and the reservations honoured."""
+
+    functions: dict[tuple[str, str], aliases_mod.FunctionPlan] = field(default_factory=dict)
+    granted: dict[tuple[str, str], int] = field(default_factory=dict)
+    refused: dict[tuple[str, str], str] = field(default_factory=dict)
+
+
+def plan(world: World, concurrency_limit: int, max_per_version: int) -> Plans:
+    granted, refused = aliases_mod.honoured_reservations(
+        {k: fn.spec.reserved_concurrency for k, fn in world.functions.items()},
+        sorted(world.functions, key=lambda k: world.functions[k].creation_key),
+        concurrency_limit,
+    )
+    functions = {
+        key: aliases_mod.plan_function(
+            key in world.functions,
+            world.numbered(key),
+            world.aliases.get(key, []),
+            granted.get(key),
+            max_per_version,
+        )
+        for key in set(world.functions) | set(world.aliases)
+    }
+    return Plans(functions, granted, refused)
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """What a platform (or the gateway's watch of it) knows of one version's environments."""
+
+    endpoints: tuple[str, ...] = ()
+    problem: tuple[str, str] | None = None
+    """(Reason, message) why the version cannot run."""
+    code_sha256: str = ""
+    code_size: int = 0
+
+
+@dataclass(frozen=True)
+class RouteContext:
+    region: str
+    gateway_url: str
+    default_namespace: str = "default"
+
+    def url_of(self, namespace: str, name: str, qualifier: str | None = None) -> str:
+        uid = url_id(name, qualifier, namespace, self.default_namespace)
+        return f"{self.gateway_url}/lambda-url/{uid}/"
+
+
+def _target(
+    version: str, spec: FunctionSpec, runtime: Runtime, configuration: dict[str, Any]
+) -> VersionTarget:
+    timeout = float(spec.timeout)
+    if runtime.endpoints or runtime.problem is None:
+        return VersionTarget(
+            version,
+            runtime.endpoints,
+            timeout,
+            activatable=not runtime.endpoints,
+            configuration=configuration,
+        )
+    reason, message = runtime.problem
+    problem_type = (
+        "InvalidRuntimeException" if reason == "InvalidRuntime" else "ResourceNotReadyException"
+    )
+    return VersionTarget(
+        version, (), timeout, f"{reason}: {message}", problem_type, False, configuration
+    )
+
+
+def _configuration(
+    ctx: RouteContext,
+    fn: ApiObject,
+    spec: FunctionSpec,
+    version: str,
+    obj: ApiObject | None,
+    runtime: Runtime,
+) -> dict[str, Any]:
+    status = obj.status if obj is not None else fn.status
+    return function_configuration(
+        namespace=fn.namespace,
+        name=fn.name,
+        region=ctx.region,
+        spec=spec,
+        version=version,
+        description=obj.spec.description if obj is not None else spec.description,
+        code_sha256=status.get("codeSha256", "") or runtime.code_sha256,
+        code_size=runtime.code_size,
+        last_modified=(
+            obj.manifest["metadata"].get("creationTimestamp", "")
+            if obj
+            else fn.status.get("lastModified", "")
+        ),
+        state=fn.status.get("state", "Pending") if obj is None else "Active",
+        qualified=obj is not None,
+    )
+
+
+def build_route(
+    ctx: RouteContext,
+    world: World,
+    fn: ApiObject,
+    function_plan: aliases_mod.FunctionPlan,
+    reserved: int | None,
+    runtime: Callable[[ShimKey], Runtime],
+) -> FunctionRoute:
+    """The gateway's record of one function: versions, aliases, URL, limits, policy."""
+    key = (fn.namespace, fn.name)
+    latest = runtime((*key, LATEST))
+    versions = {
+        LATEST: _target(
+            LATEST, fn.spec, latest, _configuration(ctx, fn, fn.spec, LATEST, None, latest)
+        )
+    }
+    for number, obj in world.numbered(key).items():
+        spec = publishing.spec_of(obj.status)
+        rt = runtime((*key, number))
+        versions[number] = _target(number, spec, rt, _configuration(ctx, fn, spec, number, obj, rt))
+    alias_routes = {}
+    for a in function_plan.aliases:
+        if a.problem is None:
+            aspec: AliasSpec = a.obj.spec
+            alias_routes[a.name] = AliasRoute(
+                a.name,
+                a.primary,
+                a.weights,
+                aspec.url,
+                aspec.description,
+                revision_id(a.obj.resource_version, a.name),
+                ctx.url_of(*key, a.name) if aspec.url else "",
+            )
+    return FunctionRoute(
+        fn.namespace,
+        fn.name,
+        function_arn(ctx.region, account_for(fn.namespace), fn.name),
+        fn.spec.url,
+        versions,
+        alias_routes,
+        reserved,
+        parse_policy(fn.spec.policy, resource_policy=True) if fn.spec.policy else None,
+        fn.spec.policy,
+        account_for(fn.namespace),
+        ctx.url_of(*key) if fn.spec.url else "",
+        str(fn.manifest["metadata"].get("creationTimestamp", "")),
+    )

@@ -1,0 +1,145 @@
+"""The Kubernetes objects behind a function version (pure builders)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from klambda.controller.api.objects import parse_object
+from klambda.controller.api.shim_config import ShimConfig
+from klambda.controller.kube import names
+from klambda.controller.kube.builders import (
+    KubeSettings,
+    make_code_config_map,
+    make_version_objects,
+    resources,
+)
+
+OWNER = names.owner_reference("Function", "hello", "uid-1")
+
+
+def spec(**extra: Any) -> Any:
+    doc = {
+        "apiVersion": "klambda.io/v1alpha1",
+        "kind": "Function",
+        "metadata": {"name": "hello"},
+        "spec": {
+            "runtime": "python3.12",
+            "handler": "app.handler",
+            "memorySize": 1769,
+            "timeout": 30,
+            "ephemeralStorage": 1024,
+            "code": {"inline": {"app.py": "x"}},
+            **extra,
+        },
+    }
+    return parse_object(doc).spec
+
+
+def build(fspec: Any, version: str = "$LATEST", pc: int = 0, replicas: int = 0) -> Any:
+    config = ShimConfig(
+        "hello",
+        version,
+        fspec.runtime,
+        "app.handler",
+        "/somewhere",
+        "arn:aws:lambda:us-east-1:1:function:hello",
+        "/logs",
+        memory_size=1769,
+        timeout=30.0,
+        config_hash="abc123",
+        provisioned_concurrency=pc,
+    )
+    return make_version_objects(
+        namespace="team",
+        function="hello",
+        version=version,
+        spec=fspec,
+        config=config,
+        code_config_map="klambda-code-x",
+        code_items=[{"key": "f0", "path": "app.py"}],
+        owner=OWNER,
+        replicas=replicas,
+        settings=KubeSettings(),
+    )
+
+
+def test_deployment_shape() -> None:
+    objs = build(spec(), replicas=2)
+    d = objs.deployment
+    assert d["metadata"]["name"] == "fn-hello-latest"
+    assert d["metadata"]["namespace"] == "team"
+    assert d["metadata"]["ownerReferences"] == [OWNER]
+    assert d["spec"]["replicas"] == 2
+    assert d["spec"]["selector"]["matchLabels"][names.VERSION_LABEL] == "latest"
+    pod = d["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    assert c["image"] == "ghcr.io/klambda/runtime-python:3.12"
+    assert c["resources"] == {
+        "requests": {"cpu": "1000m", "memory": "1865Mi"},
+        "limits": {"memory": "1865Mi"},
+    }
+    assert c["ports"] == [{"name": "grpc", "containerPort": 9000}]
+    assert d["spec"]["template"]["metadata"]["labels"][names.CONFIG_HASH_LABEL] == "abc123"
+
+
+def test_pods_are_hardened() -> None:
+    pod = build(spec()).deployment["spec"]["template"]["spec"]
+    sc = pod["securityContext"]
+    assert sc["runAsNonRoot"] is True and sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    csc = pod["containers"][0]["securityContext"]
+    assert csc == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    tmp = next(v for v in pod["volumes"] if v["name"] == "tmp")
+    assert tmp["emptyDir"] == {"sizeLimit": "1024Mi"}
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["serviceAccountName"] == "default"
+
+
+def test_role_mounts_a_token() -> None:
+    pod = build(spec(role="reader")).deployment["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "reader"
+    assert pod["automountServiceAccountToken"] is True
+
+
+def test_shim_settings_inside_the_pod() -> None:
+    objs = build(spec(), version="3", pc=5)
+    shim = json.loads(objs.config["data"]["shim.json"])
+    where = (shim["code_dir"], shim["grpc_host"], shim["grpc_port"])
+    assert where == ("/var/task", "0.0.0.0", 9000)
+    assert (shim["max_environments"], shim["provisioned_concurrency"], shim["prewarm"]) == (1, 1, 0)
+    assert objs.deployment["metadata"]["name"] == "fn-hello-v3"
+    on_demand = json.loads(build(spec()).config["data"]["shim.json"])
+    assert (on_demand["provisioned_concurrency"], on_demand["prewarm"]) == (0, 1)
+
+
+def test_cpu_follows_memory_with_a_floor() -> None:
+    assert resources(128)["requests"]["cpu"] == "72m"
+    assert resources(10240)["requests"]["cpu"] == "5789m"
+    assert resources(64)["requests"]["cpu"] == "50m"
+
+
+def test_network_policy() -> None:
+    np = build(spec()).network_policy["spec"]
+    assert np["policyTypes"] == ["Ingress"]
+    assert np["ingress"][0]["from"][0]["podSelector"]["matchLabels"] == names.GATEWAY_LABELS
+    egress = [{"to": [{"ipBlock": {"cidr": "10.0.0.0/8"}}], "ports": [{"port": 5432}]}]
+    np = build(spec(vpcConfig={"egress": egress})).network_policy["spec"]
+    assert np["policyTypes"] == ["Ingress", "Egress"] and np["egress"] == egress
+
+
+def test_code_config_map_keeps_paths_and_is_immutable() -> None:
+    cm = make_code_config_map(
+        "team",
+        "q83vEjQ1bbGVHYEfvnq31aJ0OZpV4WDyzmdT3Jrj6ik=",
+        {"pkg/a.py": "A", "bootstrap": "B"},
+        OWNER,
+    )
+    assert cm["immutable"] is True
+    assert cm["metadata"]["name"].startswith("klambda-code-")
+    items = json.loads(cm["metadata"]["annotations"]["klambda.io/code-items"])
+    assert {i["path"]: cm["data"][i["key"]] for i in items} == {"pkg/a.py": "A", "bootstrap": "B"}
+    assert all("/" not in k for k in cm["data"])
