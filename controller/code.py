@@ -72,11 +72,11 @@ async def materialize(
             raise CodeFetchFailed(f'ConfigMap "{code.config_map}" not found')
         return await asyncio.to_thread(_write_files, root, dict(data))
     assert code.zip is not None
-    archive = await _fetch_zip(code.zip, session)
+    archive = await fetch_zip(code.zip, session)
     return await asyncio.to_thread(_unpack_zip, root, archive, code.zip)
 
 
-async def _fetch_zip(where: str, session: aiohttp.ClientSession | None) -> bytes:
+async def fetch_zip(where: str, session: aiohttp.ClientSession | None = None) -> bytes:
     if where.startswith(("http://", "https://")):
         own = session is None
         session = session or aiohttp.ClientSession()

@@ -40,7 +40,7 @@ from klambda.controller.reconcile import (
     latest_shim,
     plan,
 )
-from klambda.controller.store import ObjectStore
+from klambda.controller.store import Store
 from klambda.controller.world import World
 
 log = logging.getLogger(__name__)
@@ -78,6 +78,9 @@ class ControllerSettings:
     """Environments per shim at most."""
     concurrency_limit: int = 1000
     """The regional limit: environments busy at once across all functions."""
+    every_version: bool = False
+    """Keep every published version deployed (Kubernetes: a Deployment scaled to zero costs
+    nothing), rather than only referenced or recently used ones (local: shims cost processes)."""
 
 
 @dataclass
@@ -92,7 +95,7 @@ class Failure:
 
 @dataclass
 class Controller:
-    store: ObjectStore
+    store: Store
     platform: Platform
     routes: RouteSink
     settings: ControllerSettings
@@ -210,7 +213,7 @@ class Controller:
                 observed = self._observed.get(skey)
                 idle = observed.idle_seconds if observed else 0.0
                 recent = used is not None and min(now - used, idle) < self.settings.idle_timeout
-                if number in wanted or recent:
+                if number in wanted or recent or self.settings.every_version:
                     out[skey] = DesiredShim(
                         *skey,
                         publishing.spec_of(obj.status),
@@ -277,7 +280,7 @@ class Controller:
             bundle = await self.platform.prepare_code(
                 want.spec.code, world.maps_in(want.namespace), want.code_sha256, want.version
             )
-            await self.platform.start(self._shim_config(want, bundle))
+            await self.platform.start(self._shim_config(want, bundle), want.spec)
         except StartFailed as e:
             self._record_failure(want, e)
             return

@@ -11,7 +11,7 @@ import asyncio
 import copy
 import time
 import uuid
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from klambda.controller.api.objects import ApiObject
 from klambda.controller.api.schema import FieldError, camel
@@ -22,6 +22,19 @@ ApplyResult = Literal["created", "configured", "unchanged"]
 
 class NotFound(KeyError):
     """No such object."""
+
+
+class Store(Protocol):
+    """What the controller reads and writes: the local store, or Kubernetes' informers."""
+
+    @property
+    def revision(self) -> int: ...
+
+    async def wait_for_change(self, seen: int) -> int: ...
+
+    def list(self, kind: str, namespace: str | None = None) -> list[ApiObject]: ...
+
+    async def set_status(self, obj: ApiObject, status: dict[str, Any]) -> None: ...
 
 
 def _now() -> str:

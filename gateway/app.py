@@ -12,7 +12,7 @@ from aiohttp import web
 
 from klambda.controller.api.iam import Directory
 from klambda.gateway.async_queue import AsyncQueue, Dispatcher
-from klambda.gateway.auth import Authenticator
+from klambda.gateway.auth import Authenticator, TokenReviewer
 from klambda.gateway.control_plane import ControlPlane
 from klambda.gateway.function_urls import PATH_PREFIX, FunctionUrls, host_url_id
 from klambda.gateway.invoke_api import InvokeApi
@@ -34,11 +34,12 @@ def create_app(
     table: RoutingTable,
     directory: Directory,
     activator: Activator | None = None,
+    tokens: TokenReviewer | None = None,
 ) -> web.Application:
     metrics = Metrics()
     client = ShimClient()
     invoker = Invoker(table, client, metrics, settings, activator)
-    authenticator = Authenticator(directory, settings.region)
+    authenticator = Authenticator(directory, settings.region, tokens)
     urls = FunctionUrls(invoker, settings, authenticator)
     redis_client = aioredis.Redis.from_url(settings.redis_url) if settings.redis_url else None
     queue = AsyncQueue(redis_client) if redis_client is not None else None

@@ -11,6 +11,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 
 from aiohttp import web
 
@@ -40,16 +41,32 @@ def signed_request(request: web.Request, body: bytes) -> sigv4.Request:
     return sigv4.Request(request.method, path, request.query_string, headers, body)
 
 
+class TokenReviewer(Protocol):
+    """Vouches for bearer tokens (Kubernetes ServiceAccount tokens through TokenReview)."""
+
+    async def review(self, token: str) -> Principal | None: ...
+
+
 class Authenticator:
-    def __init__(self, directory: Directory, region: str) -> None:
+    def __init__(
+        self, directory: Directory, region: str, tokens: TokenReviewer | None = None
+    ) -> None:
         self.directory = directory
         self.region = region
+        self.tokens = tokens
         self._parsed: dict[tuple[str, int], tuple[Policy, ...]] = {}
 
-    def is_signed(self, request: web.Request) -> bool:
-        return "Authorization" in request.headers
-
-    def authenticate(self, request: web.Request, body: bytes) -> Identity:
+    async def authenticate(self, request: web.Request, body: bytes) -> Identity:
+        """The caller: a SigV4-signed access key, or (in a cluster) a ServiceAccount token."""
+        auth = request.headers.get("Authorization", "")
+        if self.tokens is not None and auth.startswith("Bearer "):
+            principal = await self.tokens.review(auth.removeprefix("Bearer ").strip())
+            if principal is None:
+                raise AuthError(
+                    "UnrecognizedClientException",
+                    "The security token included in the request is invalid.",
+                )
+            return Identity(principal, "", self._policies(principal))
         req = signed_request(request, body)
         try:
             signed = sigv4.parse(req)

@@ -97,7 +97,7 @@ class ControlPlane:
         async def wrapped(request: web.Request) -> web.StreamResponse:
             request_id = self.invoker.new_request_id()
             try:
-                identity = self.authenticator.authenticate(request, await request.read())
+                identity = await self.authenticator.authenticate(request, await request.read())
                 body = await handler(request, identity)
             except LambdaError as e:
                 return error_response(e, request_id)

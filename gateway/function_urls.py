@@ -86,7 +86,7 @@ class FunctionUrls:
             answer = cors_mod.preflight(url.cors, lowered)
             return web.Response(status=answer.status, headers=answer.headers)
         body = await read_body(request, self.settings.max_sync_payload)
-        identity = self._authorize(request, body, route, url, qualifier)
+        identity = await self._authorize(request, body, route, url, qualifier)
         event = build_event(
             HttpRequest(
                 method=request.method,
@@ -118,7 +118,7 @@ class FunctionUrls:
                 response.headers[name] = value
         return response
 
-    def _authorize(
+    async def _authorize(
         self,
         request: web.Request,
         body: bytes,
@@ -130,7 +130,7 @@ class FunctionUrls:
         account = route.account or self.invoker.table.account(route.namespace)
         extra = {"lambda:FunctionUrlAuthType": url.auth_type, "lambda:FunctionArn": resource}
         if url.auth_type == "AWS_IAM":
-            identity = self.authenticator.authenticate(request, body)
+            identity = await self.authenticator.authenticate(request, body)
             authorize(
                 identity,
                 ACTION,

@@ -56,7 +56,7 @@ class InvokeApi:
 
     async def _handle(self, request: web.Request, request_id: str) -> web.StreamResponse:
         body = await read_body(request, self.settings.max_sync_payload)
-        identity = self.authenticator.authenticate(request, body)
+        identity = await self.authenticator.authenticate(request, body)
         try:
             ref = parse_function_name(
                 request.match_info["name"], request.query.get("Qualifier") or None

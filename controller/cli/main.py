@@ -84,6 +84,32 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("env", parents=[common], help="print exports for boto3 and the AWS CLI")
 
+    op = sub.add_parser("operator", help="run the Kubernetes operator (in a cluster)")
+    op.add_argument("--kubeconfig", help="kubeconfig (default: $KUBECONFIG or in-cluster)")
+    op.add_argument(
+        "--watch-namespace",
+        action="append",
+        dest="namespaces",
+        help="namespace to watch (repeatable; default all)",
+    )
+    op.add_argument("--lease-namespace", default="default", help="namespace of the Lease")
+    op.add_argument(
+        "--gateway-url",
+        default="http://klambda-gateway",
+        help="public base URL of the gateway (for function URLs in status)",
+    )
+    op.add_argument("--region", default="us-east-1")
+
+    gw = sub.add_parser("gateway", help="run the gateway against a Kubernetes cluster")
+    gw.add_argument("--kubeconfig", help="kubeconfig (default: $KUBECONFIG or in-cluster)")
+    gw.add_argument("--watch-namespace", action="append", dest="namespaces")
+    gw.add_argument("--host", default="0.0.0.0")
+    gw.add_argument("--port", type=int, default=8080)
+    gw.add_argument("--public-url", default="http://klambda-gateway")
+    gw.add_argument("--redis-url", help="Redis for asynchronous invocations")
+    gw.add_argument("--region", default="us-east-1")
+    gw.add_argument("--concurrency-limit", type=int, default=1000)
+
     k = sub.add_parser("keys", help="access keys of principals (SigV4 callers)")
     ks = k.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
     ks.add_parser("list", parents=[common], help="list access keys (never their secrets)")
@@ -148,10 +174,44 @@ COMMANDS = {
 }
 
 
+def _operator(args: argparse.Namespace) -> int:
+    from klambda.controller.kube.operator import OperatorSettings
+    from klambda.controller.kube.operator import main as operator_main
+
+    return operator_main(
+        OperatorSettings(
+            kubeconfig=args.kubeconfig,
+            namespaces=args.namespaces,
+            lease_namespace=args.lease_namespace,
+            gateway_url=args.gateway_url,
+            region=args.region,
+        )
+    )
+
+
+def _gateway(args: argparse.Namespace) -> int:
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    from klambda.gateway.serve import main as gateway_main
+    from klambda.gateway.settings import GatewaySettings
+
+    settings = GatewaySettings(
+        host=args.host,
+        port=args.port,
+        region=args.region,
+        redis_url=args.redis_url,
+        concurrency_limit=args.concurrency_limit,
+    )
+    return gateway_main(settings, args.kubeconfig, args.namespaces, args.public_url)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "up":
         return _up(args)
+    if args.command == "operator":
+        return _operator(args)
+    if args.command == "gateway":
+        return _gateway(args)
     try:
         return COMMANDS[args.command](args, sys.stdout)
     except (commands.CliError, NotRunning) as e:

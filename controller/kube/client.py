@@ -236,7 +236,11 @@ class KubeClient:
             await self._request("DELETE", path, body)
 
     async def watch(
-        self, path: str, resource_version: str, timeout_seconds: int = 60
+        self,
+        path: str,
+        resource_version: str,
+        timeout_seconds: int = 60,
+        label_selector: str | None = None,
     ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
         """Events after ``resource_version`` until the server closes the stream.
 
@@ -248,6 +252,8 @@ class KubeClient:
             "allowWatchBookmarks": "true",
             "timeoutSeconds": str(timeout_seconds),
         }
+        if label_selector:
+            params["labelSelector"] = label_selector
         try:
             async with self._session.get(
                 path, params=params, timeout=aiohttp.ClientTimeout(total=timeout_seconds + 30)

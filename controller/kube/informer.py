@@ -29,9 +29,11 @@ class Informer:
         path: str,
         on_change: OnChange,
         watch_timeout: int = 60,
+        label_selector: str | None = None,
     ) -> None:
         self.client = client
         self.path = path
+        self.label_selector = label_selector
         self.on_change = on_change
         self.watch_timeout = watch_timeout
         self.cache: dict[Key, dict[str, Any]] = {}
@@ -59,7 +61,7 @@ class Informer:
                 delay = min(30.0, delay * 2)
 
     async def _list(self) -> None:
-        listing = await self.client.list(self.path)
+        listing = await self.client.list(self.path, self.label_selector)
         fresh = {self.key(o): o for o in listing.get("items", [])}
         kind = listing.get("kind", "").removesuffix("List")
         api_version = listing.get("apiVersion", "")
@@ -77,7 +79,9 @@ class Informer:
         self.synced.set()
 
     async def _watch(self) -> None:
-        async for kind, obj in self.client.watch(self.path, self._version, self.watch_timeout):
+        async for kind, obj in self.client.watch(
+            self.path, self._version, self.watch_timeout, self.label_selector
+        ):
             version = obj.get("metadata", {}).get("resourceVersion")
             if version:
                 self._version = str(version)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from klambda.controller.api.shim_config import ShimConfig
-from klambda.controller.api.types import Code
+from klambda.controller.api.types import Code, FunctionSpec
 from klambda.controller.code import CodeBundle
 from klambda.controller.reconcile import RunningShim, ShimKey
 
@@ -68,7 +68,7 @@ class Platform(Protocol):
         """
         ...
 
-    async def start(self, config: ShimConfig) -> Placement:
+    async def start(self, config: ShimConfig, spec: FunctionSpec) -> Placement:
         """Starts a shim for ``config`` and returns once it takes invocations.
 
         If one runs for the same key, it is drained and stopped after the new one is ready.

@@ -23,7 +23,7 @@ from typing import BinaryIO
 import grpc
 
 from klambda.controller.api.shim_config import ShimConfig
-from klambda.controller.api.types import Code
+from klambda.controller.api.types import Code, FunctionSpec
 from klambda.controller.code import CodeBundle, CodeChanged, CodeFetchFailed, prepare_local
 from klambda.controller.platform import Observation, Placement, StartFailed
 from klambda.controller.reconcile import RunningShim, ShimKey
@@ -90,7 +90,7 @@ class LocalPlatform:
         except CodeFetchFailed as e:
             raise StartFailed("CodeFetchFailed", str(e)) from e
 
-    async def start(self, config: ShimConfig) -> Placement:
+    async def start(self, config: ShimConfig, spec: FunctionSpec | None = None) -> Placement:
         key = (config.namespace, config.function_name, config.version)
         shim = await self._spawn(key, config)
         old = self._current.get(key)

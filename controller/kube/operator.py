@@ -1,0 +1,143 @@
+"""``klambda operator``: the controller on Kubernetes.
+
+Wires the informer-backed store, the Kubernetes platform and the shared reconcile loop behind
+leader election (several replicas, one active); stops acting the moment leadership is lost and
+shuts down cleanly on SIGTERM. Entry points only wire: the logic lives in the controller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from klambda.controller.api.routes import LATEST, FunctionRoute
+from klambda.controller.controller import Controller, ControllerSettings
+from klambda.controller.kube import names
+from klambda.controller.kube.builders import KubeSettings
+from klambda.controller.kube.client import KubeClient, KubeConfig
+from klambda.controller.kube.leader import LeaderElection
+from klambda.controller.kube.platform import KubePlatform
+from klambda.controller.kube.store import KubeStore
+from klambda.controller.reconcile import ShimKey
+
+log = logging.getLogger("klambda.operator")
+
+
+@dataclass(frozen=True)
+class OperatorSettings:
+    kubeconfig: str | None = None
+    """Kubeconfig path; in a pod the service account is used."""
+    namespaces: list[str] | None = None
+    """Namespaces to watch; None watches all."""
+    lease_namespace: str = "default"
+    """Where the leader-election Lease lives (the operator's own namespace)."""
+    identity: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    """This replica's name in the Lease."""
+    gateway_url: str = "http://klambda-gateway"
+    """Base URL of the gateway, for function URLs in status."""
+    region: str = "us-east-1"
+    """Region in ARNs."""
+    resync_period: float = 10.0
+    """Seconds between passes when nothing changed."""
+
+
+class NoRoutes:
+    """The operator does not route; the gateways build routes from the same objects."""
+
+    def publish(self, route: FunctionRoute) -> None: ...
+
+    def withdraw(self, namespace: str, name: str) -> None: ...
+
+    def mark_synced(self) -> None: ...
+
+
+def owner_lookup(store: KubeStore) -> Any:
+    def owner_of(key: ShimKey) -> dict[str, Any] | None:
+        namespace, function, version = key
+        if version == LATEST:
+            fn = store.get("Function", namespace, function)
+            if fn is None:
+                return None
+            return names.owner_reference("Function", fn.name, fn.manifest["metadata"]["uid"])
+        for obj in store.list("Version", namespace):
+            if obj.spec.function_name == function and obj.status.get("version") == version:
+                return names.owner_reference("Version", obj.name, obj.manifest["metadata"]["uid"])
+        return None
+
+    return owner_of
+
+
+async def run(settings: OperatorSettings, stop: asyncio.Event | None = None) -> int:
+    stop = stop or asyncio.Event()
+    client = KubeClient(KubeConfig.load(settings.kubeconfig))
+    store = KubeStore(client, settings.namespaces)
+    platform = KubePlatform(client, KubeSettings(), owner_lookup(store))
+    controller = Controller(
+        store,
+        platform,
+        NoRoutes(),
+        ControllerSettings(
+            data_dir=Path(tempfile.gettempdir()) / "klambda-operator",
+            gateway_url=settings.gateway_url,
+            region=settings.region,
+            resync_period=settings.resync_period,
+            every_version=True,
+        ),
+    )
+    platform.on_change = controller.kick
+    leader = LeaderElection(client, settings.lease_namespace, "klambda-operator", settings.identity)
+    tasks: list[asyncio.Task[Any]] = []
+    try:
+        acquired = asyncio.create_task(leader.acquire())
+        waiter = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait({acquired, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        if waiter in done:
+            acquired.cancel()
+            return 0
+        waiter.cancel()
+        await store.start()
+        tasks = [
+            asyncio.create_task(platform.deployments.run(), name="deployments"),
+            asyncio.create_task(platform.pods.run(), name="pods"),
+        ]
+        await platform.deployments.synced.wait()
+        tasks += [
+            asyncio.create_task(controller.run(), name="controller"),
+            asyncio.create_task(leader.keep(), name="lease"),
+        ]
+        lost = asyncio.create_task(leader.lost.wait())
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({lost, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        code = 1 if leader.lost.is_set() else 0
+        lost.cancel()
+        stopping.cancel()
+        return code
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await store.stop()
+        await client.close()
+
+
+def main(settings: OperatorSettings) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+    async def wired() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        return await run(settings, stop)
+
+    return asyncio.run(wired())

@@ -1,0 +1,310 @@
+"""The Kubernetes platform: each function version is a Deployment of shim pods.
+
+Implements the controller's platform port with the pure builders (``builders``) and the API
+client: code goes into an immutable ConfigMap named by its CodeSha256, settings into a
+ConfigMap per version, pods come from a Deployment owned by the Function (for $LATEST) or the
+Version (published versions), so deleting either cascades. Replicas follow provisioned
+concurrency here; demand scales them through the Deployment's scale subresource (the gateway).
+The platform never deletes what it does not own, and leaves everything running on shutdown.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import zipfile
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from klambda.controller.api.shim_config import ShimConfig
+from klambda.controller.api.types import Code, FunctionSpec
+from klambda.controller.code import CodeBundle, CodeFetchFailed, fetch_zip, files_sha256
+from klambda.controller.kube import builders, names
+from klambda.controller.kube.client import Conflict, KubeClient, KubeError, NotFound, path_for
+from klambda.controller.kube.informer import Informer
+from klambda.controller.platform import Observation, Placement, StartFailed
+from klambda.controller.reconcile import RunningShim, ShimKey
+
+log = logging.getLogger(__name__)
+
+CODE_LIMIT = 900 * 1024  # a ConfigMap holds at most 1 MiB, metadata included
+LOCATION_PREFIX = "configmap:"
+
+OwnerLookup = Callable[[ShimKey], dict[str, Any] | None]
+"""The ownerReference for a version's objects: its Function ($LATEST) or Version object."""
+
+
+def deployments_path(
+    namespace: str | None = None, name: str | None = None, sub: str | None = None
+) -> str:
+    return path_for("apps", "v1", "deployments", namespace, name, sub)
+
+
+def pods_path(namespace: str | None = None) -> str:
+    return path_for("", "v1", "pods", namespace)
+
+
+class KubePlatform:
+    def __init__(
+        self,
+        client: KubeClient,
+        settings: builders.KubeSettings,
+        owner_of: OwnerLookup,
+        on_change: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.client = client
+        self.settings = settings
+        self.owner_of = owner_of
+        self.on_change = on_change
+        selector = "app.kubernetes.io/managed-by=klambda"
+        self.deployments = Informer(
+            client, deployments_path(), self._changed, label_selector=selector
+        )
+        self.pods = Informer(client, pods_path(), self._changed, label_selector=selector)
+
+    def _changed(self, kind: str, old: Any, new: Any) -> None:
+        self.on_change()
+
+    # ------------------------------------------------------------------ observation
+
+    def _deployment(self, key: ShimKey) -> dict[str, Any] | None:
+        namespace, function, version = key
+        return self.deployments.cache.get((namespace, names.deployment_name(function, version)))
+
+    def running(self) -> dict[ShimKey, RunningShim]:
+        out = {}
+        for (namespace, _), d in self.deployments.cache.items():
+            labels = d.get("metadata", {}).get("labels", {})
+            function = labels.get(names.FUNCTION_LABEL)
+            slug = labels.get(names.VERSION_LABEL)
+            if not function or not slug or d["metadata"].get("deletionTimestamp"):
+                continue
+            version = names.version_of_slug(slug)
+            provisioned = int(
+                d["metadata"].get("annotations", {}).get("klambda.io/provisioned", "0")
+            )
+            out[(namespace, function, version)] = RunningShim(
+                namespace,
+                function,
+                version,
+                labels.get(names.CONFIG_HASH_LABEL, ""),
+                provisioned,
+            )
+        return out
+
+    def endpoints(self, key: ShimKey) -> tuple[str, ...]:
+        return ready_endpoints(self.pods.cache.values(), key)
+
+    async def observe(self, key: ShimKey) -> Observation | None:
+        d = self._deployment(key)
+        if d is None:
+            return None
+        spec = d.get("spec", {})
+        provisioned = int(d["metadata"].get("annotations", {}).get("klambda.io/provisioned", "0"))
+        ready = len(self.endpoints(key))
+        return Observation(
+            int(spec.get("replicas", 0)),
+            0,
+            provisioned,
+            min(ready, provisioned),
+            0.0,
+        )
+
+    # ------------------------------------------------------------------ code
+
+    async def prepare_code(
+        self,
+        code: Code,
+        config_maps: Mapping[str, Mapping[str, str]],
+        pinned_sha256: str | None,
+        version: str,
+    ) -> CodeBundle:
+        files = await self._files(code, config_maps)
+        sha = files_sha256(files)
+        if pinned_sha256 is not None and pinned_sha256 != sha:
+            raise StartFailed(
+                "CodeFetchFailed",
+                f"the code of version {version} is gone and its source now holds other code",
+                permanent=True,
+            )
+        size = sum(len(v.encode()) for v in files.values())
+        if size > CODE_LIMIT:
+            raise StartFailed(
+                "CodeTooLarge",
+                f"{size} bytes of code do not fit a ConfigMap ({CODE_LIMIT} at most)",
+                permanent=True,
+            )
+        return CodeBundle(
+            directory=builders.CODE_DIR,  # type: ignore[arg-type]
+            sha256=sha,
+            size=size,
+            location=LOCATION_PREFIX + json.dumps(files),
+        )
+
+    async def _files(
+        self, code: Code, config_maps: Mapping[str, Mapping[str, str]]
+    ) -> dict[str, str]:
+        if code.inline is not None:
+            return dict(code.inline)
+        if code.config_map is not None:
+            data = config_maps.get(code.config_map)
+            if data is None:
+                raise StartFailed("CodeFetchFailed", f'ConfigMap "{code.config_map}" not found')
+            return dict(data)
+        assert code.zip is not None
+        if not code.zip.startswith(("http://", "https://")):
+            raise StartFailed(
+                "CodeFetchFailed",
+                f"zip {code.zip!r} is a local path: on Kubernetes give an http(s) URL",
+                permanent=True,
+            )
+        try:
+            archive = await fetch_zip(code.zip)
+            with zipfile.ZipFile(io.BytesIO(archive)) as zf:
+                return {i.filename: zf.read(i).decode() for i in zf.infolist() if not i.is_dir()}
+        except (CodeFetchFailed, zipfile.BadZipFile, UnicodeDecodeError) as e:
+            raise StartFailed("CodeFetchFailed", f"{code.zip}: {e}") from e
+
+    async def _ensure_code(
+        self, namespace: str, sha: str, files: dict[str, str], owner: dict[str, Any]
+    ) -> tuple[str, list[dict[str, str]]]:
+        manifest = builders.make_code_config_map(namespace, sha, files, owner)
+        name = manifest["metadata"]["name"]
+        with contextlib.suppress(Conflict):  # identical code, already there (immutable)
+            await self.client.create(path_for("", "v1", "configmaps", namespace), manifest)
+        _, items = builders.code_files(files)
+        return name, items
+
+    # ------------------------------------------------------------------ changes
+
+    async def start(self, config: ShimConfig, spec: FunctionSpec) -> Placement:
+        key = (config.namespace, config.function_name, config.version)
+        owner = self.owner_of(key)
+        if owner is None:
+            raise StartFailed("OwnerNotFound", "the owning object is gone")
+        files = json.loads(config.code_dir.removeprefix(LOCATION_PREFIX))
+        sha = files_sha256(files)
+        code_map, items = await self._ensure_code(config.namespace, sha, files, owner)
+        current = self._deployment(key)
+        replicas = max(
+            config.provisioned_concurrency,
+            int(current["spec"].get("replicas", 0)) if current else 0,
+        )
+        objs = builders.make_version_objects(
+            namespace=config.namespace,
+            function=config.function_name,
+            version=config.version,
+            spec=spec,
+            config=config,
+            code_config_map=code_map,
+            code_items=items,
+            owner=owner,
+            replicas=replicas,
+            settings=self.settings,
+        )
+        objs.deployment["metadata"].setdefault("annotations", {})["klambda.io/provisioned"] = str(
+            config.provisioned_concurrency
+        )
+        try:
+            await self._apply(objs.config)
+            await self._apply(objs.network_policy)
+            await self._apply(objs.deployment)
+        except KubeError as e:
+            raise StartFailed("ApplyFailed", str(e)) from e
+        return Placement(key, config.config_hash, "")
+
+    async def _apply(self, manifest: dict[str, Any]) -> None:
+        """Create, or replace what exists (level-based: the manifest is the whole truth)."""
+        api_version, kind = manifest["apiVersion"], manifest["kind"]
+        group, _, version = api_version.rpartition("/")
+        plural = {
+            "ConfigMap": "configmaps",
+            "Deployment": "deployments",
+            "NetworkPolicy": "networkpolicies",
+        }[kind]
+        meta = manifest["metadata"]
+        collection = path_for(group, version, plural, meta["namespace"])
+        try:
+            await self.client.create(collection, manifest)
+        except Conflict:
+            path = path_for(group, version, plural, meta["namespace"], meta["name"])
+            existing = await self.client.get(path)
+            if not _owned_by_us(existing, meta["ownerReferences"][0]["uid"]):
+                raise StartFailed(
+                    "NotOwned",
+                    f"{kind} {meta['name']} exists and is not klambda's: refusing to change it",
+                    permanent=True,
+                ) from None
+            if kind == "Deployment":
+                # demand may have scaled it up: never shrink below the running replicas
+                manifest["spec"]["replicas"] = max(
+                    manifest["spec"]["replicas"], int(existing["spec"].get("replicas", 0))
+                )
+            manifest = {
+                **manifest,
+                "metadata": {**meta, "resourceVersion": existing["metadata"]["resourceVersion"]},
+            }
+            await self.client.replace(path, manifest)
+
+    async def stop(self, key: ShimKey) -> None:
+        namespace, function, version = key
+        name = names.deployment_name(function, version)
+        for path in (
+            deployments_path(namespace, name),
+            path_for("networking.k8s.io", "v1", "networkpolicies", namespace, name),
+            path_for("", "v1", "configmaps", namespace, names.config_map_name(function, version)),
+        ):
+            try:
+                await self.client.delete(path)
+            except KubeError as e:
+                log.warning("deleting %s: %s", path, e)
+
+    async def provision(self, key: ShimKey, count: int) -> None:
+        d = self._deployment(key)
+        if d is None:
+            return
+        namespace, name = d["metadata"]["namespace"], d["metadata"]["name"]
+        replicas = max(count, int(d["spec"].get("replicas", 0)))
+        with contextlib.suppress(NotFound):
+            await self.client.patch(
+                deployments_path(namespace, name),
+                {
+                    "metadata": {"annotations": {"klambda.io/provisioned": str(count)}},
+                    "spec": {"replicas": replicas},
+                },
+            )
+
+    async def close(self) -> None:
+        """Leaves every Deployment running: the operator stopping is not the functions stopping."""
+
+
+def _owned_by_us(obj: dict[str, Any], uid: str) -> bool:
+    refs = obj.get("metadata", {}).get("ownerReferences") or []
+    return any(r.get("uid") == uid for r in refs)
+
+
+def ready_endpoints(pods: Any, key: ShimKey) -> tuple[str, ...]:
+    """gRPC addresses of a version's pods that are Ready and not terminating."""
+    namespace, function, version = key
+    slug = names.version_slug(version)
+    out = []
+    for pod in pods:
+        meta = pod.get("metadata", {})
+        labels = meta.get("labels", {})
+        if (
+            meta.get("namespace") != namespace
+            or labels.get(names.FUNCTION_LABEL) != function
+            or labels.get(names.VERSION_LABEL) != slug
+            or meta.get("deletionTimestamp")
+        ):
+            continue
+        status = pod.get("status", {})
+        ready = any(
+            c.get("type") == "Ready" and c.get("status") == "True"
+            for c in status.get("conditions", [])
+        )
+        if ready and status.get("podIP"):
+            out.append(f"{status['podIP']}:{names.GRPC_PORT}")
+    return tuple(sorted(out))

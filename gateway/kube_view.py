@@ -1,0 +1,177 @@
+"""The gateway on Kubernetes: routes from the API, endpoints from pods, scaling on demand.
+
+Watches Functions, Versions, Aliases, ConfigMaps and the function pods, and on any change
+rebuilds every route with the same pure logic the controller uses (``controller.world``), so
+gateway and operator agree on where an invocation goes. A version with no ready pod is scaled
+up through its Deployment's scale subresource when invoked (and the call waits, bounded); a
+version idle for the keep-warm period is scaled back to its provisioned concurrency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+from klambda.controller import world as world_mod
+from klambda.controller.api.routes import LATEST
+from klambda.controller.kube import names
+from klambda.controller.kube.client import KubeClient, KubeError
+from klambda.controller.kube.informer import Informer
+from klambda.controller.kube.platform import deployments_path, pods_path, ready_endpoints
+from klambda.controller.kube.store import KubeStore
+from klambda.gateway.routing import RoutingTable
+
+log = logging.getLogger(__name__)
+
+PROBLEM_REASONS = ("InvalidRuntime", "CodeFetchFailed", "CodeTooLarge", "InvalidSpec")
+
+
+class KubeView:
+    def __init__(
+        self,
+        client: KubeClient,
+        table: RoutingTable,
+        context: world_mod.RouteContext,
+        namespaces: list[str] | None = None,
+        concurrency_limit: int = 1000,
+        keep_warm: float = 300.0,
+    ) -> None:
+        self.client = client
+        self.table = table
+        self.context = context
+        self.concurrency_limit = concurrency_limit
+        self.keep_warm = keep_warm
+        self.store = KubeStore(client, namespaces)
+        self.pods = Informer(
+            client,
+            pods_path(),
+            self._changed,
+            label_selector="app.kubernetes.io/managed-by=klambda",
+        )
+        self._dirty = asyncio.Event()
+        self._published: set[tuple[str, str]] = set()
+        self._used: dict[tuple[str, str, str], float] = {}
+        self._tasks: list[asyncio.Task[Any]] = []
+
+    def _changed(self, *_: Any) -> None:
+        self._dirty.set()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        self._tasks.append(asyncio.create_task(self.pods.run(), name="pods"))
+        await self.store.start()
+        await self.pods.synced.wait()
+        self.rebuild()
+        self.table.mark_synced()
+        self._tasks += [
+            asyncio.create_task(self._rebuild_forever(), name="routes"),
+            asyncio.create_task(self._scale_down_forever(), name="scale-down"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.store.stop()
+
+    async def _rebuild_forever(self) -> None:
+        seen = self.store.revision
+        while True:
+            change = asyncio.create_task(self.store.wait_for_change(seen))
+            dirty = asyncio.create_task(self._dirty.wait())
+            await asyncio.wait({change, dirty}, return_when=asyncio.FIRST_COMPLETED)
+            change.cancel()
+            dirty.cancel()
+            self._dirty.clear()
+            seen = self.store.revision
+            await asyncio.sleep(0.02)  # coalesce bursts of events into one rebuild
+            self.rebuild()
+
+    # ------------------------------------------------------------------ routes
+
+    def rebuild(self) -> None:
+        world = world_mod.World.of(
+            self.store.list("Function"),
+            self.store.list("Version"),
+            self.store.list("Alias"),
+            self.store.list("ConfigMap"),
+        )
+        plans = world_mod.plan(world, self.concurrency_limit, 10_000)
+        pods = list(self.pods.cache.values())
+
+        def runtime(key: tuple[str, str, str]) -> world_mod.Runtime:
+            endpoints = ready_endpoints(pods, key)
+            problem = None
+            fn = world.functions.get((key[0], key[1]))
+            if key[2] == LATEST and fn is not None and not endpoints:
+                ready = next(
+                    (c for c in fn.status.get("conditions", []) if c.get("type") == "Ready"), {}
+                )
+                if ready.get("status") == "False" and ready.get("reason") in PROBLEM_REASONS:
+                    problem = (ready["reason"], ready.get("message", ""))
+            return world_mod.Runtime(endpoints, problem)
+
+        for key, fn in world.functions.items():
+            self.table.publish(
+                world_mod.build_route(
+                    self.context, world, fn, plans.functions[key], plans.granted.get(key), runtime
+                )
+            )
+        for key in self._published - set(world.functions):
+            self.table.withdraw(*key)
+        self._published = set(world.functions)
+
+    # ------------------------------------------------------------------ scaling (activator)
+
+    def touch(self, namespace: str, name: str, version: str) -> None:
+        self._used[(namespace, name, version)] = time.monotonic()
+
+    async def activate(self, namespace: str, name: str, version: str, timeout: float) -> None:
+        """Scales the version's Deployment up from zero and waits for a ready pod."""
+        key = (namespace, name, version)
+        self.touch(namespace, name, version)
+        await self._scale(namespace, name, version, lambda current: max(current, 1))
+        deadline = time.monotonic() + timeout
+        while not ready_endpoints(self.pods.cache.values(), key):
+            if time.monotonic() > deadline:
+                return
+            self._dirty.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._dirty.wait(), deadline - time.monotonic())
+        self.rebuild()
+
+    async def _scale(self, namespace: str, name: str, version: str, to: Any) -> None:
+        path = deployments_path(namespace, names.deployment_name(name, version), "scale")
+        try:
+            scale = await self.client.get(path)
+            current = int(scale.get("spec", {}).get("replicas", 0))
+            wanted = int(to(current))
+            if wanted != current:
+                await self.client.patch(path, {"spec": {"replicas": wanted}})
+        except KubeError as e:
+            log.warning("scaling %s/%s:%s failed: %s", namespace, name, version, e)
+
+    async def _scale_down_forever(self) -> None:
+        interval = max(1.0, min(self.keep_warm / 4, 30.0))
+        while True:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            for key, used in list(self._used.items()):
+                if now - used < self.keep_warm:
+                    continue
+                del self._used[key]
+                floor = self._provisioned(key)
+                await self._scale(*key, lambda current, floor=floor: min(current, floor))
+
+    def _provisioned(self, key: tuple[str, str, str]) -> int:
+        world = world_mod.World.of(
+            self.store.list("Function"), self.store.list("Version"), self.store.list("Alias"), []
+        )
+        plan = world_mod.plan(world, self.concurrency_limit, 10_000).functions.get(key[:2])
+        return plan.provisioned.get(key[2], 0) if plan else 0

@@ -1,0 +1,83 @@
+"""``klambda gateway``: the gateway as its own process, routing by what the cluster holds.
+
+Entry point only: wires the Kubernetes view (routes, scaling), principals from Secrets and
+ServiceAccount tokens, and the application; stops cleanly on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from aiohttp import web
+
+from klambda.controller.kube.client import KubeClient, KubeConfig
+from klambda.controller.kube.iam import SecretDirectory, TokenReviewer
+from klambda.controller.world import RouteContext
+from klambda.gateway.app import create_app
+from klambda.gateway.kube_view import KubeView
+from klambda.gateway.routing import RoutingTable
+from klambda.gateway.settings import GatewaySettings
+
+log = logging.getLogger("klambda.gateway")
+
+
+async def run(
+    settings: GatewaySettings,
+    kubeconfig: str | None,
+    namespaces: list[str] | None,
+    public_url: str,
+    stop: asyncio.Event,
+) -> int:
+    client = KubeClient(KubeConfig.load(kubeconfig))
+    table = RoutingTable()
+    view = KubeView(
+        client,
+        table,
+        RouteContext(settings.region, public_url),
+        namespaces,
+        settings.concurrency_limit,
+    )
+    directory = SecretDirectory(client)
+    informers = [
+        asyncio.create_task(directory.keys.run()),
+        asyncio.create_task(directory.accounts.run()),
+    ]
+    runner = None
+    try:
+        await view.start()
+        await asyncio.gather(directory.keys.synced.wait(), directory.accounts.synced.wait())
+        app = create_app(settings, table, directory, view, TokenReviewer(client, directory))
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        await web.TCPSite(runner, settings.host, settings.port, reuse_address=True).start()
+        log.info("gateway serving on %s:%d", settings.host, settings.port)
+        await stop.wait()
+        return 0
+    finally:
+        if runner is not None:
+            await runner.cleanup()
+        for task in informers:
+            task.cancel()
+        await asyncio.gather(*informers, return_exceptions=True)
+        await view.stop()
+        await client.close()
+
+
+def main(
+    settings: GatewaySettings,
+    kubeconfig: str | None,
+    namespaces: list[str] | None,
+    public_url: str,
+) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+    async def wired() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        return await run(settings, kubeconfig, namespaces, public_url, stop)
+
+    return asyncio.run(wired())
