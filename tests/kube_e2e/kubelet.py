@@ -1,0 +1,243 @@
+"""A "process kubelet" for tests: runs klambda's Deployments as local shim processes.
+
+It watches Deployments the operator created, and for each keeps ``spec.replicas`` pods of the
+current template: it writes a Pod object, materialises the pod's volumes (code and shim
+ConfigMaps) into a directory, starts ``python -m klambda.shim`` bound to a loopback address of
+its own (127.0.0.N, as a pod IP), and marks the Pod Ready once the shim reports ready. Pods of
+an old template or beyond the replica count are deleted first (so the gateway stops routing to
+them) and their processes drained. Deployment status is written back as the real controllers do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import secrets
+import shutil
+import signal
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from klambda.controller.kube import names
+from klambda.controller.kube.client import KubeClient, KubeError, NotFound, path_for
+from klambda.controller.kube.informer import Informer
+
+_addresses = itertools.count(2)
+
+
+@dataclass
+class PodProcess:
+    name: str
+    namespace: str
+    template_hash: str
+    ip: str
+    process: asyncio.subprocess.Process | None = None
+    ready: bool = False
+
+
+@dataclass
+class ProcessKubelet:
+    client: KubeClient
+    work_dir: Path
+    pods: dict[tuple[str, str], list[PodProcess]] = field(default_factory=dict)
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    _starting: set[asyncio.Task[None]] = field(default_factory=set)
+    _processes: list[PodProcess] = field(default_factory=list)
+
+    async def start(self) -> None:
+        self.deployments = Informer(
+            self.client,
+            path_for("apps", "v1", "deployments"),
+            lambda *_: self._wake.set(),
+            label_selector="app.kubernetes.io/managed-by=klambda",
+        )
+        self._tasks = [
+            asyncio.create_task(self.deployments.run()),
+            asyncio.create_task(self._loop()),
+        ]
+        await self.deployments.synced.wait()
+
+    async def stop(self) -> None:
+        for task in [*self._tasks, *self._starting]:
+            task.cancel()
+        for task in [*self._tasks, *self._starting]:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for pod in self._processes:  # every process started, wherever it was in its life
+            await self._kill(pod)
+
+    async def _loop(self) -> None:
+        while True:
+            self._wake.clear()
+            with contextlib.suppress(KubeError):
+                await self.sync()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), 0.5)
+
+    async def sync(self) -> None:
+        live = {}
+        for (namespace, name), d in list(self.deployments.cache.items()):
+            if d["metadata"].get("deletionTimestamp"):
+                continue
+            live[(namespace, name)] = d
+            await self._sync_one(namespace, name, d)
+        for key in list(self.pods):
+            if key not in live:
+                for pod in self.pods.pop(key):
+                    await self._remove(pod)
+
+    async def _sync_one(self, namespace: str, name: str, d: dict[str, Any]) -> None:
+        wanted = int(d["spec"].get("replicas", 0))
+        template = d["spec"]["template"]
+        thash = template["metadata"]["labels"].get(names.CONFIG_HASH_LABEL, "")
+        pods = self.pods.setdefault((namespace, name), [])
+        for pod in [p for p in pods if p.process and p.process.returncode is not None]:
+            pods.remove(pod)
+            await self._remove(pod)
+        current = [p for p in pods if p.template_hash == thash]
+        old = [p for p in pods if p.template_hash != thash]
+        while len(current) < wanted:
+            pod = await self._create(namespace, name, d, thash)
+            pods.append(pod)
+            current.append(pod)
+        if all(p.ready for p in current):  # roll: old pods go once new ones serve
+            for pod in old:
+                pods.remove(pod)
+                await self._remove(pod)
+        for pod in current[wanted:]:
+            pods.remove(pod)
+            await self._remove(pod)
+        ready = sum(1 for p in pods if p.ready)
+        with contextlib.suppress(NotFound):
+            await self.client.patch(
+                path_for("apps", "v1", "deployments", namespace, name, "status"),
+                {
+                    "status": {
+                        "observedGeneration": d["metadata"].get("generation", 1),
+                        "replicas": len(pods),
+                        "readyReplicas": ready,
+                        "availableReplicas": ready,
+                        "updatedReplicas": len(current),
+                    }
+                },
+            )
+
+    async def _create(
+        self, namespace: str, deployment: str, d: dict[str, Any], thash: str
+    ) -> PodProcess:
+        name = f"{deployment}-{thash[:6]}-{secrets.token_hex(3)}"
+        pod = PodProcess(name, namespace, thash, f"127.0.0.{next(_addresses)}")
+        self._processes.append(pod)
+        template = d["spec"]["template"]
+        body = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "labels": template["metadata"]["labels"],
+                "annotations": template["metadata"].get("annotations", {}),
+                "ownerReferences": [
+                    {
+                        "apiVersion": "apps/v1",
+                        "kind": "Deployment",
+                        "name": deployment,
+                        "uid": d["metadata"]["uid"],
+                        "controller": True,
+                    }
+                ],
+            },
+            "spec": template["spec"],
+        }
+        await self.client.create(path_for("", "v1", "pods", namespace), body)
+        task = asyncio.get_running_loop().create_task(self._run(pod, template["spec"]))
+        self._starting.add(task)
+        task.add_done_callback(self._starting.discard)
+        return pod
+
+    async def _run(self, pod: PodProcess, spec: dict[str, Any]) -> None:
+        root = self.work_dir / pod.name
+        await self._volumes(pod.namespace, spec, root)
+        config = json.loads((root / "etc-klambda" / "shim.json").read_text())
+        config.update(grpc_host=pod.ip, code_dir=str(root / "var-task"), log_dir=str(root / "logs"))
+        path = root / "shim.json"
+        path.write_text(json.dumps(config))
+        read_fd, write_fd = os.pipe()
+        pod.process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "klambda.shim",
+            str(path),
+            "--ready-fd",
+            str(write_fd),
+            pass_fds=(write_fd,),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        os.close(write_fd)
+        try:
+            line = await asyncio.to_thread(os.read, read_fd, 4096)
+        except asyncio.CancelledError:
+            await self._kill(pod)
+            raise
+        finally:
+            os.close(read_fd)
+        if not line or "port" not in json.loads(line):
+            return
+        pod.ready = True
+        with contextlib.suppress(NotFound):
+            await self.client.patch(
+                path_for("", "v1", "pods", pod.namespace, pod.name, "status"),
+                {
+                    "status": {
+                        "phase": "Running",
+                        "podIP": pod.ip,
+                        "conditions": [{"type": "Ready", "status": "True"}],
+                    }
+                },
+            )
+        self._wake.set()
+
+    async def _volumes(self, namespace: str, spec: dict[str, Any], root: Path) -> None:
+        mounts = {m["name"]: m["mountPath"] for m in spec["containers"][0]["volumeMounts"]}
+        for volume in spec.get("volumes", []):
+            cm = volume.get("configMap")
+            if cm is None:
+                continue
+            target = root / mounts[volume["name"]].strip("/").replace("/", "-")
+            target.mkdir(parents=True, exist_ok=True)
+            data = (
+                await self.client.get(path_for("", "v1", "configmaps", namespace, cm["name"]))
+            ).get("data", {})
+            items = cm.get("items") or [{"key": k, "path": k} for k in data]
+            for item in items:
+                file = target / item["path"]
+                file.parent.mkdir(parents=True, exist_ok=True)
+                file.write_text(data[item["key"]])
+                file.chmod(cm.get("defaultMode", 0o644))
+
+    async def _remove(self, pod: PodProcess) -> None:
+        with contextlib.suppress(KubeError):
+            await self.client.delete(path_for("", "v1", "pods", pod.namespace, pod.name))
+        await self._kill(pod, drain=True)
+        shutil.rmtree(self.work_dir / pod.name, ignore_errors=True)
+
+    async def _kill(self, pod: PodProcess, drain: bool = False) -> None:
+        proc = pod.process
+        if proc is None:
+            return
+        if proc.returncode is not None:
+            await proc.wait()
+            return
+        proc.send_signal(signal.SIGTERM if drain else signal.SIGINT)
+        try:
+            await asyncio.wait_for(proc.wait(), 20)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
