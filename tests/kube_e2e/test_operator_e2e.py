@@ -181,3 +181,87 @@ async def test_invalid_manifest_is_rejected_by_the_crd(cluster: Cluster) -> None
     code, _, err = await cluster.kubectl("apply", "-f", str(bad), check=False)
     assert code != 0
     assert "spec.memorySize" in err and "128" in err
+
+
+def secret(name: str, labels: dict[str, str], data: dict[str, str]) -> dict[str, Any]:
+    import base64
+
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": "default", "labels": labels},
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
+    }
+
+
+async def test_service_account_tokens_and_secret_keys(cluster: Cluster) -> None:
+    """In-cluster callers authenticate with their ServiceAccount token (TokenReview); key
+    pairs live in Secrets; both are held to their policies."""
+    import boto3
+    from botocore.config import Config
+
+    from klambda.controller.api.arn import account_for
+
+    await cluster.kubectl("apply", "-f", str(REPO / "examples/greeter.yaml"))
+    arn = f"arn:aws:lambda:us-east-1:{account_for('default')}:function:greeter"
+    invoke_only = json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": "lambda:InvokeFunction", "Resource": arn}],
+        }
+    )
+    secrets_path = path_for("", "v1", "secrets", "default")
+    await cluster.client.create(
+        secrets_path,
+        secret("caller-policy", {"klambda.io/serviceaccount": "caller"}, {"policy": invoke_only}),
+    )
+    await cluster.client.create(
+        secrets_path,
+        secret(
+            "ci-key",
+            {"klambda.io/principal": "ci"},
+            {
+                "accessKeyId": "AKIAK8SSECRETKEY0001",
+                "secretAccessKey": "k8s-secret-value",
+                "policy": invoke_only,
+            },
+        ),
+    )
+    cluster.api.add_token(
+        "sa-token", "system:serviceaccount:default:caller", ["system:serviceaccounts"]
+    )
+    url = f"{cluster.gateway_url}/2015-03-31/functions/greeter/invocations"
+
+    async def call(token: str, name: str = "greeter") -> tuple[int, dict[str, Any]]:
+        async with (
+            aiohttp.ClientSession() as s,
+            s.post(
+                url.replace("greeter", name),
+                data=b'{"name": "pod"}',
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=aiohttp.ClientTimeout(total=40),
+            ) as r,
+        ):
+            return r.status, (await r.json() if r.content_type == "application/json" else {})
+
+    async def greeted() -> bool:
+        status, body = await call("sa-token")
+        return status == 200 and body.get("greeting") == "Bonjour, pod!"
+
+    await eventually(greeted, timeout=60)
+    status, _ = await call("not-a-token")
+    assert status == 403
+    await cluster.kubectl("apply", "-f", str(REPO / "examples/counter.yaml"))
+    status, body = await call("sa-token", "counter")
+    assert status == 403 and "not authorized" in json.dumps(body)
+
+    client = boto3.client(
+        "lambda",
+        endpoint_url=cluster.gateway_url,
+        region_name="us-east-1",
+        aws_access_key_id="AKIAK8SSECRETKEY0001",
+        aws_secret_access_key="k8s-secret-value",
+        config=Config(retries={"max_attempts": 1}),
+    )
+    result = await asyncio.to_thread(client.invoke, FunctionName="greeter", Payload=b"{}")
+    assert json.loads(result["Payload"].read())["greeting"] == "Bonjour, world!"
