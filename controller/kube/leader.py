@@ -87,6 +87,22 @@ class LeaderElection:
                 return
             last = time.monotonic()
 
+    async def release(self) -> None:
+        """Gives the Lease up at once (graceful shutdown), so another replica need not wait."""
+        try:
+            lease = await self.client.get(self.path)
+            if lease.get("spec", {}).get("holderIdentity") != self.identity:
+                return
+            spec = {
+                **lease["spec"],
+                "holderIdentity": None,
+                "leaseDurationSeconds": 1,
+                "renewTime": "1970-01-01T00:00:00.000000Z",
+            }
+            await self.client.replace(self.path, {**lease, "spec": spec})
+        except KubeError as e:
+            log.warning("leader election: releasing the lease failed: %s", e)
+
     async def _try(self) -> bool:
         try:
             lease = await self.client.get(self.path)

@@ -47,6 +47,10 @@ class OperatorSettings:
     """Region in ARNs."""
     resync_period: float = 10.0
     """Seconds between passes when nothing changed."""
+    lease_duration: float = 15.0
+    """Seconds a Lease stays valid without renewal (then another replica takes over)."""
+    lease_renew: float = 5.0
+    """Seconds between renewals by the leader."""
 
 
 class NoRoutes:
@@ -93,8 +97,16 @@ async def run(settings: OperatorSettings, stop: asyncio.Event | None = None) -> 
         ),
     )
     platform.on_change = controller.kick
-    leader = LeaderElection(client, settings.lease_namespace, "klambda-operator", settings.identity)
+    leader = LeaderElection(
+        client,
+        settings.lease_namespace,
+        "klambda-operator",
+        settings.identity,
+        settings.lease_duration,
+        settings.lease_renew,
+    )
     tasks: list[asyncio.Task[Any]] = []
+    leading = False
     try:
         acquired = asyncio.create_task(leader.acquire())
         waiter = asyncio.create_task(stop.wait())
@@ -103,6 +115,7 @@ async def run(settings: OperatorSettings, stop: asyncio.Event | None = None) -> 
             acquired.cancel()
             return 0
         waiter.cancel()
+        leading = True
         await store.start()
         tasks = [
             asyncio.create_task(platform.deployments.run(), name="deployments"),
@@ -126,6 +139,8 @@ async def run(settings: OperatorSettings, stop: asyncio.Event | None = None) -> 
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if leading and not leader.lost.is_set():
+            await leader.release()
         await store.stop()
         await client.close()
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 from klambda.controller.api.objects import ApiObject, parse_object
@@ -151,9 +152,47 @@ class KubeStore:
         current = self._objects.get(obj.key)
         if current is None or current.status == status:
             return
+        before = _ready(current.status)
         current.status = copy.deepcopy(status)
         obj.status = current.status
         await self._patch_status(obj.kind, obj.namespace, obj.name, status)
+        after = _ready(status)
+        if after and (
+            before is None
+            or (before.get("status"), before.get("reason"))
+            != (after.get("status"), after.get("reason"))
+        ):
+            await self._event(current, after)
+
+    async def _event(self, obj: ApiObject, condition: dict[str, Any]) -> None:
+        """A Kubernetes Event for a Ready transition, so ``kubectl describe`` tells the story."""
+        meta = obj.manifest["metadata"]
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{obj.name}.", "namespace": obj.namespace},
+            "involvedObject": {
+                "apiVersion": obj.manifest.get("apiVersion", ""),
+                "kind": obj.kind,
+                "name": obj.name,
+                "namespace": obj.namespace,
+                "uid": meta.get("uid", ""),
+                "resourceVersion": str(meta.get("resourceVersion", "")),
+            },
+            "reason": condition.get("reason", ""),
+            "message": condition.get("message", ""),
+            "type": "Normal" if condition.get("status") == "True" else "Warning",
+            "source": {"component": "klambda-operator"},
+            "reportingComponent": "klambda-operator",
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        try:
+            await self.client.create(path_for("", "v1", "events", obj.namespace), event)
+        except KubeError as e:
+            log.debug("event for %s %s/%s not recorded: %s", obj.kind, obj.namespace, obj.name, e)
 
     async def _patch_status(
         self, kind: str, namespace: str, name: str, status: dict[str, Any]
@@ -164,6 +203,10 @@ class KubeStore:
             pass
         except KubeError as e:
             log.warning("status of %s %s/%s not written: %s", kind, namespace, name, e)
+
+
+def _ready(status: dict[str, Any]) -> dict[str, Any] | None:
+    return next((c for c in status.get("conditions", []) if c.get("type") == "Ready"), None)
 
 
 def _meaningful(old: dict[str, Any], new: dict[str, Any]) -> bool:

@@ -146,6 +146,9 @@ async def test_kubectl_apply_to_http_response(cluster: Cluster) -> None:
     assert body["message"] == "hello, ada!"
     _, out, _ = await cluster.kubectl("get", "fn")
     assert "hello" in out and "python3.11" in out
+    _, described, _ = await cluster.kubectl("describe", "function", "hello")
+    events = described.split("Events:", 1)[1]
+    assert "EnvironmentReady" in events and "klambda-operator" in events, described
 
     await cluster.kubectl("delete", "fn", "hello")
 

@@ -143,3 +143,13 @@ def test_code_config_map_keeps_paths_and_is_immutable() -> None:
     items = json.loads(cm["metadata"]["annotations"]["klambda.io/code-items"])
     assert {i["path"]: cm["data"][i["key"]] for i in items} == {"pkg/a.py": "A", "bootstrap": "B"}
     assert all("/" not in k for k in cm["data"])
+
+
+def test_lease_expiry() -> None:
+    from klambda.controller.kube.leader import expired
+
+    spec = {"renewTime": "2026-11-22T10:00:00.000000Z", "leaseDurationSeconds": 15}
+    renewed = 1795341600.0  # 2026-11-22T10:00:00Z
+    assert not expired(spec, renewed + 14)
+    assert expired(spec, renewed + 16)
+    assert expired({}, renewed)  # never renewed: free to take

@@ -1,0 +1,152 @@
+"""The operator under trouble: API failures, expired watches, and a leader that goes away."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from klambda.controller.kube.client import KubeClient, KubeConfig, NotFound, path_for
+from klambda.controller.kube.operator import OperatorSettings
+from klambda.controller.kube.operator import run as run_operator
+from tests.kube.double import KubeApiDouble
+from tests.kube_e2e.test_operator_e2e import REPO, eventually
+
+pytestmark = pytest.mark.skipif(
+    not (REPO / "charts/klambda/crds").is_dir(), reason="CRDs not generated"
+)
+
+FUNCTION = {
+    "apiVersion": "klambda.io/v1alpha1",
+    "kind": "Function",
+    "metadata": {"name": "PLACEHOLDER", "namespace": "default"},
+    "spec": {
+        "runtime": "python3.11",
+        "handler": "app.handler",
+        "code": {"inline": {"app.py": "def handler(e, c):\n    return 1\n"}},
+    },
+}
+
+
+def function(name: str) -> dict[str, Any]:
+    return {**FUNCTION, "metadata": {**FUNCTION["metadata"], "name": name}}
+
+
+async def install_crds(api: KubeApiDouble) -> None:
+    import yaml
+
+    for path in sorted((REPO / "charts/klambda/crds").glob("*.yaml")):
+        api.create(yaml.safe_load(path.read_text()))
+    await api.settle()
+
+
+async def deployment_of(client: KubeClient, name: str) -> dict[str, Any] | None:
+    try:
+        return await client.get(
+            path_for("apps", "v1", "deployments", "default", f"fn-{name}-latest")
+        )
+    except NotFound:
+        return None
+
+
+@contextlib.asynccontextmanager
+async def operator(kubeconfig: Path, identity: str, **kw: Any):  # type: ignore[no-untyped-def]
+    stop = asyncio.Event()
+    settings = OperatorSettings(
+        kubeconfig=str(kubeconfig), identity=identity, resync_period=1.0, **kw
+    )
+    task = asyncio.create_task(run_operator(settings, stop))
+    try:
+        yield task
+    finally:
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), 30)
+
+
+async def test_api_errors_are_retried_until_the_function_is_deployed(tmp_path: Path) -> None:
+    async with KubeApiDouble() as api:
+        await install_crds(api)
+        kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig")
+        client = KubeClient(KubeConfig.load(str(kubeconfig)))
+        try:
+            # creating Deployments fails 8 times: more than the client's own retries
+            api.fail(
+                503,
+                re.compile(r"/apis/apps/v1/namespaces/default/deployments$"),
+                method="POST",
+                times=8,
+            )
+            async with operator(kubeconfig, "op-a"):
+                await client.create(
+                    path_for("klambda.io", "v1alpha1", "functions", "default"), function("sturdy")
+                )
+                assert await eventually(lambda: deployment_of(client, "sturdy"), timeout=60)
+            posts = [
+                r for r in api.requests if r.method == "POST" and r.path.endswith("/deployments")
+            ]
+            assert len(posts) > 8
+        finally:
+            await client.close()
+
+
+async def test_expired_watches_are_relisted(tmp_path: Path) -> None:
+    async with KubeApiDouble(history_size=3, watch_timeout=1) as api:
+        await install_crds(api)
+        kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig")
+        client = KubeClient(KubeConfig.load(str(kubeconfig)))
+        try:
+            async with operator(kubeconfig, "op-a"):
+                await asyncio.sleep(1.0)
+                for i in range(12):  # far more events than the history keeps
+                    await client.create(
+                        path_for("klambda.io", "v1alpha1", "functions", "default"),
+                        function(f"churn-{i}"),
+                    )
+                for i in range(12):
+                    assert await eventually(
+                        lambda i=i: deployment_of(client, f"churn-{i}"), timeout=60
+                    )
+        finally:
+            await client.close()
+
+
+async def test_leader_failover(tmp_path: Path) -> None:
+    """Two replicas, one leader; when it stops, the stand-by takes over and acts."""
+    async with KubeApiDouble() as api:
+        await install_crds(api)
+        kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig")
+        client = KubeClient(KubeConfig.load(str(kubeconfig)))
+        lease_path = path_for("coordination.k8s.io", "v1", "leases", "default", "klambda-operator")
+        fast = {"lease_duration": 2.0, "lease_renew": 0.3}
+        functions = path_for("klambda.io", "v1alpha1", "functions", "default")
+
+        async def holder() -> str | None:
+            return (await client.get(lease_path))["spec"].get("holderIdentity")
+
+        settings_a = OperatorSettings(
+            kubeconfig=str(kubeconfig), identity="op-a", resync_period=1.0, **fast
+        )
+        a = asyncio.create_task(run_operator(settings_a, asyncio.Event()))
+        try:
+            assert await eventually(lambda: _is(holder, "op-a"))
+            async with operator(kubeconfig, "op-b", **fast):
+                await client.create(functions, function("first"))
+                assert await eventually(lambda: deployment_of(client, "first"))
+                assert await holder() == "op-a"  # op-b waits its turn
+                a.cancel()  # op-a stops; the stand-by takes over
+                await asyncio.gather(a, return_exceptions=True)
+                assert await eventually(lambda: _is(holder, "op-b"), timeout=20)
+                await client.create(functions, function("second"))
+                assert await eventually(lambda: deployment_of(client, "second"), timeout=30)
+        finally:
+            a.cancel()
+            await asyncio.gather(a, return_exceptions=True)
+            await client.close()
+
+
+async def _is(getter: Any, value: str) -> bool:
+    return bool(await getter() == value)
