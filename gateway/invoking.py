@@ -149,6 +149,11 @@ class Invoker:
 
     async def _target(self, inv: Invocation, version: str) -> VersionTarget:
         target = self._usable(self.route(inv.namespace, inv.name).versions.get(version))
+        saturated = getattr(self.activator, "saturated", None)
+        if target.endpoints and saturated is not None and all(
+            self.client.inflight.get(a, 0) > 0 for a in target.endpoints
+        ):
+            saturated(inv.namespace, inv.name, version, len(target.endpoints))
         if target.endpoints or not target.activatable or self.activator is None:
             if not target.endpoints:
                 raise ServiceError(f"no environment is ready for {inv.name}:{version}")

@@ -54,6 +54,7 @@ class KubeView:
         self._dirty = asyncio.Event()
         self._published: set[tuple[str, str]] = set()
         self._used: dict[tuple[str, str, str], float] = {}
+        self._growing: set[tuple[str, str, str]] = set()
         self._tasks: list[asyncio.Task[Any]] = []
 
     def _changed(self, *_: Any) -> None:
@@ -145,6 +146,21 @@ class KubeView:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._dirty.wait(), deadline - time.monotonic())
         self.rebuild()
+
+    def saturated(self, namespace: str, name: str, version: str, pods: int) -> None:
+        """Every pod of the version is busy (one environment each): ask for one more.
+
+        Fire and forget: this invocation waits in the shim's bounded queue meanwhile.
+        """
+        key = (namespace, name, version)
+        if key in self._growing:
+            return
+        self._growing.add(key)
+        task = asyncio.create_task(
+            self._scale(namespace, name, version, lambda current: max(current, pods + 1))
+        )
+        self._tasks.append(task)
+        task.add_done_callback(lambda t: (self._growing.discard(key), self._tasks.remove(t)))
 
     async def _scale(self, namespace: str, name: str, version: str, to: Any) -> None:
         path = deployments_path(namespace, names.deployment_name(name, version), "scale")

@@ -14,6 +14,7 @@ class RoutingTable:
     def __init__(self) -> None:
         self._routes: dict[tuple[str, str], FunctionRoute] = {}
         self._accounts: dict[str, str] = {}
+        self._reserved = 0
         self._synced = asyncio.Event()
 
     def mark_synced(self) -> None:
@@ -24,14 +25,21 @@ class RoutingTable:
         await self._synced.wait()
 
     def publish(self, route: FunctionRoute) -> None:
+        old = self._routes.get((route.namespace, route.name))
         self._routes[(route.namespace, route.name)] = route
+        self._reserved += (route.reserved_concurrency or 0) - (
+            (old.reserved_concurrency or 0) if old else 0
+        )
 
     def withdraw(self, namespace: str, name: str) -> None:
-        self._routes.pop((namespace, name), None)
+        old = self._routes.pop((namespace, name), None)
+        if old is not None:
+            self._reserved -= old.reserved_concurrency or 0
 
     def reserved_total(self) -> int:
-        """Concurrency reserved by all functions (kept out of the shared pool)."""
-        return sum(r.reserved_concurrency or 0 for r in self._routes.values())
+        """Concurrency reserved by all functions (kept out of the shared pool); kept current
+        on every publish, since every invocation asks."""
+        return self._reserved
 
     def get(self, namespace: str, name: str) -> FunctionRoute | None:
         return self._routes.get((namespace, name))

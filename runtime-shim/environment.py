@@ -204,13 +204,9 @@ class Environment:
         self.stream.write(logs.start_line(inv.request_id, self.config.version))
         started = time.monotonic()
         self._deliver(inv)
-        watchdog = asyncio.create_task(self._watch_memory())
-        try:
-            done, _ = await asyncio.wait(
-                {self._reply, self._exited}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            watchdog.cancel()
+        done, _ = await asyncio.wait(
+            {self._reply, self._exited}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+        )
         duration_ms = (time.monotonic() - started) * 1000
         reply = await self._conclude(inv, done, timeout)
         if reply.error_type == "Sandbox.Timedout":
@@ -262,15 +258,15 @@ class Environment:
         self.stream.write(f"{reply.error_type}\n")
         return reply
 
-    async def _watch_memory(self) -> None:
-        """Kills the runtime once its peak memory passes memorySize, as Lambda's cgroup does."""
-        while True:
-            await asyncio.sleep(MEMORY_POLL_SECONDS)
-            if self.max_memory_used_mb() > self.config.memory_size and self.process is not None:
-                self._oom = True
-                with contextlib.suppress(ProcessLookupError):
-                    self.process.send_signal(signal.SIGKILL)
-                return
+    def enforce_memory(self) -> None:
+        """Kills the runtime once its peak memory passes memorySize, as Lambda's cgroup does.
+
+        The pool calls this for busy environments every MEMORY_POLL_SECONDS.
+        """
+        if self.max_memory_used_mb() > self.config.memory_size and self.process is not None:
+            self._oom = True
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(signal.SIGKILL)
 
     def _deliver(self, inv: Invocation) -> None:
         """Hands the event to the runtime's pending ``/next``, or keeps it for the next one.

@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from klambda.shim.environment import Environment, State
+from klambda.shim.environment import MEMORY_POLL_SECONDS, Environment, State
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,7 @@ class EnvironmentPool:
         self._tasks = [
             asyncio.create_task(self._reap_forever(), name="reap-idle-environments"),
             asyncio.create_task(self._provision_forever(), name="keep-provisioned"),
+            asyncio.create_task(self._watch_memory_forever(), name="memory-limits"),
         ]
         for _ in range(min(prewarm, self.max_environments)):
             self._tasks.append(asyncio.create_task(self._prewarm_one(), name="prewarm"))
@@ -228,6 +229,17 @@ class EnvironmentPool:
         async with self._freed:
             self._freed.notify()
         return True
+
+    # ------------------------------------------------------------------ memory
+
+    async def _watch_memory_forever(self) -> None:
+        """One watchdog for all environments, rather than a task per invocation."""
+        while True:
+            await asyncio.sleep(MEMORY_POLL_SECONDS)
+            if self._busy:
+                for env in list(self._all):
+                    if env.state is State.BUSY:
+                        env.enforce_memory()
 
     # ------------------------------------------------------------------ reaping
 

@@ -119,6 +119,9 @@ def pod_shim_config(config: ShimConfig) -> ShimConfig:
         grpc_host="0.0.0.0",
         grpc_port=names.GRPC_PORT,
         max_environments=1,
+        # all pods busy: the gateway asks for more pods, and this call waits (bounded) for
+        # the pod's one environment rather than failing at once
+        acquire_timeout=max(config.acquire_timeout, 10.0),
         provisioned_concurrency=1 if config.provisioned_concurrency else 0,
         prewarm=0 if config.provisioned_concurrency else 1,
     )

@@ -268,3 +268,48 @@ async def test_service_account_tokens_and_secret_keys(cluster: Cluster) -> None:
     )
     result = await asyncio.to_thread(client.invoke, FunctionName="greeter", Payload=b"{}")
     assert json.loads(result["Payload"].read())["greeting"] == "Bonjour, world!"
+
+
+SLOW = """apiVersion: klambda.io/v1alpha1
+kind: Function
+metadata: {name: slow}
+spec:
+  runtime: python3.11
+  handler: app.handler
+  timeout: 10
+  url: {authType: NONE}
+  code:
+    inline:
+      app.py: |
+        import os, time
+        def handler(event, context):
+            time.sleep(1.0)
+            return {"pid": os.getpid()}
+"""
+
+
+async def test_busy_pods_scale_the_deployment_up(cluster: Cluster) -> None:
+    manifest = cluster.tmp / "slow.yaml"
+    manifest.write_text(SLOW)
+    await cluster.kubectl("apply", "-f", str(manifest))
+
+    async def call() -> int:
+        async with (
+            aiohttp.ClientSession() as s,
+            s.get(
+                f"{cluster.gateway_url}/lambda-url/slow/", timeout=aiohttp.ClientTimeout(total=60)
+            ) as r,
+        ):
+            return r.status
+
+    await eventually(lambda: _ok(call), timeout=60)  # first pod up (scale from zero)
+    statuses = await asyncio.gather(*(call() for _ in range(3)))
+    assert statuses == [200, 200, 200]
+    deployment = await cluster.client.get(
+        path_for("apps", "v1", "deployments", "default", "fn-slow-latest")
+    )
+    assert deployment["spec"]["replicas"] >= 2
+
+
+async def _ok(call: Any) -> bool:
+    return bool(await call() == 200)
