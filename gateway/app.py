@@ -60,7 +60,13 @@ def create_app(
     async def serve_metrics(request: web.Request) -> web.Response:
         return web.Response(body=metrics.render(), content_type="text/plain")
 
+    async def prune_streams() -> None:
+        while True:
+            await asyncio.sleep(settings.prune_interval)
+            await client.prune(table.live_endpoints())
+
     async def resources(app: web.Application) -> AsyncIterator[None]:
+        pruner = asyncio.create_task(prune_streams(), name="prune-shim-streams")
         task = None
         if redis_client is not None:
             dispatcher = Dispatcher(
@@ -69,6 +75,9 @@ def create_app(
             app[DISPATCHER] = dispatcher
             task = asyncio.create_task(dispatcher.run(), name="async-dispatcher")
         yield
+        pruner.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await pruner
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

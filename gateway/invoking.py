@@ -150,8 +150,10 @@ class Invoker:
     async def _target(self, inv: Invocation, version: str) -> VersionTarget:
         target = self._usable(self.route(inv.namespace, inv.name).versions.get(version))
         saturated = getattr(self.activator, "saturated", None)
-        if target.endpoints and saturated is not None and all(
-            self.client.inflight.get(a, 0) > 0 for a in target.endpoints
+        if (
+            target.endpoints
+            and saturated is not None
+            and all(self.client.inflight.get(a, 0) > 0 for a in target.endpoints)
         ):
             saturated(inv.namespace, inv.name, version, len(target.endpoints))
         if target.endpoints or not target.activatable or self.activator is None:

@@ -44,6 +44,9 @@ class RoutingTable:
     def get(self, namespace: str, name: str) -> FunctionRoute | None:
         return self._routes.get((namespace, name))
 
+    def live_endpoints(self) -> set[str]:
+        return {a for r in self._routes.values() for t in r.versions.values() for a in t.endpoints}
+
     def routes(self) -> list[FunctionRoute]:
         return list(self._routes.values())
 

@@ -33,5 +33,7 @@ class GatewaySettings:
     """Seconds added to a function's timeout for a cold start's init phase (Lambda: 10 s)."""
     concurrency_limit: int = 1000
     """The regional limit: invocations in flight at once across all functions."""
+    prune_interval: float = 2.0
+    """Seconds between closing streams to shims that no route names (draining after a roll)."""
     activation_timeout: float = 30.0
     """Seconds to wait for the platform to start a version that has no running shim."""

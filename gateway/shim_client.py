@@ -1,11 +1,25 @@
-"""gRPC client side of the shim contract: one channel per shim address, reused."""
+"""gRPC client side of the shim contract: one long-lived stream per shim, many invocations on it.
+
+A unary call per invocation costs about twice a message on an open stream (see
+shared/reference/baselines.md), so each shim address gets one ``InvokeStream``; requests are
+written on it and answers matched back by request id. A request that could not be written was
+never seen by the shim (safe to send elsewhere); once written, a broken stream means the
+invocation may have run, so it is reported as a service error, never retried.
+"""
 
 from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
 
 import grpc
 
 from klambda.gateway.errors import ServiceError, TooManyRequests
 from klambda.protos import shim_pb2, shim_pb2_grpc
+
+log = logging.getLogger(__name__)
 
 CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", 8 * 1024 * 1024),
@@ -17,10 +31,67 @@ class ShimUnavailable(ServiceError):
     """The shim could not be reached; the invocation did not start there."""
 
 
+class _Stream:
+    """One InvokeStream: a writer lock, a reader task, and the answers awaited."""
+
+    def __init__(self, stub: shim_pb2_grpc.ShimStub) -> None:
+        self.call: Any = stub.InvokeStream()
+        self.pending: dict[str, asyncio.Future[shim_pb2.InvokeResponse]] = {}
+        self.write_lock = asyncio.Lock()
+        self.broken = False
+        self.reader = asyncio.create_task(self._read(), name="shim-stream-reader")
+
+    async def _read(self) -> None:
+        try:
+            async for answer in self.call:
+                future = self.pending.pop(answer.request_id, None)
+                if future is not None and not future.done():
+                    future.set_result(answer)
+        except grpc.aio.AioRpcError as e:
+            log.info("shim stream closed: %s", e.code().name)
+        finally:
+            self.broken = True
+            for future in self.pending.values():
+                if not future.done():
+                    future.set_exception(
+                        ServiceError("the function environment went away during the invocation")
+                    )
+            self.pending.clear()
+
+    async def invoke(
+        self, request: shim_pb2.InvokeRequest, timeout: float
+    ) -> shim_pb2.InvokeResponse:
+        if self.broken:  # ended between _stream() and now; nothing was sent
+            raise ShimUnavailable("function environment unavailable: its stream closed")
+        future = asyncio.get_running_loop().create_future()
+        self.pending[request.request_id] = future
+        try:
+            async with self.write_lock:
+                await self.call.write(request)
+        except (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError) as e:
+            self.pending.pop(request.request_id, None)
+            self.broken = True
+            raise ShimUnavailable(f"function environment unavailable: {e}") from e
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            raise ServiceError("the invocation did not finish within its deadline") from None
+        finally:  # an answer arriving later (or never) has nobody waiting for it
+            self.pending.pop(request.request_id, None)
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.call.done_writing()
+        self.reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.reader
+
+
 class ShimClient:
     def __init__(self) -> None:
         self._stubs: dict[str, shim_pb2_grpc.ShimStub] = {}
         self._channels: dict[str, grpc.aio.Channel] = {}
+        self._streams: dict[str, _Stream] = {}
         self.inflight: dict[str, int] = {}
 
     def _stub(self, address: str) -> shim_pb2_grpc.ShimStub:
@@ -31,6 +102,12 @@ class ShimClient:
             stub = self._stubs[address] = shim_pb2_grpc.ShimStub(channel)
         return stub
 
+    def _stream(self, address: str) -> _Stream:
+        stream = self._streams.get(address)
+        if stream is None or stream.broken:
+            stream = self._streams[address] = _Stream(self._stub(address))
+        return stream
+
     def pick(self, endpoints: tuple[str, ...]) -> str:
         """The endpoint with the fewest invocations in flight from this gateway."""
         return min(endpoints, key=lambda a: self.inflight.get(a, 0))
@@ -40,21 +117,27 @@ class ShimClient:
     ) -> shim_pb2.InvokeResponse:
         self.inflight[address] = self.inflight.get(address, 0) + 1
         try:
-            return await self._stub(address).Invoke(request, timeout=timeout)
-        except grpc.aio.AioRpcError as e:
-            code = e.code()
-            if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
-                raise TooManyRequests("ConcurrentInvocationLimitExceeded") from e
-            if code == grpc.StatusCode.UNAVAILABLE:
-                raise ShimUnavailable(f"function environment unavailable: {e.details()}") from e
-            if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-                raise ServiceError("the invocation did not finish within its deadline") from e
-            raise ServiceError(f"invocation failed: {code.name}: {e.details()}") from e
+            request.timeout_ms = int(timeout * 1000)
+            answer = await self._stream(address).invoke(request, timeout)
         finally:
             self.inflight[address] -= 1
+        if answer.refused == "RESOURCE_EXHAUSTED":
+            raise TooManyRequests("ConcurrentInvocationLimitExceeded")
+        if answer.refused:
+            raise ServiceError(f"invocation refused: {answer.refused}: {answer.refused_message}")
+        return answer
+
+    async def prune(self, live: set[str]) -> None:
+        """Closes idle streams to shims no route names any more (they may be draining)."""
+        for address in list(self._channels):
+            if address not in live and not self.inflight.get(address):
+                await self.forget(address)
 
     async def forget(self, address: str) -> None:
-        """Closes the channel to a shim that is gone."""
+        """Closes the stream and channel to a shim that is gone."""
+        stream = self._streams.pop(address, None)
+        if stream is not None:
+            await stream.close()
         self._stubs.pop(address, None)
         self.inflight.pop(address, None)
         channel = self._channels.pop(address, None)

@@ -2,3 +2,10 @@
 
 Regenerate with ``python -m klambda.protos.generate``; a test proves the committed code matches.
 """
+
+import os
+
+# klambda forks only to exec (shims, runtimes). gRPC's fork handlers (on by default in grpcio's
+# core) run in the child of every fork and crash it (SIGSEGV before exec) while a stream is open.
+# Every klambda package imports this module first, before gRPC initialises.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")

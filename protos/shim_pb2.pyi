@@ -5,7 +5,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class InvokeRequest(_message.Message):
-    __slots__ = ("request_id", "payload", "invoked_function_arn", "trace_id", "client_context", "cognito_identity", "tail_log")
+    __slots__ = ("request_id", "payload", "invoked_function_arn", "trace_id", "client_context", "cognito_identity", "tail_log", "timeout_ms")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     INVOKED_FUNCTION_ARN_FIELD_NUMBER: _ClassVar[int]
@@ -13,6 +13,7 @@ class InvokeRequest(_message.Message):
     CLIENT_CONTEXT_FIELD_NUMBER: _ClassVar[int]
     COGNITO_IDENTITY_FIELD_NUMBER: _ClassVar[int]
     TAIL_LOG_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     payload: bytes
     invoked_function_arn: str
@@ -20,10 +21,11 @@ class InvokeRequest(_message.Message):
     client_context: str
     cognito_identity: str
     tail_log: bool
-    def __init__(self, request_id: _Optional[str] = ..., payload: _Optional[bytes] = ..., invoked_function_arn: _Optional[str] = ..., trace_id: _Optional[str] = ..., client_context: _Optional[str] = ..., cognito_identity: _Optional[str] = ..., tail_log: _Optional[bool] = ...) -> None: ...
+    timeout_ms: int
+    def __init__(self, request_id: _Optional[str] = ..., payload: _Optional[bytes] = ..., invoked_function_arn: _Optional[str] = ..., trace_id: _Optional[str] = ..., client_context: _Optional[str] = ..., cognito_identity: _Optional[str] = ..., tail_log: _Optional[bool] = ..., timeout_ms: _Optional[int] = ...) -> None: ...
 
 class InvokeResponse(_message.Message):
-    __slots__ = ("payload", "function_error", "executed_version", "log_tail", "duration_ms", "init_duration_ms", "max_memory_used_mb", "error_type")
+    __slots__ = ("payload", "function_error", "executed_version", "log_tail", "duration_ms", "init_duration_ms", "max_memory_used_mb", "error_type", "request_id", "refused", "refused_message")
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     FUNCTION_ERROR_FIELD_NUMBER: _ClassVar[int]
     EXECUTED_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -32,6 +34,9 @@ class InvokeResponse(_message.Message):
     INIT_DURATION_MS_FIELD_NUMBER: _ClassVar[int]
     MAX_MEMORY_USED_MB_FIELD_NUMBER: _ClassVar[int]
     ERROR_TYPE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_MESSAGE_FIELD_NUMBER: _ClassVar[int]
     payload: bytes
     function_error: str
     executed_version: str
@@ -40,7 +45,10 @@ class InvokeResponse(_message.Message):
     init_duration_ms: float
     max_memory_used_mb: int
     error_type: str
-    def __init__(self, payload: _Optional[bytes] = ..., function_error: _Optional[str] = ..., executed_version: _Optional[str] = ..., log_tail: _Optional[bytes] = ..., duration_ms: _Optional[float] = ..., init_duration_ms: _Optional[float] = ..., max_memory_used_mb: _Optional[int] = ..., error_type: _Optional[str] = ...) -> None: ...
+    request_id: str
+    refused: str
+    refused_message: str
+    def __init__(self, payload: _Optional[bytes] = ..., function_error: _Optional[str] = ..., executed_version: _Optional[str] = ..., log_tail: _Optional[bytes] = ..., duration_ms: _Optional[float] = ..., init_duration_ms: _Optional[float] = ..., max_memory_used_mb: _Optional[int] = ..., error_type: _Optional[str] = ..., request_id: _Optional[str] = ..., refused: _Optional[str] = ..., refused_message: _Optional[str] = ...) -> None: ...
 
 class StatusRequest(_message.Message):
     __slots__ = ()

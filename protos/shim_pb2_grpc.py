@@ -34,8 +34,8 @@ class ShimStub:
         Args:
             channel: A grpc.Channel.
         """
-        self.Invoke = channel.unary_unary(
-                '/klambda.shim.v1.Shim/Invoke',
+        self.InvokeStream = channel.stream_stream(
+                '/klambda.shim.v1.Shim/InvokeStream',
                 request_serializer=klambda_dot_protos_dot_shim__pb2.InvokeRequest.SerializeToString,
                 response_deserializer=klambda_dot_protos_dot_shim__pb2.InvokeResponse.FromString,
                 _registered_method=True)
@@ -54,8 +54,10 @@ class ShimStub:
 class ShimServicer:
     """Missing associated documentation comment in .proto file."""
 
-    def Invoke(self, request, context):
-        """Runs one invocation in a free environment (starting one if needed).
+    def InvokeStream(self, request_iterator, context):
+        """Invocations over one long-lived stream (the gateway's data path): each request runs in a free
+        environment (starting one if needed) and is answered by a response with the same request_id,
+        in completion order.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -78,8 +80,8 @@ class ShimServicer:
 
 def add_ShimServicer_to_server(servicer, server):
     rpc_method_handlers = {
-            'Invoke': grpc.unary_unary_rpc_method_handler(
-                    servicer.Invoke,
+            'InvokeStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.InvokeStream,
                     request_deserializer=klambda_dot_protos_dot_shim__pb2.InvokeRequest.FromString,
                     response_serializer=klambda_dot_protos_dot_shim__pb2.InvokeResponse.SerializeToString,
             ),
@@ -105,7 +107,7 @@ class Shim:
     """Missing associated documentation comment in .proto file."""
 
     @staticmethod
-    def Invoke(request,
+    def InvokeStream(request_iterator,
             target,
             options=(),
             channel_credentials=None,
@@ -115,10 +117,10 @@ class Shim:
             wait_for_ready=None,
             timeout=None,
             metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
+        return grpc.experimental.stream_stream(
+            request_iterator,
             target,
-            '/klambda.shim.v1.Shim/Invoke',
+            '/klambda.shim.v1.Shim/InvokeStream',
             klambda_dot_protos_dot_shim__pb2.InvokeRequest.SerializeToString,
             klambda_dot_protos_dot_shim__pb2.InvokeResponse.FromString,
             options,

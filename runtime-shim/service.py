@@ -2,39 +2,41 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import time
+from collections.abc import AsyncIterator
 
 import grpc
 
 from klambda.protos import shim_pb2, shim_pb2_grpc
+from klambda.shim.environment import Outcome
 from klambda.shim.pool import Busy
 from klambda.shim.shim import InvokeArgs, Shim
 
 FUNCTION_ERROR = "Unhandled"
+
+log = logging.getLogger(__name__)
 
 
 class ShimService(shim_pb2_grpc.ShimServicer):
     def __init__(self, shim: Shim) -> None:
         self.shim = shim
 
-    async def Invoke(
-        self, request: shim_pb2.InvokeRequest, context: grpc.aio.ServicerContext
-    ) -> shim_pb2.InvokeResponse:
-        remaining = context.time_remaining()
-        args = InvokeArgs(
+    def _args(self, request: shim_pb2.InvokeRequest, deadline: float | None) -> InvokeArgs:
+        return InvokeArgs(
             payload=request.payload,
             invoked_function_arn=request.invoked_function_arn,
             request_id=request.request_id,
             trace_id=request.trace_id,
             client_context=request.client_context,
             cognito_identity=request.cognito_identity,
-            deadline=remaining,
+            deadline=deadline,
             tail_log=request.tail_log,
         )
-        try:
-            outcome = await self.shim.invoke(args)
-        except Busy as e:
-            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(e))
+
+    def _response(self, outcome: Outcome, request_id: str) -> shim_pb2.InvokeResponse:
         return shim_pb2.InvokeResponse(
             payload=outcome.payload,
             function_error=FUNCTION_ERROR if outcome.error_type else "",
@@ -44,7 +46,52 @@ class ShimService(shim_pb2_grpc.ShimServicer):
             duration_ms=outcome.duration_ms,
             init_duration_ms=outcome.init_duration_ms or 0.0,
             max_memory_used_mb=outcome.max_memory_used_mb,
+            request_id=request_id,
         )
+
+    async def InvokeStream(
+        self,
+        request_iterator: AsyncIterator[shim_pb2.InvokeRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[shim_pb2.InvokeResponse]:
+        """Runs every request concurrently and answers each as it completes.
+
+        The stream ends once the caller has closed its side and every answer is out.
+        """
+        answers: asyncio.Queue[shim_pb2.InvokeResponse | None] = asyncio.Queue()
+        running: set[asyncio.Task[None]] = set()
+
+        async def run(request: shim_pb2.InvokeRequest) -> None:
+            deadline = request.timeout_ms / 1000 if request.timeout_ms else None
+            try:
+                outcome = await self.shim.invoke(self._args(request, deadline))
+                answer = self._response(outcome, request.request_id)
+            except Busy as e:
+                answer = _refused(request, "RESOURCE_EXHAUSTED", str(e))
+            except Exception as e:  # answered, or the caller would wait out its deadline
+                log.exception("invocation %s failed in the shim", request.request_id)
+                answer = _refused(request, "INTERNAL", f"{type(e).__name__}: {e}")
+            await answers.put(answer)
+
+        async def read() -> None:
+            try:
+                async for request in request_iterator:
+                    task = asyncio.create_task(run(request))
+                    running.add(task)
+                    task.add_done_callback(running.discard)
+                while running:
+                    await asyncio.gather(*running, return_exceptions=True)
+            finally:  # a broken stream ends the response side too (invocations still finish)
+                answers.put_nowait(None)
+
+        reader = asyncio.create_task(read())
+        try:
+            while (answer := await answers.get()) is not None:
+                yield answer
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
 
     async def Status(
         self, request: shim_pb2.StatusRequest, context: grpc.aio.ServicerContext
@@ -71,3 +118,9 @@ class ShimService(shim_pb2_grpc.ShimServicer):
             provisioned_ready=pool.provisioned_ready,
             idle_seconds=pool.idle_seconds(time.monotonic()),
         )
+
+
+def _refused(request: shim_pb2.InvokeRequest, code: str, message: str) -> shim_pb2.InvokeResponse:
+    return shim_pb2.InvokeResponse(
+        request_id=request.request_id, refused=code, refused_message=message
+    )

@@ -8,6 +8,7 @@ import os
 import socket
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -17,6 +18,7 @@ from typing import Any
 import grpc
 
 from klambda.controller.api.shim_config import ShimConfig
+from klambda.gateway.shim_client import ShimClient
 from klambda.protos import shim_pb2, shim_pb2_grpc
 
 ARN = "arn:aws:lambda:us-east-1:000000000000:function:fn"
@@ -60,19 +62,23 @@ def shim_config(tmp: Path, files: dict[str, str], **kw: Any) -> ShimConfig:
 
 
 class ShimHandle:
+    """A running shim, invoked through the gateway's own client (one stream per shim)."""
+
     def __init__(self, process: asyncio.subprocess.Process, address: str, config: ShimConfig):
         self.process = process
         self.address = address
         self.config = config
         self.channel = grpc.aio.insecure_channel(address)
         self.stub = shim_pb2_grpc.ShimStub(self.channel)
+        self.client = ShimClient()
 
     async def invoke(
         self, event: Any = None, timeout: float = 30, **kw: Any
     ) -> shim_pb2.InvokeResponse:
         payload = json.dumps({} if event is None else event).encode()
+        kw.setdefault("request_id", uuid.uuid4().hex)
         request = shim_pb2.InvokeRequest(payload=payload, **kw)
-        return await self.stub.Invoke(request, timeout=timeout)
+        return await self.client.invoke(self.address, request, timeout)
 
     def log_text(self) -> str:
         folder = Path(self.config.log_dir)
@@ -108,6 +114,7 @@ async def running_shim(config: ShimConfig, tmp: Path) -> AsyncIterator[ShimHandl
     try:
         yield handle
     finally:
+        await handle.client.close()
         await handle.channel.close()
         if process.returncode is None:
             process.send_signal(2)

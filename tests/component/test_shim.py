@@ -8,11 +8,12 @@ import os
 import re
 from pathlib import Path
 
-import grpc
 import pytest
 
+from klambda.gateway.errors import ServiceError, TooManyRequests
+from klambda.gateway.shim_client import ShimClient, ShimUnavailable
 from klambda.protos import shim_pb2
-from tests.helpers import ARN, running_shim, shim_config
+from tests.helpers import ARN, free_port, running_shim, shim_config
 
 APP = """
 import json, os, time
@@ -270,9 +271,8 @@ async def test_busy_shim_refuses_with_resource_exhausted(tmp_path: Path) -> None
     async with running_shim(config, tmp_path) as shim:
         slow = asyncio.create_task(shim.invoke({"action": "sleep", "seconds": 1}))
         await asyncio.sleep(0.5)
-        with pytest.raises(grpc.aio.AioRpcError) as info:
+        with pytest.raises(TooManyRequests):
             await shim.invoke()
-        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert (await slow).function_error == ""
 
 
@@ -286,3 +286,43 @@ async def test_back_to_back_invocations_on_a_reused_environment(tmp_path: Path) 
 
         results = await asyncio.gather(*(caller() for _ in range(4)))
     assert [e for batch in results for e in batch] == [""] * 100
+
+
+async def test_one_stream_answers_overlapping_invocations_by_request_id(tmp_path: Path) -> None:
+    """Answers come back in completion order on one stream, each matched to its caller."""
+    config = shim_config(tmp_path, {"app.py": APP}, max_environments=4, acquire_timeout=5)
+    async with running_shim(config, tmp_path) as shim:
+
+        async def call(i: int) -> tuple[str, str]:
+            seconds = 0.05 * (i % 4)
+            await shim.invoke({"action": "sleep", "seconds": seconds}, request_id=f"r-{i}")
+            r = await shim.invoke({"action": "context"}, request_id=f"c-{i}")
+            return f"c-{i}", json.loads(r.payload)["aws_request_id"]
+
+        pairs = await asyncio.gather(*(call(i) for i in range(12)))
+        assert len(shim.client._streams) == 1
+    assert all(sent == seen for sent, seen in pairs)
+
+
+async def test_shim_dying_mid_invocation_is_a_service_error_not_a_retry(config, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Once sent, an invocation may have run: it is reported, never sent elsewhere."""
+    async with running_shim(config, tmp_path) as shim:
+        await shim.invoke()
+        slow = asyncio.create_task(shim.invoke({"action": "sleep", "seconds": 5}))
+        await asyncio.sleep(0.3)
+        shim.process.kill()
+        with pytest.raises(ServiceError) as info:
+            await asyncio.wait_for(slow, 5)
+        assert not isinstance(info.value, ShimUnavailable)
+        with pytest.raises(ShimUnavailable):  # a new request is refused before it is sent
+            await asyncio.wait_for(shim.invoke(), 5)
+
+
+async def test_unreachable_shim_is_unavailable(tmp_path: Path) -> None:
+    client = ShimClient()
+    try:
+        with pytest.raises(ShimUnavailable):
+            request = shim_pb2.InvokeRequest(payload=b"{}", request_id="r")
+            await asyncio.wait_for(client.invoke(f"127.0.0.1:{free_port()}", request, 5), 10)
+    finally:
+        await client.close()
