@@ -40,6 +40,9 @@ FUNCTION_NAME_MAX = 63
 ENV_KEY_PATTERN = r"^[a-zA-Z][a-zA-Z0-9_]*$"
 CODE_PATH_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9._-]*(/[A-Za-z0-9_][A-Za-z0-9._-]*)*$"
 ENV_TOTAL_MAX = 4096
+ENV_VARIABLES_MAX = 256  # 4 KB cannot hold many more; bounds the API server's validation cost
+INLINE_FILES_MAX = 256
+INLINE_FILE_MAX = 1024 * 1024  # an object is at most ~1.5 MB in etcd anyway
 
 # Lambda refuses these as user variables: the platform sets them.
 RESERVED_ENV_KEYS = frozenset(
@@ -74,16 +77,25 @@ class Cors:
 
     allow_credentials: bool = prop(default=False, doc="Allow cookies and credentials.")
     allow_headers: list[str] = prop(
-        default_factory=list, max_items=100, doc="Request headers allowed in CORS requests."
+        default_factory=list,
+        max_items=100,
+        item_max_length=1024,
+        doc="Request headers allowed in CORS requests.",
     )
     allow_methods: list[CorsMethod] = prop(
         default_factory=list, max_items=6, doc="HTTP methods allowed, or '*'."
     )
     allow_origins: list[str] = prop(
-        default_factory=list, max_items=100, doc="Origins allowed, e.g. https://example.com or '*'."
+        default_factory=list,
+        max_items=100,
+        item_max_length=253,
+        doc="Origins allowed, e.g. https://example.com or '*'.",
     )
     expose_headers: list[str] = prop(
-        default_factory=list, max_items=100, doc="Response headers exposed to the browser."
+        default_factory=list,
+        max_items=100,
+        item_max_length=1024,
+        doc="Response headers exposed to the browser.",
     )
     max_age: int = prop(
         default=0, minimum=0, maximum=86400, doc="Seconds a browser may cache a preflight answer."
@@ -111,6 +123,8 @@ class Environment:
     variables: dict[str, str] = prop(
         default_factory=dict,
         key_pattern=ENV_KEY_PATTERN,
+        max_properties=ENV_VARIABLES_MAX,
+        item_max_length=ENV_TOTAL_MAX,
         doc="Variable names and values; at most 4 KB in total, Lambda's reserved names refused.",
     )
 
@@ -137,16 +151,22 @@ class Code:
     inline: dict[str, str] | None = prop(
         default=None,
         key_pattern=CODE_PATH_PATTERN,
+        max_properties=INLINE_FILES_MAX,
+        item_max_length=INLINE_FILE_MAX,
         doc="File path (relative) to file content, e.g. {app.py: '...'}.",
     )
     config_map: str | None = prop(
         default=None,
         name="configMap",
         pattern=FUNCTION_NAME_PATTERN.replace("[-a-z0-9]", "[-a-z0-9.]"),
+        max_length=253,
         doc="Name of a ConfigMap in the same namespace whose keys are file paths.",
     )
     zip: str | None = prop(
-        default=None, min_length=1, doc="Path or http(s) URL of a zip archive of the code."
+        default=None,
+        min_length=1,
+        max_length=2048,
+        doc="Path or http(s) URL of a zip archive of the code.",
     )
 
     def check(self) -> Problems:
@@ -161,6 +181,7 @@ class VpcConfig:
 
     egress: list[Any] = prop(
         default_factory=list,
+        max_items=64,
         doc="NetworkPolicy egress rules (to: [ipBlock|namespaceSelector|podSelector], ports).",
     )
 
@@ -260,6 +281,7 @@ class VersionSpec:
     code_sha256: str | None = prop(
         default=None,
         name="codeSha256",
+        max_length=64,
         doc="Publish only if the function's code has this CodeSha256 (Lambda's precondition).",
     )
     provisioned_concurrency: int = prop(
@@ -330,6 +352,7 @@ class AliasSpec:
     )
     function_version: str = prop(
         pattern=r"^(\$LATEST|[0-9]+)$",
+        max_length=16,
         pattern_message="must be a version number or $LATEST",
         doc="The version the alias points to (a number, or $LATEST without routing).",
     )

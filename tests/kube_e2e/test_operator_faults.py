@@ -93,6 +93,35 @@ async def test_api_errors_are_retried_until_the_function_is_deployed(tmp_path: P
             await client.close()
 
 
+async def test_a_spec_the_crd_cannot_check_is_refused_in_status(tmp_path: Path) -> None:
+    """Map keys are checked by the operator (a CRD rule over keys would exceed the API server's
+    CEL budget): the Function is stored, marked InvalidSpec, and gets no Deployment."""
+    async with KubeApiDouble() as api:
+        await install_crds(api)
+        kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig")
+        client = KubeClient(KubeConfig.load(str(kubeconfig)))
+        bad = function("badenv")
+        bad["spec"] = {**bad["spec"], "environment": {"variables": {"1BAD": "x"}}}
+        functions = path_for("klambda.io", "v1alpha1", "functions", "default")
+        try:
+            async with operator(kubeconfig, "op-a"):
+                await client.create(functions, bad)
+                await client.create(functions, function("fine"))
+                assert await eventually(lambda: deployment_of(client, "fine"), timeout=60)
+
+                async def ready() -> dict[str, Any] | None:
+                    status = (await client.get(f"{functions}/badenv")).get("status", {})
+                    return next(iter(status.get("conditions", [])), None)
+
+                condition = await eventually(ready, timeout=30)
+            assert condition["status"] == "False"
+            assert condition["reason"] == "InvalidSpec"
+            assert "spec.environment.variables.1BAD: key must match" in condition["message"]
+            assert await deployment_of(client, "badenv") is None
+        finally:
+            await client.close()
+
+
 async def test_expired_watches_are_relisted(tmp_path: Path) -> None:
     async with KubeApiDouble(history_size=3, watch_timeout=1) as api:
         await install_crds(api)

@@ -82,8 +82,8 @@ def test_defaults_are_applied() -> None:
             "spec.environment.variables.1BAD: key must match",
         ),
         (
-            {"environment": {"variables": {"BIG": "x" * 5000}}},
-            "spec.environment.variables: must total at most 4 KB (4096 bytes), got 5003 bytes",
+            {"environment": {"variables": {"BIG": "x" * 2500, "MORE": "y" * 2500}}},
+            "spec.environment.variables: must total at most 4 KB (4096 bytes), got 5007 bytes",
         ),
     ],
 )
@@ -151,6 +151,55 @@ def test_crd_schema_carries_defaults_limits_and_rules() -> None:
     assert spec["names"]["shortNames"] == ["fn"]
     rules = props["code"]["x-kubernetes-validations"]
     assert "exactly one of inline, configMap or zip" in rules[0]["message"]
+
+
+def _unbounded(schema: dict[str, Any], path: str) -> list[str]:
+    kind = schema.get("type")
+    found = []
+    if kind == "string" and "maxLength" not in schema and "enum" not in schema:
+        found.append(path)
+    if kind == "array" and "maxItems" not in schema:
+        found.append(path)
+    if kind == "object" and "additionalProperties" in schema and "maxProperties" not in schema:
+        found.append(path)
+    for name, sub in (schema.get("properties") or {}).items():
+        found += _unbounded(sub, f"{path}.{name}")
+    if isinstance(schema.get("additionalProperties"), dict):
+        found += _unbounded(schema["additionalProperties"], f"{path}[*]")
+    if "items" in schema:
+        found += _unbounded(schema["items"], f"{path}[]")
+    return found
+
+
+def _rules(schema: dict[str, Any]) -> list[str]:
+    found = [r["rule"] for r in schema.get("x-kubernetes-validations", [])]
+    for sub in (schema.get("properties") or {}).values():
+        found += _rules(sub)
+    for key in ("additionalProperties", "items"):
+        if isinstance(schema.get(key), dict):
+            found += _rules(schema[key])
+    return found
+
+
+@pytest.mark.parametrize("kind", ["functions", "versions", "aliases"])
+def test_crds_stay_within_the_api_servers_cel_cost_budget(kind: str) -> None:
+    """A real API server prices CEL rules by the largest input the schema allows, and refuses
+    the whole CRD when over budget; unbounded specs and rules over map keys are priced as huge."""
+    doc = crd.files()[f"{kind}.klambda.io.yaml"]
+    schema = __import__("yaml").safe_load(doc)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    assert _unbounded(schema["properties"]["spec"], "spec") == []
+    rules = _rules(schema)
+    assert rules, "the CRD has no rules at all"
+    assert not [r for r in rules if ".matches(" in r and ".all(" in r], rules
+
+
+def test_invalid_map_keys_are_refused_by_the_model_not_the_crd() -> None:
+    errors = errors_of(manifest(environment={"variables": {"1BAD": "x"}}))
+    assert errors == ["spec.environment.variables.1BAD: key must match '^[a-zA-Z][a-zA-Z0-9_]*$'"]
+    too_many = {f"V{i}": "" for i in range(257)}
+    assert "must have at most 256 entries" in errors_of(
+        manifest(environment={"variables": too_many})
+    )[0]
 
 
 def test_manifest_reference_is_generated_from_the_model(repo_root: Any) -> None:
