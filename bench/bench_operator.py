@@ -105,7 +105,7 @@ async def main(n: int) -> None:
                 if operator.poll() is not None:
                     raise SystemExit(f"the operator exited; see {tmp / 'operator.log'}")
                 print(f"  ... {count}/{n} Ready", end="\r", flush=True)
-                await asyncio.sleep(0.5)
+                await asyncio.sleep(2.0)  # listing N objects loads the double too
             ready = time.perf_counter() - t
             await asyncio.sleep(2.0)  # the gateway has seen every object too
             after = (rss_mb(operator.pid), rss_mb(gateway.pid))

@@ -112,7 +112,8 @@ class AdminApi:
         except NotFound as e:
             return _status(404, "NotFound", str(e.args[0]))
         maps = {o.name: o.spec for o in self.store.list("ConfigMap", namespace)}
-        config_hash = latest_shim(fn, maps).config_hash
+        secrets = {o.name: o.spec for o in self.store.list("Secret", namespace)}
+        config_hash = latest_shim(fn, maps, secrets).config_hash
         ready = [c for c in fn.status.get("conditions", []) if c.get("type") == "Ready"]
         sha = fn.status.get("codeSha256", "")
         current = (

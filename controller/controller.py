@@ -168,6 +168,7 @@ class Controller:
             self.store.list("Version"),
             self.store.list("Alias"),
             self.store.list("ConfigMap"),
+            self.store.list("Secret"),
         )
 
     async def reconcile(self) -> None:
@@ -202,7 +203,7 @@ class Controller:
         now = time.monotonic()
         out: dict[ShimKey, DesiredShim] = {}
         for key, fn in world.functions.items():
-            latest = latest_shim(fn, world.maps_in(fn.namespace))
+            latest = latest_shim(fn, world.maps_in(fn.namespace), world.secrets_in(fn.namespace))
             out[latest.key] = latest
             plan_ = plans[key]
             wanted = {v for a in plan_.aliases if a.problem is None for v in a.versions}
@@ -234,7 +235,7 @@ class Controller:
             bundle = self._code.get((*key, LATEST))
             if fn is not None and bundle is not None:
                 running = self.platform.running().get((*key, LATEST))
-                want = latest_shim(fn, world.maps_in(fn.namespace))
+                want = latest_shim(fn, world.maps_in(fn.namespace), world.secrets_in(fn.namespace))
                 if running is not None and running.config_hash == want.config_hash:
                     current = publishing.snapshot(fn.spec, bundle.sha256, want.config_hash)
             last = int(fn.status.get("lastVersion", 0)) if fn is not None else 0
@@ -280,7 +281,8 @@ class Controller:
             bundle = await self.platform.prepare_code(
                 want.spec.code, world.maps_in(want.namespace), want.code_sha256, want.version
             )
-            await self.platform.start(self._shim_config(want, bundle), want.spec)
+            config = self._shim_config(want, bundle)
+            await self.platform.start(config, want.spec, world.secrets_in(want.namespace))
         except StartFailed as e:
             self._record_failure(want, e)
             return
@@ -313,6 +315,7 @@ class Controller:
             memory_size=spec.memory_size,
             timeout=float(spec.timeout),
             environment=spec.env,
+            inherited_environment=sorted(spec.secret_refs),
             region=s.region,
             namespace=want.namespace,
             config_hash=want.config_hash,
@@ -383,7 +386,7 @@ class Controller:
         running = self.platform.running()
         for key, fn in world.functions.items():
             latest_key = (*key, LATEST)
-            want = latest_shim(fn, world.maps_in(fn.namespace))
+            want = latest_shim(fn, world.maps_in(fn.namespace), world.secrets_in(fn.namespace))
             current = running.get(latest_key)
             bundle = self._code.get(latest_key)
             await self.store.set_status(

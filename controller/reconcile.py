@@ -120,12 +120,26 @@ def code_inputs(spec: FunctionSpec, config_maps: Mapping[str, Mapping[str, str]]
     return {f"configMap/{name}": digest}
 
 
-def latest_shim(fn: ApiObject, config_maps: Mapping[str, Mapping[str, str]]) -> DesiredShim:
+def secret_inputs(spec: FunctionSpec, secrets: Mapping[str, Mapping[str, str]]) -> dict[str, str]:
+    """Digests of the Secret values the environment gets, so editing a Secret rolls the function
+    where the store holds Secrets (locally; on Kubernetes they are not read, so never change)."""
+    out = {}
+    for var, ref in sorted(spec.secret_refs.items()):
+        value = secrets.get(ref.name, {}).get(ref.key)
+        digest = "missing" if value is None else hashlib.sha256(value.encode()).hexdigest()[:16]
+        out[f"secret/{var}"] = digest
+    return out
+
+
+def latest_shim(
+    fn: ApiObject,
+    config_maps: Mapping[str, Mapping[str, str]],
+    secrets: Mapping[str, Mapping[str, str]] | None = None,
+) -> DesiredShim:
     """A function's $LATEST: always runnable (its environments start on first use)."""
     spec: FunctionSpec = fn.spec
-    return DesiredShim(
-        fn.namespace, fn.name, LATEST, spec, config_hash(spec, code_inputs(spec, config_maps))
-    )
+    inputs = {**code_inputs(spec, config_maps), **secret_inputs(spec, secrets or {})}
+    return DesiredShim(fn.namespace, fn.name, LATEST, spec, config_hash(spec, inputs))
 
 
 def desired_shims(

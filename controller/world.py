@@ -36,6 +36,8 @@ class World:
     versions: dict[tuple[str, str], list[ApiObject]]
     aliases: dict[tuple[str, str], list[ApiObject]]
     config_maps: dict[tuple[str, str], dict[str, str]]
+    secrets: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
+    """Decoded Secret data, where the store holds Secrets (locally; the operator does not)."""
 
     @classmethod
     def of(
@@ -44,16 +46,21 @@ class World:
         versions: Iterable[ApiObject],
         aliases: Iterable[ApiObject],
         config_maps: Iterable[ApiObject],
+        secrets: Iterable[ApiObject] = (),
     ) -> World:
         return cls(
             {(o.namespace, o.name): o for o in functions},
             _group(versions),
             _group(aliases),
             {(o.namespace, o.name): o.spec for o in config_maps},
+            {(o.namespace, o.name): o.spec for o in secrets},
         )
 
     def maps_in(self, namespace: str) -> dict[str, dict[str, str]]:
         return {name: data for (ns, name), data in self.config_maps.items() if ns == namespace}
+
+    def secrets_in(self, namespace: str) -> dict[str, dict[str, str]]:
+        return {name: data for (ns, name), data in self.secrets.items() if ns == namespace}
 
     def numbered(self, key: tuple[str, str]) -> dict[str, ApiObject]:
         """Version objects by number (the first object to get each number)."""

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from klambda.controller.api.arn import FunctionRef, function_arn
-from klambda.controller.api.routes import LATEST, FunctionRoute, VersionTarget
+from klambda.controller.api.routes import FunctionRoute, VersionTarget
 from klambda.gateway.auth import Identity, authorize
 from klambda.gateway.concurrency import ConcurrencyLimiter
 from klambda.gateway.errors import (
@@ -181,16 +181,18 @@ class Invoker:
             self.metrics.throttles.labels(inv.namespace, inv.name).inc()
             raise
         try:
-            if chosen.version != LATEST and self.activator is not None:
+            if self.activator is not None:  # $LATEST too: on Kubernetes it scales to zero
                 self.activator.touch(inv.namespace, inv.name, chosen.version)
             return await self._call(inv, chosen, request_id)
         finally:
             self.limiter.release(key, reserved)
 
     async def _call(self, inv: Invocation, chosen: Selection, request_id: str) -> InvokeResult:
+        refused: set[str] = set()
         for attempt in (1, 2):
             target = await self._target(inv, chosen.version)
-            address = self.client.pick(target.endpoints)
+            others = tuple(a for a in target.endpoints if a not in refused)
+            address = self.client.pick(others or target.endpoints)
             request = shim_pb2.InvokeRequest(
                 request_id=request_id,
                 payload=inv.payload,
@@ -204,6 +206,7 @@ class Invoker:
             except ShimUnavailable:
                 if attempt == 2:
                     raise
+                refused.add(address)
                 continue
             except TooManyRequests:
                 self.metrics.throttles.labels(inv.namespace, inv.name).inc()

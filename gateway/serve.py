@@ -38,6 +38,7 @@ async def run(
         RouteContext(settings.region, public_url),
         namespaces,
         settings.concurrency_limit,
+        keep_warm=settings.keep_warm,
     )
     directory = SecretDirectory(client)
     informers = [

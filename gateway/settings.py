@@ -33,6 +33,8 @@ class GatewaySettings:
     """Seconds added to a function's timeout for a cold start's init phase (Lambda: 10 s)."""
     concurrency_limit: int = 1000
     """The regional limit: invocations in flight at once across all functions."""
+    keep_warm: float = 300.0
+    """Kubernetes: seconds a version may go unused before its pods scale back to provisioned."""
     prune_interval: float = 2.0
     """Seconds between closing streams to shims that no route names (draining after a roll)."""
     activation_timeout: float = 30.0

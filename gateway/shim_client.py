@@ -123,6 +123,8 @@ class ShimClient:
             self.inflight[address] -= 1
         if answer.refused == "RESOURCE_EXHAUSTED":
             raise TooManyRequests("ConcurrentInvocationLimitExceeded")
+        if answer.refused == "UNAVAILABLE":  # draining: the invocation did not start
+            raise ShimUnavailable(f"function environment unavailable: {answer.refused_message}")
         if answer.refused:
             raise ServiceError(f"invocation refused: {answer.refused}: {answer.refused_message}")
         return answer

@@ -350,6 +350,7 @@ class Environment:
             "HOME": os.environ.get("HOME", "/tmp"),
         }
         env.update(c.environment)
+        env.update({k: os.environ[k] for k in c.inherited_environment if k in os.environ})
         env.update(
             {
                 "_HANDLER": c.handler,

@@ -36,6 +36,11 @@ async def serve(config: ShimConfig, ready_fd: int | None) -> int:
     except RuntimeUnavailable as e:
         _report(ready_fd, {"error": str(e), "reason": "InvalidRuntime"})
         return 3
+    missing = [name for name in config.inherited_environment if name not in os.environ]
+    if missing:  # the platform resolves secretRefs before starting a shim; never start without
+        message = f"secret values were not provided for {', '.join(missing)}"
+        _report(ready_fd, {"error": message, "reason": "SecretNotFound"})
+        return 3
     shim = Shim(config, command)
     await shim.start()
     server = grpc.aio.server(
@@ -44,7 +49,8 @@ async def serve(config: ShimConfig, ready_fd: int | None) -> int:
             ("grpc.max_send_message_length", 8 * 1024 * 1024),
         ]
     )
-    shim_pb2_grpc.add_ShimServicer_to_server(ShimService(shim), server)
+    service = ShimService(shim)
+    shim_pb2_grpc.add_ShimServicer_to_server(service, server)
     port = server.add_insecure_port(f"{config.grpc_host}:{config.grpc_port}")
     await server.start()
     stop = asyncio.Event()
@@ -64,6 +70,7 @@ async def serve(config: ShimConfig, ready_fd: int | None) -> int:
     await stop.wait()
     grace = (config.drain_grace or float(config.timeout) + config.init_timeout) if graceful else 0
     log.info("draining for up to %.1fs", grace)
+    service.draining = True
     await server.stop(grace)
     await shim.drain(grace)
     await shim.close()

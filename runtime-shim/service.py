@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 class ShimService(shim_pb2_grpc.ShimServicer):
     def __init__(self, shim: Shim) -> None:
         self.shim = shim
+        self.draining = False
+        """Set on SIGTERM: streams stay open for answers, but new requests are refused."""
 
     def _args(self, request: shim_pb2.InvokeRequest, deadline: float | None) -> InvokeArgs:
         return InvokeArgs(
@@ -63,6 +65,9 @@ class ShimService(shim_pb2_grpc.ShimServicer):
 
         async def run(request: shim_pb2.InvokeRequest) -> None:
             deadline = request.timeout_ms / 1000 if request.timeout_ms else None
+            if self.draining:  # never started: the gateway sends it to another environment
+                await answers.put(_refused(request, "UNAVAILABLE", "the shim is draining"))
+                return
             try:
                 outcome = await self.shim.invoke(self._args(request, deadline))
                 answer = self._response(outcome, request.request_id)

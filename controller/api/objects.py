@@ -7,6 +7,8 @@ the envelope (apiVersion, kind, metadata.name) and the spec, and returns an ``Ap
 
 from __future__ import annotations
 
+import base64
+import binascii
 import copy
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,7 +17,7 @@ from klambda.controller.api import schema
 from klambda.controller.api.schema import FieldError, ValidationError
 from klambda.controller.api.types import API_VERSION, KINDS, name_problems
 
-CORE_KINDS = {"ConfigMap": "v1"}
+CORE_KINDS = {"ConfigMap": "v1", "Secret": "v1"}
 DEFAULT_NAMESPACE = "default"
 
 
@@ -126,14 +128,39 @@ def _metadata(doc: dict[str, Any], errors: list[FieldError]) -> dict[str, Any]:
 
 
 def _parse_core(doc: dict[str, Any], subject: str) -> ApiObject:
+    """ConfigMaps (code) and Secrets (environment values): ``spec`` is their data as text."""
     errors: list[FieldError] = []
     if doc.get("apiVersion") != CORE_KINDS[doc["kind"]]:
         errors.append(FieldError("apiVersion", f"must be {CORE_KINDS[doc['kind']]!r}"))
     meta = _metadata(doc, errors)
-    data = doc.get("data") or {}
-    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
-        errors.append(FieldError("data", "must be a map of string to string"))
+    data = _string_map(doc, "data", errors)
+    if doc["kind"] == "Secret":
+        text = _decoded(data, errors)
+        text.update(_string_map(doc, "stringData", errors))  # as the API server merges them
+        data = {k: base64.b64encode(v.encode()).decode() for k, v in text.items()}
+    else:
+        text = data
     if errors:
         raise ValidationError(errors, subject)
-    manifest = {"apiVersion": "v1", "kind": doc["kind"], "metadata": meta, "data": dict(data)}
-    return ApiObject(doc["kind"], meta["name"], meta["namespace"], dict(data), manifest)
+    manifest = {"apiVersion": "v1", "kind": doc["kind"], "metadata": meta, "data": data}
+    if doc["kind"] == "Secret":
+        manifest["type"] = str(doc.get("type") or "Opaque")
+    return ApiObject(doc["kind"], meta["name"], meta["namespace"], text, manifest)
+
+
+def _string_map(doc: dict[str, Any], field_name: str, errors: list[FieldError]) -> dict[str, str]:
+    data = doc.get(field_name) or {}
+    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+        errors.append(FieldError(field_name, "must be a map of string to string"))
+        return {}
+    return dict(data)
+
+
+def _decoded(data: dict[str, str], errors: list[FieldError]) -> dict[str, str]:
+    out = {}
+    for key, value in data.items():
+        try:
+            out[key] = base64.b64decode(value, validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            errors.append(FieldError(f"data.{key}", "must be base64-encoded UTF-8 text"))
+    return out

@@ -32,6 +32,9 @@ class ShimConfig:
     """Seconds an invocation may run before the environment is killed."""
     environment: dict[str, str] = field(default_factory=dict)
     """User environment variables."""
+    inherited_environment: list[str] = field(default_factory=list)
+    """Variables the shim passes on from its own environment (Secret values: the platform puts
+    them there, never in this file)."""
     region: str = "us-east-1"
     """AWS_REGION seen by functions."""
     namespace: str = "default"

@@ -42,6 +42,7 @@ CODE_PATH_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9._-]*(/[A-Za-z0-9_][A-Za-z0-9._-]*)
 ENV_TOTAL_MAX = 4096
 ENV_VARIABLES_MAX = 256  # 4 KB cannot hold many more; bounds the API server's validation cost
 INLINE_FILES_MAX = 256
+SECRET_REFS_MAX = 64
 INLINE_FILE_MAX = 1024 * 1024  # an object is at most ~1.5 MB in etcd anyway
 
 # Lambda refuses these as user variables: the platform sets them.
@@ -117,6 +118,18 @@ class FunctionUrl:
 
 
 @dataclass(frozen=True)
+class SecretKeyRef:
+    """One key of a Secret in the function's namespace."""
+
+    name: str = prop(
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=253, doc="The Secret's name."
+    )
+    key: str = prop(
+        pattern=r"^[-._a-zA-Z0-9]+$", max_length=253, doc="The key within the Secret's data."
+    )
+
+
+@dataclass(frozen=True)
 class Environment:
     """Environment variables set in every execution environment."""
 
@@ -127,11 +140,24 @@ class Environment:
         item_max_length=ENV_TOTAL_MAX,
         doc="Variable names and values; at most 4 KB in total, Lambda's reserved names refused.",
     )
+    secret_refs: dict[str, SecretKeyRef] = prop(
+        default_factory=dict,
+        name="secretRefs",
+        key_pattern=ENV_KEY_PATTERN,
+        max_properties=SECRET_REFS_MAX,
+        doc="Variables whose values come from Secrets: name to {name, key} of a Secret in the "
+        "function's namespace. The values never appear in manifests, status or the API.",
+    )
 
     def check(self) -> Problems:
         for key in sorted(self.variables):
             if key in RESERVED_ENV_KEYS:
                 yield f".variables.{key}", "is reserved by the platform and cannot be set"
+        for key in sorted(self.secret_refs):
+            if key in RESERVED_ENV_KEYS:
+                yield f".secretRefs.{key}", "is reserved by the platform and cannot be set"
+            if key in self.variables:
+                yield f".secretRefs.{key}", "is also set in variables: set it in one place"
         total = sum(len(k.encode()) + len(v.encode()) for k, v in self.variables.items())
         if total > ENV_TOTAL_MAX:
             yield ".variables", f"must total at most 4 KB (4096 bytes), got {total} bytes"
@@ -250,6 +276,10 @@ class FunctionSpec:
     @property
     def env(self) -> dict[str, str]:
         return dict(self.environment.variables) if self.environment else {}
+
+    @property
+    def secret_refs(self) -> dict[str, SecretKeyRef]:
+        return dict(self.environment.secret_refs) if self.environment else {}
 
 
 VERSION_NUMBER_PATTERN = r"^[0-9]+$"

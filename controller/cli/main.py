@@ -109,6 +109,14 @@ def _parser() -> argparse.ArgumentParser:
     gw.add_argument("--redis-url", help="Redis for asynchronous invocations")
     gw.add_argument("--region", default="us-east-1")
     gw.add_argument("--concurrency-limit", type=int, default=1000)
+    gw.add_argument(
+        "--keep-warm",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="how long an unused version keeps pods beyond its provisioned concurrency "
+        "(default %(default)s)",
+    )
 
     k = sub.add_parser("keys", help="access keys of principals (SigV4 callers)")
     ks = k.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
@@ -200,6 +208,7 @@ def _gateway(args: argparse.Namespace) -> int:
         region=args.region,
         redis_url=args.redis_url,
         concurrency_limit=args.concurrency_limit,
+        keep_warm=args.keep_warm,
     )
     return gateway_main(settings, args.kubeconfig, args.namespaces, args.public_url)
 

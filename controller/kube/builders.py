@@ -232,6 +232,11 @@ def _pod_spec(
             {"name": "tmp", "emptyDir": {"sizeLimit": f"{spec.ephemeral_storage}Mi"}},
         ],
     }
+    if spec.secret_refs:  # the shim passes these on (ShimConfig.inherited_environment)
+        pod["containers"][0]["env"] = [
+            {"name": var, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}}
+            for var, ref in sorted(spec.secret_refs.items())
+        ]
     return pod
 
 

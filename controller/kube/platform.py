@@ -179,7 +179,13 @@ class KubePlatform:
 
     # ------------------------------------------------------------------ changes
 
-    async def start(self, config: ShimConfig, spec: FunctionSpec) -> Placement:
+    async def start(
+        self,
+        config: ShimConfig,
+        spec: FunctionSpec,
+        secrets: Mapping[str, Mapping[str, str]] | None = None,
+    ) -> Placement:
+        # secretRefs become the pod's env (secretKeyRef): the kubelet reads the Secrets
         key = (config.namespace, config.function_name, config.version)
         owner = self.owner_of(key)
         if owner is None:

@@ -68,8 +68,14 @@ class Platform(Protocol):
         """
         ...
 
-    async def start(self, config: ShimConfig, spec: FunctionSpec) -> Placement:
+    async def start(
+        self, config: ShimConfig, spec: FunctionSpec, secrets: Mapping[str, Mapping[str, str]]
+    ) -> Placement:
         """Starts a shim for ``config`` and returns once it takes invocations.
+
+        ``secrets`` holds the namespace's Secrets where the store has them (locally), for the
+        values of ``spec``'s secretRefs; a platform with its own Secret store (Kubernetes)
+        resolves them itself.
 
         If one runs for the same key, it is drained and stopped after the new one is ready.
         Raises StartFailed.

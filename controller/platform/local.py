@@ -23,7 +23,7 @@ from typing import BinaryIO
 import grpc
 
 from klambda.controller.api.shim_config import ShimConfig
-from klambda.controller.api.types import Code, FunctionSpec
+from klambda.controller.api.types import Code, FunctionSpec, SecretKeyRef
 from klambda.controller.code import CodeBundle, CodeChanged, CodeFetchFailed, prepare_local
 from klambda.controller.platform import Observation, Placement, StartFailed
 from klambda.controller.reconcile import RunningShim, ShimKey
@@ -90,9 +90,15 @@ class LocalPlatform:
         except CodeFetchFailed as e:
             raise StartFailed("CodeFetchFailed", str(e)) from e
 
-    async def start(self, config: ShimConfig, spec: FunctionSpec | None = None) -> Placement:
+    async def start(
+        self,
+        config: ShimConfig,
+        spec: FunctionSpec | None = None,
+        secrets: Mapping[str, Mapping[str, str]] | None = None,
+    ) -> Placement:
         key = (config.namespace, config.function_name, config.version)
-        shim = await self._spawn(key, config)
+        values = resolve_secret_refs(spec.secret_refs if spec else {}, secrets or {}, key[0])
+        shim = await self._spawn(key, config, values)
         old = self._current.get(key)
         self._current[key] = shim
         shim.watcher = asyncio.create_task(self._watch(shim), name=f"watch-shim-{shim.process.pid}")
@@ -137,7 +143,9 @@ class LocalPlatform:
 
     # ------------------------------------------------------------------ processes
 
-    async def _spawn(self, key: ShimKey, config: ShimConfig) -> ShimProcess:
+    async def _spawn(
+        self, key: ShimKey, config: ShimConfig, secret_values: Mapping[str, str] | None = None
+    ) -> ShimProcess:
         namespace, name, version = key
         run_dir = self.state_dir / "shims"
         stem = f"{namespace}-{name}-{version.replace('$', '')}-{config.config_hash}"
@@ -153,6 +161,8 @@ class LocalPlatform:
                 "--ready-fd",
                 str(write_fd),
                 stdin=asyncio.subprocess.DEVNULL,
+                # Secret values reach the shim as a pod's would: in its environment, not a file
+                env={**os.environ, **(secret_values or {})},
                 stdout=out,
                 stderr=out,
                 pass_fds=(write_fd,),
@@ -228,6 +238,25 @@ class LocalPlatform:
             await shim.watcher
         if shim.channel is not None:
             await shim.channel.close()
+
+
+def resolve_secret_refs(
+    refs: Mapping[str, SecretKeyRef], secrets: Mapping[str, Mapping[str, str]], namespace: str
+) -> dict[str, str]:
+    """The values of a function's secretRefs, from the Secrets applied to the local store."""
+    values = {}
+    for var, ref in sorted(refs.items()):
+        data = secrets.get(ref.name)
+        if data is None:
+            raise StartFailed(
+                "SecretNotFound", f'Secret "{ref.name}" not found in namespace {namespace} ({var})'
+            )
+        if ref.key not in data:
+            raise StartFailed(
+                "SecretNotFound", f'Secret "{ref.name}" has no key "{ref.key}" ({var})'
+            )
+        values[var] = data[ref.key]
+    return values
 
 
 def _prepare(run_dir: Path, config: ShimConfig, config_path: Path, stem: str) -> BinaryIO:

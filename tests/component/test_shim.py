@@ -326,3 +326,17 @@ async def test_unreachable_shim_is_unavailable(tmp_path: Path) -> None:
             await asyncio.wait_for(client.invoke(f"127.0.0.1:{free_port()}", request, 5), 10)
     finally:
         await client.close()
+
+
+async def test_draining_shim_finishes_started_work_and_refuses_new_work(config, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """SIGTERM (a roll-out, a pod scaled away): in-flight invocations complete; new ones on the
+    open stream are refused as not started, so the gateway can send them elsewhere."""
+    async with running_shim(config, tmp_path) as shim:
+        await shim.invoke()
+        slow = asyncio.create_task(shim.invoke({"action": "sleep", "seconds": 1.0}))
+        await asyncio.sleep(0.3)
+        shim.process.terminate()
+        await asyncio.sleep(0.3)
+        with pytest.raises(ShimUnavailable, match="draining"):
+            await shim.invoke()
+        assert (await slow).function_error == ""

@@ -11,6 +11,7 @@ them) and their processes drained. Deployment status is written back as the real
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import itertools
 import json
@@ -161,6 +162,18 @@ class ProcessKubelet:
         task.add_done_callback(self._starting.discard)
         return pod
 
+    async def _env(self, namespace: str, container: dict[str, Any]) -> dict[str, str]:
+        """The container's env, as a kubelet resolves it (value, or a Secret's key)."""
+        out = {}
+        for item in container.get("env", []):
+            ref = item.get("valueFrom", {}).get("secretKeyRef")
+            if ref is None:
+                out[item["name"]] = item.get("value", "")
+                continue
+            secret = await self.client.get(path_for("", "v1", "secrets", namespace, ref["name"]))
+            out[item["name"]] = base64.b64decode(secret["data"][ref["key"]]).decode()
+        return out
+
     async def _run(self, pod: PodProcess, spec: dict[str, Any]) -> None:
         root = self.work_dir / pod.name
         await self._volumes(pod.namespace, spec, root)
@@ -168,6 +181,7 @@ class ProcessKubelet:
         config.update(grpc_host=pod.ip, code_dir=str(root / "var-task"), log_dir=str(root / "logs"))
         path = root / "shim.json"
         path.write_text(json.dumps(config))
+        env = {**os.environ, **await self._env(pod.namespace, spec["containers"][0])}
         read_fd, write_fd = os.pipe()
         pod.process = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -177,6 +191,7 @@ class ProcessKubelet:
             "--ready-fd",
             str(write_fd),
             pass_fds=(write_fd,),
+            env=env,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
         )

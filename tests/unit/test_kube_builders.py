@@ -105,6 +105,18 @@ def test_role_mounts_a_token() -> None:
     assert pod["automountServiceAccountToken"] is True
 
 
+def test_secret_refs_become_secret_key_refs_not_config() -> None:
+    refs = {"DB_PASSWORD": {"name": "db", "key": "password"}, "API_KEY": {"name": "k", "key": "v"}}
+    fspec = spec(environment={"variables": {"STAGE": "prod"}, "secretRefs": refs})
+    objs = build(fspec)
+    container = objs.deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["env"] == [
+        {"name": "API_KEY", "valueFrom": {"secretKeyRef": {"name": "k", "key": "v"}}},
+        {"name": "DB_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}},
+    ]
+    assert "env" not in build(spec()).deployment["spec"]["template"]["spec"]["containers"][0]
+
+
 def test_shim_settings_inside_the_pod() -> None:
     objs = build(spec(), version="3", pc=5)
     shim = json.loads(objs.config["data"]["shim.json"])

@@ -197,9 +197,22 @@ def test_invalid_map_keys_are_refused_by_the_model_not_the_crd() -> None:
     errors = errors_of(manifest(environment={"variables": {"1BAD": "x"}}))
     assert errors == ["spec.environment.variables.1BAD: key must match '^[a-zA-Z][a-zA-Z0-9_]*$'"]
     too_many = {f"V{i}": "" for i in range(257)}
-    assert "must have at most 256 entries" in errors_of(
-        manifest(environment={"variables": too_many})
-    )[0]
+    assert (
+        "must have at most 256 entries"
+        in errors_of(manifest(environment={"variables": too_many}))[0]
+    )
+
+
+def test_secret_refs_are_checked_like_variables() -> None:
+    ref = {"name": "db", "key": "password"}
+    both = manifest(environment={"variables": {"DB": "x"}, "secretRefs": {"DB": ref}})
+    assert errors_of(both) == [
+        "spec.environment.secretRefs.DB: is also set in variables: set it in one place"
+    ]
+    reserved = manifest(environment={"secretRefs": {"AWS_REGION": ref}})
+    assert "is reserved by the platform" in errors_of(reserved)[0]
+    bad = manifest(environment={"secretRefs": {"OK": {"name": "Bad_Name", "key": "k"}}})
+    assert errors_of(bad)[0].startswith("spec.environment.secretRefs.OK.name: must match")
 
 
 def test_manifest_reference_is_generated_from_the_model(repo_root: Any) -> None:
