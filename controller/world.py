@@ -38,6 +38,9 @@ class World:
     config_maps: dict[tuple[str, str], dict[str, str]]
     secrets: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
     """Decoded Secret data, where the store holds Secrets (locally; the operator does not)."""
+    _indexes: dict[str, dict[str, dict[str, dict[str, str]]]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @classmethod
     def of(
@@ -57,10 +60,19 @@ class World:
         )
 
     def maps_in(self, namespace: str) -> dict[str, dict[str, str]]:
-        return {name: data for (ns, name), data in self.config_maps.items() if ns == namespace}
+        return self._by_namespace("config_maps").get(namespace, {})
 
     def secrets_in(self, namespace: str) -> dict[str, dict[str, str]]:
-        return {name: data for (ns, name), data in self.secrets.items() if ns == namespace}
+        return self._by_namespace("secrets").get(namespace, {})
+
+    def _by_namespace(self, attribute: str) -> dict[str, dict[str, dict[str, str]]]:
+        """An index built once per World (one pass), not a scan of every map per function."""
+        if attribute not in self._indexes:
+            out: dict[str, dict[str, dict[str, str]]] = {}
+            for (ns, name), data in getattr(self, attribute).items():
+                out.setdefault(ns, {})[name] = data
+            self._indexes[attribute] = out
+        return self._indexes[attribute]
 
     def numbered(self, key: tuple[str, str]) -> dict[str, ApiObject]:
         """Version objects by number (the first object to get each number)."""

@@ -10,6 +10,7 @@ Neighbours: ``types`` declares the classes, ``crd`` renders CRDs from ``openapi(
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import types
 import typing
@@ -107,7 +108,9 @@ def _strip_optional(tp: Any) -> tuple[Any, bool]:
     return tp, False
 
 
+@functools.cache
 def _hints(cls: type) -> dict[str, Any]:
+    """Resolved annotations; cached, as resolving them dominated parsing every watched object."""
     return typing.get_type_hints(cls)
 
 
