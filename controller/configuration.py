@@ -63,6 +63,19 @@ def function_configuration(
     }
     if spec.env:
         config["Environment"] = {"Variables": spec.env}
+    if spec.is_image:  # Lambda's shape for container images: no runtime or handler
+        del config["Runtime"], config["Handler"]
+        config["PackageType"] = "Image"
+        image = spec.image_config
+        if image is not None:
+            overrides = {
+                "EntryPoint": image.entry_point,
+                "Command": image.command,
+                "WorkingDirectory": image.working_directory,
+            }
+            config["ImageConfigResponse"] = {
+                "ImageConfig": {k: v for k, v in overrides.items() if v is not None}
+            }
     if state == "Failed":
         config["LastUpdateStatus"] = "Failed"
     if version == LATEST and not qualified:

@@ -307,7 +307,7 @@ class Controller:
         return ShimConfig(
             function_name=want.name,
             version=want.version,
-            runtime=spec.runtime,
+            runtime=spec.runtime or "",
             handler=spec.handler or "",
             code_dir=bundle.location,
             function_arn=function_arn(s.region, account_for(want.namespace), want.name),
@@ -315,7 +315,9 @@ class Controller:
             memory_size=spec.memory_size,
             timeout=float(spec.timeout),
             environment=spec.env,
-            inherited_environment=sorted(spec.secret_refs),
+            # an image's own container gets the Secret values (the shim does not need them)
+            inherited_environment=[] if spec.is_image else sorted(spec.secret_refs),
+            external_runtime=spec.is_image,
             region=s.region,
             namespace=want.namespace,
             config_hash=want.config_hash,

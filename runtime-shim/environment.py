@@ -16,7 +16,7 @@ import os
 import resource
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,6 +95,8 @@ class Environment:
     provisioned: bool = False
     prewarmed: bool = False
     on_exit: Callable[[Environment], None] | None = None
+    on_abandon: Callable[[], None] | None = None
+    """External runtimes: called when the shim gives up on the runtime (it must restart)."""
     state: State = State.STARTING
     stream: logs.LogStream | None = None
     process: asyncio.subprocess.Process | None = None
@@ -112,6 +114,7 @@ class Environment:
     _current: Invocation | None = None
     _reply: asyncio.Future[_Reply] | None = None
     _exited: asyncio.Task[int] | None = None
+    _gone: asyncio.Event | None = None
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -120,6 +123,12 @@ class Environment:
         self._ready = loop.create_future()
         self.stream = logs.LogStream.open(self.config.log_dir, self.config.version)
         self._spawned_at = time.monotonic()
+        if self.config.external_runtime:
+            # The runtime runs beside the shim (an image's container); init ends at its first
+            # /next, and it "exits" when the shim gives up on it (kill).
+            self._gone = asyncio.Event()
+            self._exited = asyncio.create_task(self._watch_exit(self._gone_code()))
+            return
         self.process = await asyncio.create_subprocess_exec(
             *self.command,
             cwd=self.config.code_dir,
@@ -131,10 +140,15 @@ class Environment:
         _limit_memory(self.process.pid, self.config.memory_size)
         with contextlib.suppress(OSError):
             self._status_fd = os.open(f"/proc/{self.process.pid}/status", os.O_RDONLY)
-        self._exited = asyncio.create_task(self._watch_exit(self.process))
+        self._exited = asyncio.create_task(self._watch_exit(self.process.wait()))
 
-    async def _watch_exit(self, process: asyncio.subprocess.Process) -> int:
-        code = await process.wait()
+    async def _gone_code(self) -> int:
+        assert self._gone is not None
+        await self._gone.wait()
+        return -signal.SIGKILL
+
+    async def _watch_exit(self, ended: Awaitable[int]) -> int:
+        code = await ended
         self.state = State.DEAD
         if self.on_exit is not None:
             self.on_exit(self)
@@ -167,6 +181,10 @@ class Environment:
 
     async def kill(self) -> None:
         """Kills the runtime (SIGKILL: Lambda discards, it does not ask) and waits for it."""
+        if self._gone is not None and not self._gone.is_set():
+            self._gone.set()
+            if self.on_abandon is not None:  # it may still run what we gave up on: restart it
+                self.on_abandon()
         self.state = State.DEAD
         if self.process is not None and self.process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
@@ -345,26 +363,18 @@ class Environment:
         env = {
             "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
             "LANG": "en_US.UTF-8",
-            "TZ": ":UTC",
+            "TZ": ":UTC",  # users may set TZ (Lambda does not reserve it)
             "PYTHONPATH": c.code_dir,
             "HOME": os.environ.get("HOME", "/tmp"),
         }
         env.update(c.environment)
         env.update({k: os.environ[k] for k in c.inherited_environment if k in os.environ})
+        env.update(c.lambda_variables(self.runtime_api, self.stream.name, self.init_type))
         env.update(
             {
                 "_HANDLER": c.handler,
                 "LAMBDA_TASK_ROOT": c.code_dir,
                 "LAMBDA_RUNTIME_DIR": os.path.dirname(self.command[0]),
-                "AWS_LAMBDA_RUNTIME_API": self.runtime_api,
-                "AWS_LAMBDA_FUNCTION_NAME": c.function_name,
-                "AWS_LAMBDA_FUNCTION_VERSION": c.version,
-                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(c.memory_size),
-                "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{c.function_name}",
-                "AWS_LAMBDA_LOG_STREAM_NAME": self.stream.name,
-                "AWS_LAMBDA_INITIALIZATION_TYPE": self.init_type,
-                "AWS_REGION": c.region,
-                "AWS_DEFAULT_REGION": c.region,
                 "AWS_EXECUTION_ENV": execution_env(c.runtime),
             }
         )

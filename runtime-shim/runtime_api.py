@@ -40,19 +40,35 @@ class RuntimeApi:
         app.router.add_post(f"{PREFIX}/invocation/{{request_id}}/response", self._response)
         app.router.add_post(f"{PREFIX}/invocation/{{request_id}}/error", self._invocation_error)
         app.router.add_post(f"{PREFIX}/init/error", self._init_error)
+        app.router.add_get("/healthz", self._healthz)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        self._abandoned = False
 
-    async def start(self) -> None:
+    async def start(self, health_host: str = "127.0.0.1", health_port: int = 0) -> None:
         await self._runner.setup()
+        if health_port:  # on the pod's address: the kubelet probes it (external runtimes)
+            site = web.TCPSite(self._runner, health_host, health_port, reuse_address=True)
+            await site.start()
+
+    def abandon(self) -> None:
+        """The shim gave up on an external runtime: the next /healthz fails (once)."""
+        self._abandoned = True
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        if self._abandoned:
+            self._abandoned = False
+            return _error(503, "Runtime.Abandoned", "the runtime must be restarted")
+        return web.json_response({"status": "OK"})
 
     async def close(self) -> None:
         await self._runner.cleanup()
 
-    async def attach(self, env: Environment) -> str:
-        """Opens a port for ``env``; returns the ``host:port`` for AWS_LAMBDA_RUNTIME_API."""
+    async def attach(self, env: Environment, port: int = 0) -> str:
+        """Opens a port for ``env`` (``port``, or a free one); returns the ``host:port`` for
+        AWS_LAMBDA_RUNTIME_API."""
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, 0))
+        sock.bind((self.host, port))
         port = sock.getsockname()[1]
         site = web.SockSite(self._runner, sock)
         await site.start()

@@ -32,7 +32,11 @@ def _report(fd: int | None, message: dict[str, object]) -> None:
 
 async def serve(config: ShimConfig, ready_fd: int | None) -> int:
     try:
-        command = await resolve_command(config.runtime, config.handler, config.code_dir)
+        command = (
+            []
+            if config.external_runtime
+            else await resolve_command(config.runtime, config.handler, config.code_dir)
+        )
     except RuntimeUnavailable as e:
         _report(ready_fd, {"error": str(e), "reason": "InvalidRuntime"})
         return 3
@@ -47,6 +51,8 @@ async def serve(config: ShimConfig, ready_fd: int | None) -> int:
         options=[
             ("grpc.max_receive_message_length", 8 * 1024 * 1024),
             ("grpc.max_send_message_length", 8 * 1024 * 1024),
+            # a second shim on the same address must fail, not silently share its traffic
+            ("grpc.so_reuseport", 0),
         ]
     )
     service = ShimService(shim)

@@ -40,7 +40,7 @@ class Shim:
     def __init__(self, config: ShimConfig, command: list[str]) -> None:
         self.config = config
         self.command = command
-        self.runtime_api = RuntimeApi()
+        self.runtime_api = RuntimeApi(config.runtime_api_host)
         self.pool = EnvironmentPool(
             self._create_environment,
             config.max_environments,
@@ -50,7 +50,7 @@ class Shim:
         self._inflight: set[asyncio.Task[Outcome]] = set()
 
     async def start(self) -> None:
-        await self.runtime_api.start()
+        await self.runtime_api.start(self.config.grpc_host, self.config.health_port)
         self.pool.start(self.config.prewarm)
         self.pool.set_provisioned(self.config.provisioned_concurrency)
 
@@ -61,8 +61,9 @@ class Shim:
             runtime_api="",
             init_type=init_type,
             on_exit=self.pool.environment_exited,
+            on_abandon=self.runtime_api.abandon,
         )
-        env.runtime_api = await self.runtime_api.attach(env)
+        env.runtime_api = await self.runtime_api.attach(env, self.config.runtime_api_port)
         try:
             await env.start()
         except BaseException:
@@ -108,9 +109,9 @@ class Shim:
                 outcome.init_duration_ms = None
             return outcome
         finally:
-            await self.pool.release(env)
-            if env.state is State.DEAD:
+            if env.state is State.DEAD:  # first: a fixed port must be free for the next one
                 await self.runtime_api.detach(env)
+            await self.pool.release(env)
 
     async def drain(self, grace: float) -> None:
         """Waits up to ``grace`` seconds for in-flight invocations to finish."""

@@ -60,6 +60,30 @@ class ShimConfig:
     """Seconds an invocation waits for a free environment when all are busy."""
     drain_grace: float = 0.0
     """Seconds in-flight invocations get to finish on shutdown; 0 means the function timeout."""
+    external_runtime: bool = False
+    """The runtime is not started by the shim but runs beside it (a container image function:
+    the image's own process, in the same pod, calls the Runtime API on ``runtime_api_port``)."""
+    runtime_api_host: str = "127.0.0.1"
+    """Address the Runtime API binds (loopback: in a pod, shared with the image's container)."""
+    runtime_api_port: int = 0
+    """Fixed Runtime API port (external runtimes must know it); 0 picks one per environment."""
+    health_port: int = 0
+    """External runtimes: port of ``/healthz``, which fails once after the shim gave up on the
+    runtime (a timeout), so that the pod's liveness probe restarts the runtime's container."""
+
+    def lambda_variables(self, runtime_api: str, log_stream: str, init_type: str) -> dict[str, str]:
+        """The variables Lambda defines in every environment, image functions' included."""
+        return {
+            "AWS_LAMBDA_RUNTIME_API": runtime_api,
+            "AWS_LAMBDA_FUNCTION_NAME": self.function_name,
+            "AWS_LAMBDA_FUNCTION_VERSION": self.version,
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(self.memory_size),
+            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{self.function_name}",
+            "AWS_LAMBDA_LOG_STREAM_NAME": log_stream,
+            "AWS_LAMBDA_INITIALIZATION_TYPE": init_type,
+            "AWS_REGION": self.region,
+            "AWS_DEFAULT_REGION": self.region,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ShimConfig:

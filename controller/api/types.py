@@ -165,12 +165,13 @@ class Environment:
 
 @dataclass(frozen=True)
 class Code:
-    """Where the function's code comes from: exactly one of inline, configMap, zip."""
+    """Where the function's code comes from: exactly one of inline, configMap, zip, image."""
 
     __cel__ = (
         (
-            "[has(self.inline), has(self.configMap), has(self.zip)].filter(x, x).size() == 1",
-            "exactly one of inline, configMap or zip must be set",
+            "[has(self.inline), has(self.configMap), has(self.zip), has(self.image)]"
+            ".filter(x, x).size() == 1",
+            "exactly one of inline, configMap, zip or image must be set",
         ),
     )
 
@@ -194,11 +195,35 @@ class Code:
         max_length=2048,
         doc="Path or http(s) URL of a zip archive of the code.",
     )
+    image: str | None = prop(
+        default=None,
+        min_length=1,
+        max_length=1024,
+        pattern=r"^[^\s]+$",
+        pattern_message="must not contain whitespace",
+        doc="Container image implementing the Lambda Runtime API (as a Lambda container image "
+        "does); no runtime or handler. Kubernetes only.",
+    )
 
     def check(self) -> Problems:
-        given = [k for k in ("inline", "config_map", "zip") if getattr(self, k) is not None]
-        if len(given) != 1:
-            yield "", "exactly one of inline, configMap or zip must be set"
+        kinds = ("inline", "config_map", "zip", "image")
+        if len([k for k in kinds if getattr(self, k) is not None]) != 1:
+            yield "", "exactly one of inline, configMap, zip or image must be set"
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    """Overrides of the image's own settings (Lambda's ImageConfig)."""
+
+    entry_point: list[str] | None = prop(
+        default=None, name="entryPoint", max_items=64, item_max_length=1024, doc="ENTRYPOINT."
+    )
+    command: list[str] | None = prop(
+        default=None, max_items=64, item_max_length=1024, doc="CMD, e.g. [app.handler]."
+    )
+    working_directory: str | None = prop(
+        default=None, name="workingDirectory", max_length=1024, doc="WORKDIR."
+    )
 
 
 @dataclass(frozen=True)
@@ -218,13 +243,31 @@ class FunctionSpec:
 
     __cel__ = (
         (
-            "self.runtime.startsWith('provided') || has(self.handler)",
+            "has(self.code.image) != has(self.runtime)",
+            "runtime is required, except with code.image (where the image is the runtime)",
+        ),
+        (
+            "!has(self.runtime) || self.runtime.startsWith('provided') || has(self.handler)",
             "handler is required unless the runtime is provided",
+        ),
+        (
+            "!has(self.code.image) || !has(self.handler)",
+            "an image function has no handler: set imageConfig.command",
+        ),
+        (
+            "has(self.code.image) || !has(self.imageConfig)",
+            "imageConfig applies only to code.image",
         ),
     )
 
-    runtime: Runtime = prop(doc="Runtime identifier, e.g. python3.12 or provided.")
     code: Code = prop(doc="The function's code.")
+    runtime: Runtime | None = prop(
+        default=None,
+        doc="Runtime identifier, e.g. python3.12 or provided; omitted with code.image.",
+    )
+    image_config: ImageConfig | None = prop(
+        default=None, name="imageConfig", doc="Entry point, command and directory of code.image."
+    )
     handler: str | None = prop(
         default=None,
         max_length=128,
@@ -264,9 +307,26 @@ class FunctionSpec:
         "who may invoke this function and its URLs.",
     )
 
+    @property
+    def is_image(self) -> bool:
+        return self.code.image is not None
+
     def check(self) -> Problems:
-        if self.handler is None and not self.runtime.startswith("provided"):
+        if self.is_image == (self.runtime is not None):
+            yield (
+                ".runtime",
+                (
+                    "must not be set with code.image (the image is the runtime)"
+                    if self.is_image
+                    else "required value"
+                ),
+            )
+        elif self.is_image and self.handler is not None:
+            yield ".handler", "an image function has no handler: set imageConfig.command"
+        elif self.handler is None and self.runtime and not self.runtime.startswith("provided"):
             yield ".handler", "required value (handler is required unless the runtime is provided)"
+        if self.image_config is not None and not self.is_image:
+            yield ".imageConfig", "applies only to code.image"
         if self.policy is not None:
             try:
                 parse_policy(self.policy, resource_policy=True)

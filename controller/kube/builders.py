@@ -28,6 +28,9 @@ SHIM_OVERHEAD_MB = 96
 CODE_DIR = "/var/task"
 CONFIG_DIR = "/etc/klambda"
 RUN_AS = 65532
+SHIM_RUNTIME = "provided.al2023"  # its image holds the shim (and python3) for image functions
+RUNTIME_API_PORT = 9001
+HEALTH_PORT = 9002
 
 Manifest = dict[str, Any]
 
@@ -124,6 +127,12 @@ def pod_shim_config(config: ShimConfig) -> ShimConfig:
         acquire_timeout=max(config.acquire_timeout, 10.0),
         provisioned_concurrency=1 if config.provisioned_concurrency else 0,
         prewarm=0 if config.provisioned_concurrency else 1,
+        **(
+            # the image's process lives as long as its container: never reaped by the shim
+            {"runtime_api_port": RUNTIME_API_PORT, "health_port": HEALTH_PORT, "idle_timeout": 1e9}
+            if config.external_runtime
+            else {}
+        ),
     )
 
 
@@ -205,7 +214,7 @@ def _pod_spec(
         "containers": [
             {
                 "name": "shim",
-                "image": settings.images[spec.runtime],
+                "image": settings.images[spec.runtime or SHIM_RUNTIME],
                 "imagePullPolicy": settings.image_pull_policy,
                 "command": ["python3", "-m", "klambda.shim", f"{CONFIG_DIR}/shim.json"],
                 "ports": [{"name": "grpc", "containerPort": names.GRPC_PORT}],
@@ -232,11 +241,80 @@ def _pod_spec(
             {"name": "tmp", "emptyDir": {"sizeLimit": f"{spec.ephemeral_storage}Mi"}},
         ],
     }
+    if spec.is_image:
+        return _image_pod(pod, spec, shim, settings)
     if spec.secret_refs:  # the shim passes these on (ShimConfig.inherited_environment)
-        pod["containers"][0]["env"] = [
-            {"name": var, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}}
-            for var, ref in sorted(spec.secret_refs.items())
-        ]
+        pod["containers"][0]["env"] = _secret_env(spec)
+    return pod
+
+
+def _secret_env(spec: FunctionSpec) -> list[Manifest]:
+    return [
+        {"name": var, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}}
+        for var, ref in sorted(spec.secret_refs.items())
+    ]
+
+
+def _image_pod(
+    pod: Manifest, spec: FunctionSpec, shim: ShimConfig, settings: KubeSettings
+) -> Manifest:
+    """A container image function: the shim beside the image's own runtime process.
+
+    The function container runs the image's entry point with AWS_LAMBDA_RUNTIME_API pointing at
+    the shim over the pod's loopback; its liveness probe asks the shim, which fails it once after
+    giving up on an invocation (a timeout), so the kubelet restarts that container (Lambda
+    replaces such an environment). The function container gets memorySize; the shim a little.
+    """
+    assert spec.code.image is not None
+    shim_container = pod["containers"][0]
+    shim_container["image"] = settings.images[SHIM_RUNTIME]
+    shim_container["resources"] = {
+        "requests": {"cpu": "50m", "memory": f"{SHIM_OVERHEAD_MB}Mi"},
+        "limits": {"memory": f"{SHIM_OVERHEAD_MB}Mi"},
+    }
+    shim_container["ports"].append({"name": "health", "containerPort": shim.health_port})
+    shim_container["volumeMounts"] = [
+        m for m in shim_container["volumeMounts"] if m["name"] == "shim-config"
+    ] + [{"name": "shim-tmp", "mountPath": "/tmp"}]
+    variables = {
+        "TZ": ":UTC",
+        **spec.env,
+        **shim.lambda_variables(
+            f"127.0.0.1:{shim.runtime_api_port}", f"[{shim.version}]image", "on-demand"
+        ),
+    }
+    function: Manifest = {
+        "name": "function",
+        "image": spec.code.image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "env": [{"name": k, "value": v} for k, v in sorted(variables.items())] + _secret_env(spec),
+        "livenessProbe": {
+            "httpGet": {"path": "/healthz", "port": shim.health_port},
+            "periodSeconds": 1,
+            "failureThreshold": 1,
+        },
+        "resources": {
+            "requests": {
+                "cpu": resources(spec.memory_size)["requests"]["cpu"],
+                "memory": f"{spec.memory_size}Mi",
+            },
+            "limits": {"memory": f"{spec.memory_size}Mi"},
+        },
+        "securityContext": shim_container["securityContext"],
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    }
+    config = spec.image_config
+    if config is not None:
+        if config.entry_point is not None:
+            function["command"] = list(config.entry_point)
+        if config.command is not None:
+            function["args"] = list(config.command)
+        if config.working_directory is not None:
+            function["workingDir"] = config.working_directory
+    pod["containers"].append(function)
+    pod["volumes"] = [v for v in pod["volumes"] if v["name"] != "code"] + [
+        {"name": "shim-tmp", "emptyDir": {"sizeLimit": "64Mi"}}
+    ]
     return pod
 
 

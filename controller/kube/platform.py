@@ -10,7 +10,9 @@ The platform never deletes what it does not own, and leaves everything running o
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
 import io
 import json
 import logging
@@ -31,6 +33,7 @@ log = logging.getLogger(__name__)
 
 CODE_LIMIT = 900 * 1024  # a ConfigMap holds at most 1 MiB, metadata included
 LOCATION_PREFIX = "configmap:"
+IMAGE_LOCATION = "image:"  # image functions: no code to mount
 
 OwnerLookup = Callable[[ShimKey], dict[str, Any] | None]
 """The ownerReference for a version's objects: its Function ($LATEST) or Version object."""
@@ -121,6 +124,9 @@ class KubePlatform:
         pinned_sha256: str | None,
         version: str,
     ) -> CodeBundle:
+        if code.image is not None:  # the image is the code; its reference stands for its hash
+            digest = base64.b64encode(hashlib.sha256(code.image.encode()).digest()).decode()
+            return CodeBundle(builders.CODE_DIR, digest, 0, IMAGE_LOCATION)  # type: ignore[arg-type]
         files = await self._files(code, config_maps)
         sha = files_sha256(files)
         if pinned_sha256 is not None and pinned_sha256 != sha:
@@ -190,9 +196,11 @@ class KubePlatform:
         owner = self.owner_of(key)
         if owner is None:
             raise StartFailed("OwnerNotFound", "the owning object is gone")
-        files = json.loads(config.code_dir.removeprefix(LOCATION_PREFIX))
-        sha = files_sha256(files)
-        code_map, items = await self._ensure_code(config.namespace, sha, files, owner)
+        code_map, items = "", []
+        if not config.external_runtime:
+            files = json.loads(config.code_dir.removeprefix(LOCATION_PREFIX))
+            sha = files_sha256(files)
+            code_map, items = await self._ensure_code(config.namespace, sha, files, owner)
         current = self._deployment(key)
         replicas = max(
             config.provisioned_concurrency,

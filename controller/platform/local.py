@@ -83,6 +83,13 @@ class LocalPlatform:
         pinned_sha256: str | None,
         version: str,
     ) -> CodeBundle:
+        if code.image is not None:
+            raise StartFailed(
+                "ImageNotSupported",
+                "container image functions run on Kubernetes only: klambda up runs functions "
+                "as local processes (use code.inline, configMap or zip here)",
+                permanent=True,
+            )
         try:
             return await prepare_local(code, self.code_root, config_maps, pinned_sha256, version)
         except CodeChanged as e:

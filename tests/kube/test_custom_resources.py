@@ -228,16 +228,24 @@ async def test_openapi_validation_messages(crds: Kube, spec: dict[str, Any], mes
     [
         (
             {"code": {}},
-            'spec.code: Invalid value: "object": exactly one of inline, configMap or zip '
+            'spec.code: Invalid value: "object": exactly one of inline, configMap, zip or image '
             "must be set",
         ),
         (
             {"code": {"inline": {"a.py": ""}, "zip": "x.zip"}},
-            "exactly one of inline, configMap or zip must be set",
+            "exactly one of inline, configMap, zip or image must be set",
         ),
         (
             {"handler": None, "runtime": "python3.12"},
             'spec: Invalid value: "object": handler is required unless the runtime is provided',
+        ),
+        (
+            {"code": {"image": "registry.example.com/app:1"}},  # function() sets a runtime
+            "runtime is required, except with code.image (where the image is the runtime)",
+        ),
+        (
+            {"imageConfig": {"command": ["app.handler"]}},
+            "imageConfig applies only to code.image",
         ),
         (
             {"environment": {"variables": {f"V{i}": "" for i in range(257)}}},

@@ -145,8 +145,8 @@ def test_invalid_manifests_are_rejected_with_the_crds_messages(
     path.write_text(yaml.safe_dump(manifest))
     cel = with_crds("apply", "-f", str(path), check=False)
     assert (
-        'spec.code: Invalid value: "object": exactly one of inline, configMap or zip must be set'
-        in cel.stderr
+        'spec.code: Invalid value: "object": exactly one of inline, configMap, zip or image '
+        "must be set" in cel.stderr
     )
 
 

@@ -6,6 +6,12 @@ ConfigMaps) into a directory, starts ``python -m klambda.shim`` bound to a loopb
 its own (127.0.0.N, as a pod IP), and marks the Pod Ready once the shim reports ready. Pods of
 an old template or beyond the replica count are deleted first (so the gateway stops routing to
 them) and their processes drained. Deployment status is written back as the real controllers do.
+
+Containers after the first (a container image function's own container) run as processes too:
+``IMAGES`` maps an image reference to what its container runs (a test registers its "images").
+Each pod has its own loopback in Kubernetes; here pods share one, so ``127.0.0.1`` in their
+settings and env is rewritten to the pod's address. Liveness probes (httpGet) restart the
+container's process after ``failureThreshold`` failures, and an exited container is restarted.
 """
 
 from __future__ import annotations
@@ -24,11 +30,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from klambda.controller.kube import names
 from klambda.controller.kube.client import KubeClient, KubeError, NotFound, path_for
 from klambda.controller.kube.informer import Informer
 
 _addresses = itertools.count(2)
+# Pod IPs are 127.<a>.<b>.<n>, a and b from the process id: test runs side by side (xdist, two
+# sessions) must not share addresses, or one run's gateway reaches another's pods.
+_SUBNET = f"127.{(os.getpid() >> 8) % 254 + 1}.{os.getpid() % 256}"
+
+
+@dataclass(frozen=True)
+class ImageRun:
+    """What a container of an image runs: its ENTRYPOINT, CMD, WORKDIR and ENV."""
+
+    entrypoint: list[str]
+    cmd: list[str] = field(default_factory=list)
+    workdir: str = "/"
+    env: dict[str, str] = field(default_factory=dict)
+
+
+IMAGES: dict[str, ImageRun] = {}
 
 
 @dataclass
@@ -39,6 +63,9 @@ class PodProcess:
     ip: str
     process: asyncio.subprocess.Process | None = None
     ready: bool = False
+    containers: list[asyncio.Task[None]] = field(default_factory=list)
+    """Supervisors of the pod's other containers."""
+    restarts: int = 0
 
 
 @dataclass
@@ -133,7 +160,7 @@ class ProcessKubelet:
         self, namespace: str, deployment: str, d: dict[str, Any], thash: str
     ) -> PodProcess:
         name = f"{deployment}-{thash[:6]}-{secrets.token_hex(3)}"
-        pod = PodProcess(name, namespace, thash, f"127.0.0.{next(_addresses)}")
+        pod = PodProcess(name, namespace, thash, f"{_SUBNET}.{next(_addresses) % 254 + 1}")
         self._processes.append(pod)
         template = d["spec"]["template"]
         body = {
@@ -178,7 +205,12 @@ class ProcessKubelet:
         root = self.work_dir / pod.name
         await self._volumes(pod.namespace, spec, root)
         config = json.loads((root / "etc-klambda" / "shim.json").read_text())
-        config.update(grpc_host=pod.ip, code_dir=str(root / "var-task"), log_dir=str(root / "logs"))
+        config.update(
+            grpc_host=pod.ip,
+            runtime_api_host=pod.ip,
+            code_dir=str(root / "var-task"),
+            log_dir=str(root / "logs"),
+        )
         path = root / "shim.json"
         path.write_text(json.dumps(config))
         env = {**os.environ, **await self._env(pod.namespace, spec["containers"][0])}
@@ -205,6 +237,9 @@ class ProcessKubelet:
             os.close(read_fd)
         if not line or "port" not in json.loads(line):
             return
+        for container in spec["containers"][1:]:
+            env = await self._env(pod.namespace, container)
+            pod.containers.append(asyncio.create_task(self._supervise(pod, container, env)))
         pod.ready = True
         with contextlib.suppress(NotFound):
             await self.client.patch(
@@ -218,6 +253,60 @@ class ProcessKubelet:
                 },
             )
         self._wake.set()
+
+    async def _supervise(
+        self, pod: PodProcess, container: dict[str, Any], env: dict[str, str]
+    ) -> None:
+        """Runs one container's process for the pod's life: restarted on exit or failed probe."""
+        image = IMAGES[container["image"]]
+        argv = [
+            *(container.get("command") or image.entrypoint),
+            *(container.get("args") or image.cmd),
+        ]
+        loopback = {k: v.replace("127.0.0.1:", f"{pod.ip}:") for k, v in env.items()}
+        environ = {"PATH": os.environ.get("PATH", ""), "HOME": "/tmp", **image.env, **loopback}
+        probe = container.get("livenessProbe", {}).get("httpGet")
+        while True:
+            process = await asyncio.create_subprocess_exec(
+                *argv,
+                cwd=container.get("workingDir") or image.workdir,
+                env=environ,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
+            )
+            try:
+                await self._until_dead(pod, process, container, probe)
+            finally:
+                if process.returncode is None:
+                    process.kill()
+                await process.wait()
+            pod.restarts += 1
+            await asyncio.sleep(0.2)
+
+    async def _until_dead(
+        self,
+        pod: PodProcess,
+        process: asyncio.subprocess.Process,
+        container: dict[str, Any],
+        probe: dict[str, Any] | None,
+    ) -> None:
+        if probe is None:
+            await process.wait()
+            return
+        period = float(container["livenessProbe"].get("periodSeconds", 10))
+        threshold = int(container["livenessProbe"].get("failureThreshold", 3))
+        url = f"http://{pod.ip}:{probe['port']}{probe.get('path', '/')}"
+        failures = 0
+        async with aiohttp.ClientSession() as session:
+            while process.returncode is None and failures < threshold:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(process.wait(), period)
+                    return
+                try:
+                    async with session.get(url, timeout=aiohttp.ClientTimeout(total=1)) as r:
+                        failures = 0 if r.status < 400 else failures + 1
+                except (aiohttp.ClientError, TimeoutError):
+                    failures += 1
 
     async def _volumes(self, namespace: str, spec: dict[str, Any], root: Path) -> None:
         mounts = {m["name"]: m["mountPath"] for m in spec["containers"][0]["volumeMounts"]}
@@ -244,6 +333,11 @@ class ProcessKubelet:
         shutil.rmtree(self.work_dir / pod.name, ignore_errors=True)
 
     async def _kill(self, pod: PodProcess, drain: bool = False) -> None:
+        for task in pod.containers:
+            task.cancel()
+        for task in pod.containers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         proc = pod.process
         if proc is None:
             return

@@ -117,6 +117,56 @@ def test_secret_refs_become_secret_key_refs_not_config() -> None:
     assert "env" not in build(spec()).deployment["spec"]["template"]["spec"]["containers"][0]
 
 
+def image_spec(**extra: Any) -> Any:
+    doc = {
+        "apiVersion": "klambda.io/v1alpha1",
+        "kind": "Function",
+        "metadata": {"name": "hello"},
+        "spec": {"code": {"image": "registry.example.com/hello:1"}, "memorySize": 512, **extra},
+    }
+    return parse_object(doc).spec
+
+
+def build_image(fspec: Any) -> Any:
+    config = ShimConfig(
+        "hello", "$LATEST", "", "", "/x", "arn:aws:lambda:us-east-1:1:function:hello", "/logs",
+        memory_size=512, external_runtime=True, environment={"A": "1"},
+    )  # fmt: skip
+    return make_version_objects(
+        namespace="team", function="hello", version="$LATEST", spec=fspec, config=config,
+        code_config_map="", code_items=[], owner=OWNER, replicas=0, settings=KubeSettings(),
+    )  # fmt: skip
+
+
+def test_image_function_runs_its_image_beside_the_shim() -> None:
+    refs = {"TOKEN": {"name": "api", "key": "token"}}
+    fspec = image_spec(
+        imageConfig={"command": ["app.handler"], "workingDirectory": "/srv"},
+        environment={"variables": {"STAGE": "prod"}, "secretRefs": refs},
+    )
+    objs = build_image(fspec)
+    pod = objs.deployment["spec"]["template"]["spec"]
+    shim, function = pod["containers"]
+    assert shim["image"] == KubeSettings().images["provided.al2023"]
+    assert function["image"] == "registry.example.com/hello:1"
+    assert function["args"] == ["app.handler"] and function["workingDir"] == "/srv"
+    assert "command" not in function  # the image's ENTRYPOINT stays
+    env = {e["name"]: e.get("value", e.get("valueFrom")) for e in function["env"]}
+    assert env["AWS_LAMBDA_RUNTIME_API"] == "127.0.0.1:9001"
+    assert env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] == "512"
+    assert env["STAGE"] == "prod"
+    assert env["TOKEN"] == {"secretKeyRef": {"name": "api", "key": "token"}}
+    assert "env" not in shim  # Secret values go to the function container only
+    assert function["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": 9002}
+    assert function["livenessProbe"]["failureThreshold"] == 1
+    assert function["resources"]["limits"]["memory"] == "512Mi"
+    assert function["securityContext"]["readOnlyRootFilesystem"] is True
+    assert {v["name"] for v in pod["volumes"]} == {"shim-config", "tmp", "shim-tmp"}
+    settings = json.loads(objs.config["data"]["shim.json"])
+    assert settings["external_runtime"] is True
+    assert (settings["runtime_api_port"], settings["health_port"]) == (9001, 9002)
+
+
 def test_shim_settings_inside_the_pod() -> None:
     objs = build(spec(), version="3", pc=5)
     shim = json.loads(objs.config["data"]["shim.json"])

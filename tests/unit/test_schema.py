@@ -67,10 +67,10 @@ def test_defaults_are_applied() -> None:
             "spec.url.cors.allowMethods[1]: Unsupported value: 'TRACE'",
         ),
         ({"bogus": 1}, "spec.bogus: unknown field"),
-        ({"code": {}}, "spec.code: exactly one of inline, configMap or zip must be set"),
+        ({"code": {}}, "spec.code: exactly one of inline, configMap, zip or image must be set"),
         (
             {"code": {"inline": {"a.py": ""}, "zip": "x.zip"}},
-            "spec.code: exactly one of inline, configMap or zip must be set",
+            "spec.code: exactly one of inline, configMap, zip or image must be set",
         ),
         ({"code": {"inline": {"../evil.py": ""}}}, "spec.code.inline.../evil.py: key must match"),
         (
@@ -150,7 +150,7 @@ def test_crd_schema_carries_defaults_limits_and_rules() -> None:
     assert version["subresources"] == {"status": {}}
     assert spec["names"]["shortNames"] == ["fn"]
     rules = props["code"]["x-kubernetes-validations"]
-    assert "exactly one of inline, configMap or zip" in rules[0]["message"]
+    assert "exactly one of inline, configMap, zip or image" in rules[0]["message"]
 
 
 def _unbounded(schema: dict[str, Any], path: str) -> list[str]:
@@ -213,6 +213,23 @@ def test_secret_refs_are_checked_like_variables() -> None:
     assert "is reserved by the platform" in errors_of(reserved)[0]
     bad = manifest(environment={"secretRefs": {"OK": {"name": "Bad_Name", "key": "k"}}})
     assert errors_of(bad)[0].startswith("spec.environment.secretRefs.OK.name: must match")
+
+
+def test_image_functions_have_no_runtime_or_handler() -> None:
+    image = {"image": "registry.example.com/app:1"}
+    ok = copy.deepcopy(BASE)
+    ok["spec"] = {"code": image, "imageConfig": {"command": ["app.handler"]}}
+    assert parse_object(ok).spec.is_image
+    with_runtime = manifest(code=image)  # BASE sets runtime and handler
+    assert errors_of(with_runtime) == [
+        "spec.runtime: must not be set with code.image (the image is the runtime)"
+    ]
+    neither = copy.deepcopy(BASE)
+    del neither["spec"]["runtime"]
+    assert errors_of(neither) == ["spec.runtime: required value"]
+    assert errors_of(manifest(imageConfig={"command": ["x"]})) == [
+        "spec.imageConfig: applies only to code.image"
+    ]
 
 
 def test_manifest_reference_is_generated_from_the_model(repo_root: Any) -> None:
