@@ -95,3 +95,24 @@ def test_missing_code_shows_in_status_and_invoke(platform: Platform, tmp_path: P
     r = platform.cli("invoke", "nozip")
     assert r.returncode == 1 and "ResourceNotReadyException" in r.stderr
     assert "absent.zip" in r.stderr
+
+
+def test_image_functions_are_refused_locally_with_a_reason(
+    platform: Platform, tmp_path: Path
+) -> None:
+    (tmp_path / "img.yaml").write_text(
+        "apiVersion: klambda.io/v1alpha1\nkind: Function\nmetadata: {name: imaged}\n"
+        "spec: {code: {image: registry.example.com/app:1}}\n"
+    )
+    assert platform.cli("apply", "-f", str(tmp_path / "img.yaml")).returncode == 0
+    deadline = time.monotonic() + 30
+    while True:
+        status = json.loads(platform.cli("get", "fn", "imaged", "-o", "json").stdout)["status"]
+        ready = status.get("conditions", [{}])[0]
+        if ready.get("reason") == "ImageNotSupported":
+            break
+        assert time.monotonic() < deadline, status
+        time.sleep(0.2)
+    assert ready["status"] == "False" and "Kubernetes only" in ready["message"]
+    r = platform.cli("invoke", "imaged")
+    assert r.returncode == 1 and "Kubernetes only" in r.stderr
