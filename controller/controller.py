@@ -128,8 +128,11 @@ class Controller:
                     period = self.settings.settle_period
                 elif self._observed:  # provisioned or on-demand version shims: watch them
                     period = min(period, self.settings.watch_period)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+                # that lands as the event fires, and the operator would not stop
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), period)
+                    async with asyncio.timeout(period):
+                        await self._wake.wait()
         finally:
             forward.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -144,7 +144,8 @@ class KubeView:
                 return
             self._dirty.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._dirty.wait(), deadline - time.monotonic())
+                async with asyncio.timeout(deadline - time.monotonic()):
+                    await self._dirty.wait()
         self.rebuild()
 
     def saturated(self, namespace: str, name: str, version: str, pods: int) -> None:

@@ -1,0 +1,181 @@
+"""Secret-backed environment variables and container image functions, through kubectl, the
+operator, the pods and the gateway (the API double with the process kubelet, or a real cluster).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.kube_e2e import kubelet
+from tests.kube_e2e.test_operator_e2e import (  # noqa: F401 (cluster: the fixture)
+    KEEP_WARM,
+    Cluster,
+    cluster,
+)
+
+SECRET_FUNCTION = """apiVersion: klambda.io/v1alpha1
+kind: Function
+metadata: {name: secretive}
+spec:
+  runtime: python3.11
+  handler: app.handler
+  url: {authType: NONE}
+  environment:
+    secretRefs:
+      DB_PASSWORD: {name: db-credentials, key: password}
+  code:
+    inline:
+      app.py: |
+        import os
+        def handler(event, context):
+            return {"statusCode": 200, "body": os.environ["DB_PASSWORD"]}
+"""
+
+SECRET = """apiVersion: v1
+kind: Secret
+metadata: {name: db-credentials}
+stringData: {password: hunter2}
+"""
+
+IMAGE = "registry.test/klambda-e2e/counter:1"
+IMAGE_FUNCTION = f"""apiVersion: klambda.io/v1alpha1
+kind: Function
+metadata: {{name: imaged}}
+spec:
+  code: {{image: {IMAGE}}}
+  imageConfig: {{command: [app.handler]}}
+  timeout: 1
+  url: {{authType: NONE}}
+"""
+
+IMAGE_APP = """
+import json, os, time
+COUNT = 0
+def handler(event, context):
+    global COUNT
+    COUNT += 1
+    if "sleep" in (event.get("rawQueryString") or ""):
+        time.sleep(30)
+    body = {"count": COUNT, "function": os.environ["AWS_LAMBDA_FUNCTION_NAME"]}
+    return {"statusCode": 200, "body": json.dumps(body)}
+"""
+
+
+async def get(url: str) -> tuple[int, str]:
+    async with (
+        aiohttp.ClientSession() as s,
+        s.get(url, timeout=aiohttp.ClientTimeout(total=40)) as r,
+    ):
+        return r.status, await r.text()
+
+
+async def test_secret_values_reach_the_function(cluster: Cluster) -> None:  # noqa: F811
+    manifest = cluster.tmp / "secretive.yaml"
+    manifest.write_text(SECRET + "---\n" + SECRET_FUNCTION)
+    await cluster.kubectl("apply", "-f", str(manifest))
+
+    async def answer() -> str | None:
+        status, body = await get(cluster.url("secretive"))
+        return body if status == 200 else None
+
+    assert await cluster.eventually(answer, timeout=60, what="HTTP 200 from secretive") == (
+        "hunter2"
+    )
+    _, out, _ = await cluster.kubectl("get", "deployment", "fn-secretive-latest", "-o", "json")
+    assert "hunter2" not in out  # a secretKeyRef, never the value
+
+
+async def test_container_image_function(
+    cluster: Cluster,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The image's own process serves the function; after a timeout the shim fails the
+    container's liveness probe, so the kubelet restarts it and the next call is served fresh."""
+    cluster.double_only("the image exists only in the process kubelet's registry")
+    code = tmp_path / "image"
+    code.mkdir()
+    (code / "app.py").write_text(IMAGE_APP)
+    run = kubelet.ImageRun(
+        entrypoint=[sys.executable, "-m", "awslambdaric"],
+        workdir=str(code),
+        env={"PYTHONPATH": str(code), "LAMBDA_TASK_ROOT": str(code)},
+    )
+    monkeypatch.setitem(kubelet.IMAGES, IMAGE, run)
+    manifest = cluster.tmp / "imaged.yaml"
+    manifest.write_text(IMAGE_FUNCTION)
+    await cluster.kubectl("apply", "-f", str(manifest))
+
+    async def count() -> dict[str, Any] | None:
+        status, body = await get(cluster.url("imaged"))
+        return json.loads(body) if status == 200 else None
+
+    first = await cluster.eventually(count, timeout=60, what="HTTP 200 from the image function")
+    assert first["function"] == "imaged"
+    second = await count()
+    assert second is not None and second["count"] == first["count"] + 1  # the same process
+
+    status, body = await get(cluster.url("imaged") + "?sleep")
+    assert status == 502 and "Task timed out after 1.00 seconds" in body, body
+
+    async def fresh() -> dict[str, Any] | None:
+        answer = await count()
+        return answer if answer is not None and answer["count"] == 1 else None
+
+    await cluster.eventually(fresh, timeout=30, what="a restarted image container")
+    _, out, _ = await cluster.kubectl("get", "fn", "imaged")
+    assert "imaged" in out
+
+
+IDLE_FUNCTION = """apiVersion: klambda.io/v1alpha1
+kind: Function
+metadata: {name: idler}
+spec:
+  runtime: python3.11
+  handler: app.handler
+  url: {authType: NONE}
+  code:
+    inline:
+      app.py: |
+        COUNT = 0
+        def handler(event, context):
+            global COUNT
+            COUNT += 1
+            return {"statusCode": 200, "body": str(COUNT)}
+"""
+
+
+async def test_used_versions_stay_up_and_idle_ones_scale_to_zero(
+    cluster: Cluster,  # noqa: F811
+) -> None:
+    manifest = cluster.tmp / "idler.yaml"
+    manifest.write_text(IDLE_FUNCTION)
+    await cluster.kubectl("apply", "-f", str(manifest))
+    deployment = cluster.path("apps", "v1", "deployments", "fn-idler-latest")
+
+    async def count() -> int | None:
+        status, body = await get(cluster.url("idler"))
+        return int(body) if status == 200 else None
+
+    last = await cluster.eventually(count, timeout=60, what="HTTP 200 from idler (from zero)")
+    busy_until = time.monotonic() + KEEP_WARM * 1.5
+    while time.monotonic() < busy_until:  # in use: $LATEST keeps its pod past keep-warm
+        now = await count()
+        assert now == last + 1, "the environment was replaced: a version in use scaled down"
+        last = now
+        await asyncio.sleep(0.5)
+
+    async def scaled_to_zero() -> bool:
+        return (await cluster.client.get(deployment))["spec"]["replicas"] == 0
+
+    await cluster.eventually(
+        scaled_to_zero, timeout=KEEP_WARM * 3, what="idle $LATEST scaled back to zero"
+    )
