@@ -115,6 +115,7 @@ class Environment:
     _reply: asyncio.Future[_Reply] | None = None
     _exited: asyncio.Task[int] | None = None
     _gone: asyncio.Event | None = None
+    _follower: asyncio.Task[None] | None = None
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -122,6 +123,10 @@ class Environment:
         loop = asyncio.get_running_loop()
         self._ready = loop.create_future()
         self.stream = logs.LogStream.open(self.config.log_dir, self.config.version)
+        if self.config.log_to_stdout:
+            self._follower = asyncio.create_task(
+                logs.follow(self.stream, 1, lambda: self.state is State.IDLE), name="log-follower"
+            )
         self._spawned_at = time.monotonic()
         if self.config.external_runtime:
             # The runtime runs beside the shim (an image's container); init ends at its first
@@ -197,6 +202,10 @@ class Environment:
     async def stop(self) -> None:
         """Kills the runtime and closes its log stream; the environment is gone."""
         await self.kill()
+        if self._follower is not None:  # it copies what is left, then stops
+            self._follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._follower
         if self.stream is not None:
             self.stream.close()
         if self._status_fd >= 0:

@@ -7,10 +7,13 @@ the runtime has written it before it posts its response.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import math
 import os
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,3 +92,43 @@ class LogStream:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+
+FOLLOW_SECONDS = 0.2
+FOLLOW_KEEP_BYTES = 1024 * 1024
+
+
+async def follow(
+    stream: LogStream,
+    out_fd: int,
+    idle: Callable[[], bool],
+    period: float = FOLLOW_SECONDS,
+    keep: int = FOLLOW_KEEP_BYTES,
+) -> None:
+    """Copies what the stream's file gains to ``out_fd`` (the pod's stdout, for ``kubectl logs``)
+    until cancelled, then copies the rest: ``tail -f``, so the runtime's writes stay direct.
+
+    Once more than ``keep`` bytes are copied and the environment is ``idle`` (between
+    invocations, so no Tail offset points into the file), the file is emptied: a long-lived pod
+    must not fill its disk with what stdout already has.
+    """
+    sent = 0
+    try:
+        while True:
+            sent = _copy(stream.path, sent, out_fd)
+            if sent > keep and idle() and os.fstat(stream.fd).st_size == sent:
+                os.ftruncate(stream.fd, 0)  # the runtime's fd is O_APPEND: it writes at 0 next
+                sent = 0
+            await asyncio.sleep(period)
+    finally:
+        with contextlib.suppress(OSError):
+            _copy(stream.path, sent, out_fd)
+
+
+def _copy(path: Path, since: int, out_fd: int) -> int:
+    with open(path, "rb") as f:
+        f.seek(since)
+        data = f.read()
+    if data:
+        os.write(out_fd, data)
+    return since + len(data)

@@ -87,11 +87,15 @@ class ShimHandle:
 
 
 @asynccontextmanager
-async def running_shim(config: ShimConfig, tmp: Path) -> AsyncIterator[ShimHandle]:
-    """A real shim process (python -m klambda.shim), stopped (SIGINT) afterwards."""
+async def running_shim(
+    config: ShimConfig, tmp: Path, stdout: Path | None = None
+) -> AsyncIterator[ShimHandle]:
+    """A real shim process (python -m klambda.shim), stopped (SIGINT) afterwards; its stdout
+    goes to ``stdout`` when given."""
     path = tmp / "shim.json"
     path.write_text(config.to_json())
     read_fd, write_fd = os.pipe()
+    out = stdout.open("wb") if stdout else None
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -100,9 +104,11 @@ async def running_shim(config: ShimConfig, tmp: Path) -> AsyncIterator[ShimHandl
         "--ready-fd",
         str(write_fd),
         pass_fds=(write_fd,),
-        stdout=asyncio.subprocess.DEVNULL,
+        stdout=out or asyncio.subprocess.DEVNULL,
         stderr=None,
     )
+    if out:
+        out.close()
     os.close(write_fd)
     line = await asyncio.wait_for(asyncio.to_thread(os.read, read_fd, 4096), 30)
     os.close(read_fd)

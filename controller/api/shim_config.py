@@ -67,6 +67,8 @@ class ShimConfig:
     """Address the Runtime API binds (loopback: in a pod, shared with the image's container)."""
     runtime_api_port: int = 0
     """Fixed Runtime API port (external runtimes must know it); 0 picks one per environment."""
+    log_to_stdout: bool = False
+    """Also copy every log stream to the shim's stdout (pods: ``kubectl logs`` shows them)."""
     health_port: int = 0
     """External runtimes: port of ``/healthz``, which fails once after the shim gave up on the
     runtime (a timeout), so that the pod's liveness probe restarts the runtime's container."""

@@ -27,6 +27,7 @@ MB_PER_VCPU = 1769
 SHIM_OVERHEAD_MB = 96
 CODE_DIR = "/var/task"
 CONFIG_DIR = "/etc/klambda"
+LOG_DIR = "/var/log/klambda"  # its own volume: logs must not eat the function's /tmp
 RUN_AS = 65532
 SHIM_RUNTIME = "provided.al2023"  # its image holds the shim (and python3) for image functions
 RUNTIME_API_PORT = 9001
@@ -118,7 +119,8 @@ def pod_shim_config(config: ShimConfig) -> ShimConfig:
     return replace(
         config,
         code_dir=CODE_DIR,
-        log_dir="/tmp/klambda-logs",
+        log_dir=LOG_DIR,
+        log_to_stdout=True,  # kubectl logs shows START/END/REPORT and the function's output
         grpc_host="0.0.0.0",
         grpc_port=names.GRPC_PORT,
         max_environments=1,
@@ -229,6 +231,7 @@ def _pod_spec(
                     {"name": "code", "mountPath": CODE_DIR, "readOnly": True},
                     {"name": "shim-config", "mountPath": CONFIG_DIR, "readOnly": True},
                     {"name": "tmp", "mountPath": "/tmp"},
+                    {"name": "logs", "mountPath": LOG_DIR},
                 ],
             }
         ],
@@ -239,6 +242,7 @@ def _pod_spec(
             },
             {"name": "shim-config", "configMap": {"name": f"{name}-shim"}},
             {"name": "tmp", "emptyDir": {"sizeLimit": f"{spec.ephemeral_storage}Mi"}},
+            {"name": "logs", "emptyDir": {"sizeLimit": "64Mi"}},
         ],
     }
     if spec.is_image:
@@ -274,7 +278,7 @@ def _image_pod(
     }
     shim_container["ports"].append({"name": "health", "containerPort": shim.health_port})
     shim_container["volumeMounts"] = [
-        m for m in shim_container["volumeMounts"] if m["name"] == "shim-config"
+        m for m in shim_container["volumeMounts"] if m["name"] in ("shim-config", "logs")
     ] + [{"name": "shim-tmp", "mountPath": "/tmp"}]
     variables = {
         "TZ": ":UTC",

@@ -340,3 +340,13 @@ async def test_draining_shim_finishes_started_work_and_refuses_new_work(config, 
         with pytest.raises(ShimUnavailable, match="draining"):
             await shim.invoke()
         assert (await slow).function_error == ""
+
+
+async def test_logs_reach_stdout_for_kubectl_logs(tmp_path: Path) -> None:
+    config = shim_config(tmp_path, {"app.py": APP}, log_to_stdout=True)
+    stdout = tmp_path / "stdout"
+    async with running_shim(config, tmp_path, stdout=stdout) as shim:
+        await shim.invoke({"action": "hello"}, request_id="r-out")
+    text = stdout.read_text()  # the shim has stopped: the follower copied everything
+    start = text.index("START RequestId: r-out")
+    assert start < text.index("handling hello") < text.index("REPORT RequestId: r-out")

@@ -161,7 +161,7 @@ def test_image_function_runs_its_image_beside_the_shim() -> None:
     assert function["livenessProbe"]["failureThreshold"] == 1
     assert function["resources"]["limits"]["memory"] == "512Mi"
     assert function["securityContext"]["readOnlyRootFilesystem"] is True
-    assert {v["name"] for v in pod["volumes"]} == {"shim-config", "tmp", "shim-tmp"}
+    assert {v["name"] for v in pod["volumes"]} == {"shim-config", "tmp", "shim-tmp", "logs"}
     settings = json.loads(objs.config["data"]["shim.json"])
     assert settings["external_runtime"] is True
     assert (settings["runtime_api_port"], settings["health_port"]) == (9001, 9002)
@@ -172,6 +172,7 @@ def test_shim_settings_inside_the_pod() -> None:
     shim = json.loads(objs.config["data"]["shim.json"])
     where = (shim["code_dir"], shim["grpc_host"], shim["grpc_port"])
     assert where == ("/var/task", "0.0.0.0", 9000)
+    assert (shim["log_dir"], shim["log_to_stdout"]) == ("/var/log/klambda", True)
     assert (shim["max_environments"], shim["provisioned_concurrency"], shim["prewarm"]) == (1, 1, 0)
     assert objs.deployment["metadata"]["name"] == "fn-hello-v3"
     on_demand = json.loads(build(spec()).config["data"]["shim.json"])
