@@ -114,13 +114,13 @@ async def follow(
     """
     sent = 0
     try:
-        while True:
-            sent = _copy(stream.path, sent, out_fd)
+        while True:  # a thread: up to a megabyte each time, and stdout may be slow to take it
+            sent = await asyncio.to_thread(_copy, stream.path, sent, out_fd)
             if sent > keep and idle() and os.fstat(stream.fd).st_size == sent:
                 os.ftruncate(stream.fd, 0)  # the runtime's fd is O_APPEND: it writes at 0 next
                 sent = 0
             await asyncio.sleep(period)
-    finally:
+    finally:  # the rest: little, since the last copy at most ``period`` ago
         with contextlib.suppress(OSError):
             _copy(stream.path, sent, out_fd)
 
