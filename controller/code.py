@@ -18,7 +18,7 @@ import stat
 import tempfile
 import zipfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
 import aiohttp
@@ -42,6 +42,8 @@ class CodeBundle:
     """Bytes of code (Lambda's CodeSize)."""
     location: str = ""
     """Where the shim finds the code (a directory; platforms may use their own scheme)."""
+    files: frozenset[str] | None = None
+    """Relative paths of the code's files, when known (None: an image, whose code is opaque)."""
 
     def __post_init__(self) -> None:
         if not self.location:
@@ -114,7 +116,7 @@ def _write_files(root: Path, files: dict[str, str]) -> CodeBundle:
                 target.chmod(0o755)
 
     directory = _publish(root, sha, fill)
-    return CodeBundle(directory, sha, _size(directory))
+    return code_bundle(directory, sha)
 
 
 def _unpack_zip(root: Path, archive: bytes, where: str) -> CodeBundle:
@@ -143,7 +145,7 @@ def _unpack_zip(root: Path, archive: bytes, where: str) -> CodeBundle:
 
     with zf:
         directory = _publish(root, sha, fill)
-        return CodeBundle(directory, sha, len(archive))
+        return replace(code_bundle(directory, sha), size=len(archive))  # Lambda: the zip's size
 
 
 async def prepare_local(
@@ -171,13 +173,15 @@ class CodeChanged(CodeFetchFailed):
     """A version's frozen code can no longer be had: its source changed (permanent)."""
 
 
-def _size(directory: Path) -> int:
-    return sum(p.stat().st_size for p in directory.rglob("*") if p.is_file())
-
-
 def code_bundle(directory: Path, sha256: str) -> CodeBundle:
-    """The bundle of code already in place (e.g. a version's pinned code)."""
-    return CodeBundle(directory, sha256, _size(directory))
+    """The bundle of code in place in ``directory`` (blocking: call it in a thread)."""
+    files = [p for p in directory.rglob("*") if p.is_file()]
+    return CodeBundle(
+        directory,
+        sha256,
+        sum(p.stat().st_size for p in files),
+        files=frozenset(p.relative_to(directory).as_posix() for p in files),
+    )
 
 
 def _safe_target(base: Path, name: str) -> Path:

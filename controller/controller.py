@@ -31,6 +31,7 @@ from klambda.controller.api.routes import (
 from klambda.controller.api.shim_config import ShimConfig
 from klambda.controller.api.types import AliasSpec
 from klambda.controller.code import CodeBundle
+from klambda.controller.handlers import handler_problem
 from klambda.controller.platform import Observation, Platform, StartFailed
 from klambda.controller.reconcile import (
     DesiredShim,
@@ -284,6 +285,9 @@ class Controller:
             bundle = await self.platform.prepare_code(
                 want.spec.code, world.maps_in(want.namespace), want.code_sha256, want.version
             )
+            problem = handler_problem(want.spec, bundle.files)
+            if problem is not None:
+                raise StartFailed("InvalidHandler", problem, permanent=True)
             config = self._shim_config(want, bundle)
             await self.platform.start(config, want.spec, world.secrets_in(want.namespace))
         except StartFailed as e:

@@ -147,6 +147,7 @@ class KubePlatform:
             sha256=sha,
             size=size,
             location=LOCATION_PREFIX + json.dumps(files),
+            files=frozenset(files),
         )
 
     async def _files(

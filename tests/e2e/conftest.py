@@ -156,6 +156,17 @@ def platform(tmp_path_factory: pytest.TempPathFactory, repo_root: Path) -> Itera
     stop_platform(p)
 
 
+def wait_for_reason(platform: Platform, name: str, reason: str, timeout: float = 30) -> dict:  # type: ignore[type-arg]
+    """The Function's status once its Ready condition has ``reason``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = json.loads(platform.cli("get", "fn", name, "-o", "json").stdout)["status"]
+        if status.get("conditions", [{}])[0].get("reason") == reason:
+            return dict(status)
+        assert time.monotonic() < deadline, status
+        time.sleep(0.2)
+
+
 def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

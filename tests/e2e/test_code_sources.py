@@ -7,7 +7,7 @@ import time
 import zipfile
 from pathlib import Path
 
-from tests.e2e.conftest import Platform
+from tests.e2e.conftest import Platform, wait_for_reason
 
 ZIP_FUNCTION = """apiVersion: klambda.io/v1alpha1
 kind: Function
@@ -82,13 +82,7 @@ def test_missing_code_shows_in_status_and_invoke(platform: Platform, tmp_path: P
         ZIP_FUNCTION.replace("zipped", "nozip").replace("code.zip", "absent.zip")
     )
     assert platform.cli("apply", "-f", str(tmp_path / "fn.yaml")).returncode == 0
-    deadline = time.monotonic() + 30
-    while True:
-        status = json.loads(platform.cli("get", "fn", "nozip", "-o", "json").stdout)["status"]
-        if status.get("conditions", [{}])[0].get("reason") == "CodeFetchFailed":
-            break
-        assert time.monotonic() < deadline, status
-        time.sleep(0.2)
+    status = wait_for_reason(platform, "nozip", "CodeFetchFailed")
     ready = status["conditions"][0]
     assert ready["status"] == "False" and "absent.zip" in ready["message"]
     assert status["state"] == "Failed"
@@ -105,14 +99,19 @@ def test_image_functions_are_refused_locally_with_a_reason(
         "spec: {code: {image: registry.example.com/app:1}}\n"
     )
     assert platform.cli("apply", "-f", str(tmp_path / "img.yaml")).returncode == 0
-    deadline = time.monotonic() + 30
-    while True:
-        status = json.loads(platform.cli("get", "fn", "imaged", "-o", "json").stdout)["status"]
-        ready = status.get("conditions", [{}])[0]
-        if ready.get("reason") == "ImageNotSupported":
-            break
-        assert time.monotonic() < deadline, status
-        time.sleep(0.2)
+    ready = wait_for_reason(platform, "imaged", "ImageNotSupported")["conditions"][0]
     assert ready["status"] == "False" and "Kubernetes only" in ready["message"]
     r = platform.cli("invoke", "imaged")
     assert r.returncode == 1 and "Kubernetes only" in r.stderr
+
+
+def test_a_handler_the_code_lacks_shows_in_status(platform: Platform, tmp_path: Path) -> None:
+    (tmp_path / "fn.yaml").write_text(
+        "apiVersion: klambda.io/v1alpha1\nkind: Function\nmetadata: {name: misnamed}\n"
+        "spec:\n  runtime: python3.11\n  handler: main.handler\n"
+        "  code: {inline: {app.py: 'def handler(e, c): return 1'}}\n"
+    )
+    assert platform.cli("apply", "-f", str(tmp_path / "fn.yaml")).returncode == 0
+    ready = wait_for_reason(platform, "misnamed", "InvalidHandler")["conditions"][0]
+    assert ready["status"] == "False"
+    assert "no module 'main' (main.py or main/__init__.py not found)" in ready["message"]

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import time
 from pathlib import Path
 
-from tests.e2e.conftest import Platform
+from tests.e2e.conftest import Platform, wait_for_reason
 from tests.e2e.test_code_sources import invoke_until
 
 SECRET = """apiVersion: v1
@@ -57,13 +55,6 @@ def test_secret_values_reach_the_environment_and_roll_on_change(
 def test_missing_secret_shows_in_status(platform: Platform, tmp_path: Path) -> None:
     (tmp_path / "fn.yaml").write_text(FUNCTION % ("no-secret", "absent"))
     assert platform.cli("apply", "-f", str(tmp_path / "fn.yaml")).returncode == 0
-    deadline = time.monotonic() + 30
-    while True:
-        status = json.loads(platform.cli("get", "fn", "no-secret", "-o", "json").stdout)["status"]
-        ready = status.get("conditions", [{}])[0]
-        if ready.get("reason") == "SecretNotFound":
-            break
-        assert time.monotonic() < deadline, status
-        time.sleep(0.2)
+    ready = wait_for_reason(platform, "no-secret", "SecretNotFound")["conditions"][0]
     assert ready["status"] == "False"
     assert 'Secret "absent" not found in namespace default (DB_PASSWORD)' in ready["message"]
