@@ -669,6 +669,8 @@ def kind_named(word: str) -> str | None:
     word = word.lower()
     if word in ("configmap", "configmaps", "cm"):
         return "ConfigMap"
+    if word in ("secret", "secrets"):
+        return "Secret"
     for k in KINDS.values():
         if word in (k.kind.lower(), k.plural, k.singular, *k.short_names):
             return k.kind

@@ -60,7 +60,7 @@ def print_table(
     now = time.time()
     columns = [c for c in KINDS[kind].columns if wide or not c.priority] if kind in KINDS else []
     head = ["NAME", *(c.name.upper() for c in columns)]
-    if kind == "ConfigMap":
+    if kind in ("ConfigMap", "Secret"):
         head.append("DATA")
     rows = []
     for item in items:
@@ -68,7 +68,7 @@ def print_table(
             item["metadata"]["name"],
             *(_cell(jsonpath(item, c.json_path), c, now) for c in columns),
         ]
-        if kind == "ConfigMap":
+        if kind in ("ConfigMap", "Secret"):
             row.append(str(len(item.get("data", {}))))
         rows.append([item["metadata"]["namespace"], *row] if namespaces else row)
     if namespaces:

@@ -58,3 +58,12 @@ def test_missing_secret_shows_in_status(platform: Platform, tmp_path: Path) -> N
     ready = wait_for_reason(platform, "no-secret", "SecretNotFound")["conditions"][0]
     assert ready["status"] == "False"
     assert 'Secret "absent" not found in namespace default (DB_PASSWORD)' in ready["message"]
+
+
+def test_secrets_are_listed_like_kubectl_lists_them(platform: Platform, tmp_path: Path) -> None:
+    (tmp_path / "s.yaml").write_text(SECRET.replace("db-credentials", "listed") % "x")
+    r = platform.cli("apply", "-f", str(tmp_path / "s.yaml"))
+    assert r.stdout.split() == ["secret/listed", "created"], r.stderr
+    table = platform.cli("get", "secrets", "listed").stdout.split()
+    assert table == ["NAME", "DATA", "listed", "1"]
+    assert platform.cli("delete", "secret", "listed").returncode == 0
