@@ -26,6 +26,7 @@ from klambda.controller.api.arn import account_for, function_arn
 from klambda.controller.api.objects import ApiObject
 from klambda.controller.api.routes import (
     LATEST,
+    EventSourceRoute,
     FunctionRoute,
 )
 from klambda.controller.api.shim_config import ShimConfig
@@ -53,6 +54,8 @@ class RouteSink(Protocol):
     def publish(self, route: FunctionRoute) -> None: ...
 
     def withdraw(self, namespace: str, name: str) -> None: ...
+
+    def publish_event_sources(self, routes: list[EventSourceRoute]) -> None: ...
 
     def mark_synced(self) -> None: ...
 
@@ -173,6 +176,7 @@ class Controller:
             self.store.list("Alias"),
             self.store.list("ConfigMap"),
             self.store.list("Secret"),
+            self.store.list("EventSourceMapping"),
         )
 
     async def reconcile(self) -> None:
@@ -191,6 +195,9 @@ class Controller:
         self._publish_routes(world, plans)
         for key in self._published - set(world.functions):
             self.routes.withdraw(*key)
+        self.routes.publish_event_sources(
+            world_mod.event_source_routes(world, self.settings.region)
+        )
         self.routes.mark_synced()
         self._published = set(world.functions)
         await self._write_statuses(world, plans.functions, plans.refused)
@@ -411,6 +418,10 @@ class Controller:
                     warning=refused.get(key) or (plans[key].problem or (None, None))[1],
                 ),
             )
+        for esm in world.event_sources:
+            problem = world_mod.event_source_problem(world, esm)
+            status = status_mod.event_source_status(esm, problem, self.settings.region)
+            await self.store.set_status(esm, status)
         for key, plan_ in plans.items():
             for a in plan_.aliases:
                 await self.store.set_status(a.obj, self._alias_status(key, a, plan_))

@@ -10,7 +10,9 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any, Protocol
 
+from klambda.controller.api.arn import account_for, function_arn, queue_arn
 from klambda.controller.api.objects import ApiObject
+from klambda.controller.api.routes import LATEST
 
 if TYPE_CHECKING:
     from klambda.controller.publishing import Assignment
@@ -163,3 +165,29 @@ def alias_status(
             "ready": ready,
         }
     return out
+
+
+def event_source_status(
+    obj: ApiObject, problem: tuple[str, str] | None, region: str, now: str | None = None
+) -> dict[str, Any]:
+    spec = obj.spec
+    enabled = bool(spec.enabled)
+    account = account_for(obj.namespace)
+    qualifier = spec.qualifier if spec.qualifier != LATEST else None
+    if problem is not None:
+        status, (reason, message) = "False", problem
+    elif enabled:
+        status, reason, message = "True", "Polling", "delivering the queue's messages"
+    else:
+        status, reason, message = "True", "Disabled", "enabled is false: messages wait"
+    return {
+        "observedGeneration": obj.generation,
+        "conditions": [
+            ready_condition(
+                obj.status.get("conditions", []), status, reason, message, obj.generation, now
+            )
+        ],
+        "state": "Enabled" if enabled else "Disabled",
+        "eventSourceArn": queue_arn(region, account, spec.queue.name),
+        "functionArn": function_arn(region, account, spec.function_name, qualifier),
+    }

@@ -12,17 +12,19 @@ from typing import Any
 
 from klambda.controller import aliases as aliases_mod
 from klambda.controller import publishing
-from klambda.controller.api.arn import account_for, function_arn
+from klambda.controller.api.arn import account_for, function_arn, queue_arn
 from klambda.controller.api.objects import ApiObject
 from klambda.controller.api.policy import parse_policy
 from klambda.controller.api.routes import (
     LATEST,
     AliasRoute,
+    EventSourceRoute,
     FunctionRoute,
     VersionTarget,
+    queue_key,
     url_id,
 )
-from klambda.controller.api.types import AliasSpec, FunctionSpec
+from klambda.controller.api.types import AliasSpec, EventSourceMappingSpec, FunctionSpec
 from klambda.controller.configuration import function_configuration, revision_id
 
 ShimKey = tuple[str, str, str]
@@ -37,6 +39,8 @@ class World:
     aliases: dict[tuple[str, str], list[ApiObject]]
     config_maps: dict[tuple[str, str], dict[str, str]]
     secrets: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
+    event_sources: list[ApiObject] = field(default_factory=list)
+    """EventSourceMapping objects."""
     """Decoded Secret data, where the store holds Secrets (locally; the operator does not)."""
     _indexes: dict[str, dict[str, dict[str, dict[str, str]]]] = field(
         default_factory=dict, init=False, repr=False, compare=False
@@ -50,6 +54,7 @@ class World:
         aliases: Iterable[ApiObject],
         config_maps: Iterable[ApiObject],
         secrets: Iterable[ApiObject] = (),
+        event_sources: Iterable[ApiObject] = (),
     ) -> World:
         return cls(
             {(o.namespace, o.name): o for o in functions},
@@ -57,6 +62,7 @@ class World:
             _group(aliases),
             {(o.namespace, o.name): o.spec for o in config_maps},
             {(o.namespace, o.name): o.spec for o in secrets},
+            list(event_sources),
         )
 
     def maps_in(self, namespace: str) -> dict[str, dict[str, str]]:
@@ -237,3 +243,49 @@ def build_route(
         ctx.url_of(*key) if fn.spec.url else "",
         str(fn.manifest["metadata"].get("creationTimestamp", "")),
     )
+
+
+def event_source_problem(world: World, obj: ApiObject) -> tuple[str, str] | None:
+    """Why a mapping cannot deliver (reason, message); None when it can."""
+    spec: EventSourceMappingSpec = obj.spec
+    fn = world.functions.get((obj.namespace, spec.function_name))
+    if fn is None:
+        return "FunctionNotFound", f'Function "{spec.function_name}" not found'
+    qualifier = spec.qualifier
+    if qualifier in (None, LATEST):
+        return None
+    key = (obj.namespace, spec.function_name)
+    aliases = {a.spec.name or a.name for a in world.aliases.get(key, [])}
+    if qualifier not in world.numbered(key) and qualifier not in aliases:
+        return "QualifierNotFound", f"{spec.function_name} has no version or alias {qualifier!r}"
+    return None
+
+
+def event_source_routes(world: World, region: str) -> list[EventSourceRoute]:
+    """The mappings the gateway's pollers must run: enabled, with a function to deliver to."""
+    out = []
+    for obj in world.event_sources:
+        spec: EventSourceMappingSpec = obj.spec
+        if not spec.enabled or event_source_problem(world, obj) is not None:
+            continue
+        q = spec.queue
+        out.append(
+            EventSourceRoute(
+                namespace=obj.namespace,
+                name=obj.name,
+                function=spec.function_name,
+                qualifier=spec.qualifier,
+                queue_key=queue_key(obj.namespace, q.name),
+                queue_arn=queue_arn(region, account_for(obj.namespace), q.name),
+                batch_size=spec.batch_size,
+                batching_window=float(spec.maximum_batching_window_in_seconds),
+                visibility_timeout=float(q.visibility_timeout),
+                max_receive_count=q.max_receive_count,
+                dead_letter_key=(
+                    queue_key(obj.namespace, q.dead_letter_queue) if q.dead_letter_queue else None
+                ),
+                report_failures="ReportBatchItemFailures" in spec.function_response_types,
+                region=region,
+            )
+        )
+    return out

@@ -14,6 +14,7 @@ from klambda.controller.api.iam import Directory
 from klambda.gateway.async_queue import AsyncQueue, Dispatcher
 from klambda.gateway.auth import Authenticator, TokenReviewer
 from klambda.gateway.control_plane import ControlPlane
+from klambda.gateway.event_sources import EventSourcePollers
 from klambda.gateway.function_urls import PATH_PREFIX, FunctionUrls, host_url_id
 from klambda.gateway.invoke_api import InvokeApi
 from klambda.gateway.invoking import Activator, Invoker
@@ -66,20 +67,19 @@ def create_app(
             await client.prune(table.live_endpoints())
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
-        pruner = asyncio.create_task(prune_streams(), name="prune-shim-streams")
-        task = None
+        tasks = [asyncio.create_task(prune_streams(), name="prune-shim-streams")]
         if redis_client is not None:
             dispatcher = Dispatcher(
                 redis_client, invoker, settings.async_concurrency, settings.async_consumer
             )
             app[DISPATCHER] = dispatcher
-            task = asyncio.create_task(dispatcher.run(), name="async-dispatcher")
+            pollers = EventSourcePollers(table, redis_client, invoker)
+            tasks.append(asyncio.create_task(dispatcher.run(), name="async-dispatcher"))
+            tasks.append(asyncio.create_task(pollers.run(), name="event-source-pollers"))
         yield
-        pruner.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await pruner
-        if task is not None:
+        for task in tasks:
             task.cancel()
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         if redis_client is not None:

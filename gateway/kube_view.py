@@ -102,6 +102,7 @@ class KubeView:
             self.store.list("Version"),
             self.store.list("Alias"),
             self.store.list("ConfigMap"),
+            event_sources=self.store.list("EventSourceMapping"),
         )
         plans = world_mod.plan(world, self.concurrency_limit, 10_000)
         pods = list(self.pods.cache.values())
@@ -127,6 +128,7 @@ class KubeView:
         for key in self._published - set(world.functions):
             self.table.withdraw(*key)
         self._published = set(world.functions)
+        self.table.publish_event_sources(world_mod.event_source_routes(world, self.context.region))
 
     # ------------------------------------------------------------------ scaling (activator)
 

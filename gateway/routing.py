@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from klambda.controller.api.arn import account_for
-from klambda.controller.api.routes import FunctionRoute
+from klambda.controller.api.routes import EventSourceRoute, FunctionRoute
 
 
 class RoutingTable:
@@ -16,6 +16,9 @@ class RoutingTable:
         self._accounts: dict[str, str] = {}
         self._reserved = 0
         self._synced = asyncio.Event()
+        self._event_sources: tuple[EventSourceRoute, ...] = ()
+        self.event_sources_changed = asyncio.Event()
+        """Set whenever the event source mappings change (the pollers' supervisor waits on it)."""
 
     def mark_synced(self) -> None:
         """The platform has published every route it knows: absence now means absence."""
@@ -30,6 +33,16 @@ class RoutingTable:
         self._reserved += (route.reserved_concurrency or 0) - (
             (old.reserved_concurrency or 0) if old else 0
         )
+
+    def publish_event_sources(self, routes: list[EventSourceRoute]) -> None:
+        """Replaces every event source mapping at once (the platform knows them all)."""
+        new = tuple(sorted(routes, key=lambda r: (r.namespace, r.name)))
+        if new != self._event_sources:
+            self._event_sources = new
+            self.event_sources_changed.set()
+
+    def event_sources(self) -> tuple[EventSourceRoute, ...]:
+        return self._event_sources
 
     def withdraw(self, namespace: str, name: str) -> None:
         old = self._routes.pop((namespace, name), None)

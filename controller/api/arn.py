@@ -32,6 +32,11 @@ def function_arn(region: str, account: str, name: str, qualifier: str | None = N
     return f"{base}:{qualifier}" if qualifier else base
 
 
+def queue_arn(region: str, account: str, name: str) -> str:
+    """An event-source queue's ARN, shaped as SQS's (records carry it as eventSourceARN)."""
+    return f"arn:aws:sqs:{region}:{account}:{name}"
+
+
 class InvalidFunctionName(ValueError):
     """The FunctionName (or qualifier) a caller sent cannot name a function."""
 

@@ -87,3 +87,31 @@ def parse_url_id(value: str, default_namespace: str = "default") -> tuple[str, s
     head, _, namespace = value.partition(".")
     name, _, qualifier = head.partition("--")
     return namespace or default_namespace, name, qualifier or None
+
+
+QUEUE_KEY_PREFIX = "klambda:queue"
+
+
+def queue_key(namespace: str, name: str) -> str:
+    """The Redis stream that holds a queue's messages (producers XADD a ``body`` field)."""
+    return f"{QUEUE_KEY_PREFIX}:{namespace}:{name}"
+
+
+@dataclass(frozen=True)
+class EventSourceRoute:
+    """One enabled event source mapping, as the gateway's pollers need it."""
+
+    namespace: str
+    name: str
+    """The EventSourceMapping's name (its identity: a change of settings restarts its poller)."""
+    function: str
+    qualifier: str | None
+    queue_key: str
+    queue_arn: str
+    batch_size: int = 10
+    batching_window: float = 0.0
+    visibility_timeout: float = 30.0
+    max_receive_count: int | None = None
+    dead_letter_key: str | None = None
+    report_failures: bool = False
+    region: str = "us-east-1"

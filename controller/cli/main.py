@@ -55,11 +55,15 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("-f", "--filename", action="append", required=True, help="file or directory")
 
     d = sub.add_parser("delete", parents=[common, ns], help="delete objects")
-    d.add_argument("kind", help="function | version | alias | configmap | secret")
+    d.add_argument(
+        "kind", help="function | version | alias | eventsourcemapping | configmap | secret"
+    )
     d.add_argument("names", nargs="+", metavar="NAME")
 
     g = sub.add_parser("get", parents=[common, ns], help="list objects")
-    g.add_argument("kind", help="functions | versions | aliases | configmaps | secrets")
+    g.add_argument(
+        "kind", help="functions | versions | aliases | eventsourcemappings | configmaps | secrets"
+    )
     g.add_argument("names", nargs="*", metavar="NAME")
     g.add_argument("-o", "--output", choices=["table", "wide", "json", "yaml"], default="table")
     g.add_argument("-A", "--all-namespaces", action="store_true")

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from klambda.controller.api.routes import LATEST, FunctionRoute
+from klambda.controller.api.routes import LATEST, EventSourceRoute, FunctionRoute
 from klambda.controller.controller import Controller, ControllerSettings
 from klambda.controller.kube import names
 from klambda.controller.kube.builders import KubeSettings
@@ -59,6 +59,8 @@ class NoRoutes:
     def publish(self, route: FunctionRoute) -> None: ...
 
     def withdraw(self, namespace: str, name: str) -> None: ...
+
+    def publish_event_sources(self, routes: list[EventSourceRoute]) -> None: ...
 
     def mark_synced(self) -> None: ...
 

@@ -34,7 +34,7 @@ class KubeStore:
         self._objects: dict[tuple[str, str, str], ApiObject] = {}
         self._refused: dict[tuple[str, str, str], int] = {}
         informers = []
-        for kind in ("Function", "Version", "Alias", "ConfigMap"):
+        for kind in ("Function", "Version", "Alias", "EventSourceMapping", "ConfigMap"):
             for ns in namespaces or [None]:
                 informers.append(Informer(client, self._path(kind, ns), self._on_change))
         self.informers = Informers(informers)

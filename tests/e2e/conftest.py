@@ -160,7 +160,7 @@ def wait_for_reason(platform: Platform, name: str, reason: str, timeout: float =
     """The Function's status once its Ready condition has ``reason``."""
     deadline = time.monotonic() + timeout
     while True:
-        status = json.loads(platform.cli("get", "fn", name, "-o", "json").stdout)["status"]
+        status = json.loads(platform.cli("get", "fn", name, "-o", "json").stdout).get("status", {})
         if status.get("conditions", [{}])[0].get("reason") == reason:
             return dict(status)
         assert time.monotonic() < deadline, status

@@ -122,6 +122,43 @@ async def test_a_spec_the_crd_cannot_check_is_refused_in_status(tmp_path: Path) 
             await client.close()
 
 
+async def test_event_source_mappings_get_status_from_the_operator(tmp_path: Path) -> None:
+    async with KubeApiDouble() as api:
+        await install_crds(api)
+        kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig")
+        client = KubeClient(KubeConfig.load(str(kubeconfig)))
+        mappings = path_for("klambda.io", "v1alpha1", "eventsourcemappings", "default")
+        try:
+            async with operator(kubeconfig, "op-a"):
+                await client.create(
+                    path_for("klambda.io", "v1alpha1", "functions", "default"), function("eater")
+                )
+                for name, target in (("feeds-eater", "eater"), ("feeds-nobody", "nobody")):
+                    await client.create(
+                        mappings,
+                        {
+                            "apiVersion": "klambda.io/v1alpha1",
+                            "kind": "EventSourceMapping",
+                            "metadata": {"name": name, "namespace": "default"},
+                            "spec": {"functionName": target, "queue": {"name": "orders"}},
+                        },
+                    )
+
+                async def reason_is(name: str, wanted: str) -> bool:
+                    status = (await client.get(f"{mappings}/{name}")).get("status", {})
+                    conditions = status.get("conditions", [])
+                    return bool(conditions) and conditions[0]["reason"] == wanted
+
+                assert await eventually(lambda: reason_is("feeds-eater", "Polling"))
+                assert await eventually(lambda: reason_is("feeds-nobody", "FunctionNotFound"))
+                status = (await client.get(f"{mappings}/feeds-eater"))["status"]
+            assert status["state"] == "Enabled"
+            assert status["eventSourceArn"].endswith(":orders")
+            assert status["functionArn"].endswith(":function:eater")
+        finally:
+            await client.close()
+
+
 async def test_expired_watches_are_relisted(tmp_path: Path) -> None:
     async with KubeApiDouble(history_size=3, watch_timeout=1) as api:
         await install_crds(api)

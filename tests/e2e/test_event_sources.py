@@ -1,0 +1,146 @@
+"""Event source mappings under ``klambda up``: a Redis queue with SQS semantics feeding a
+function in batches (delete on success, redelivery after the visibility timeout, dead-letter
+queue after maxReceiveCount, ReportBatchItemFailures)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from tests.e2e.conftest import Platform, wait_for_reason
+
+CONSUMER = """apiVersion: klambda.io/v1alpha1
+kind: Function
+metadata: {name: %(fn)s}
+spec:
+  runtime: python3.11
+  handler: app.handler
+  environment: {variables: {OUT: "%(out)s"}}
+  code:
+    inline:
+      app.py: |
+        import json, os
+        def handler(event, context):
+            failures = []
+            for r in event["Records"]:
+                body, count = r["body"], r["attributes"]["ApproximateReceiveCount"]
+                seen = {"body": body, "count": count, "arn": r["eventSourceARN"],
+                        "n": len(event["Records"])}
+                with open(os.environ["OUT"], "a") as f:
+                    f.write(json.dumps(seen) + "\\n")
+                if body == "poison":
+                    raise ValueError("cannot digest " + body)
+                if body.startswith("retry-once") and count == "1":
+                    failures.append({"itemIdentifier": r["messageId"]})
+            return {"batchItemFailures": failures}
+---
+apiVersion: klambda.io/v1alpha1
+kind: EventSourceMapping
+metadata: {name: %(fn)s-queue}
+spec:
+  functionName: %(fn)s
+  batchSize: %(batch)d
+  maximumBatchingWindowInSeconds: %(window)d
+  functionResponseTypes: %(types)s
+  queue: %(queue)s
+"""
+
+
+def deploy(platform: Platform, tmp: Path, fn: str, queue: dict[str, Any], **kw: Any) -> Path:
+    out = tmp / f"{fn}.jsonl"
+    manifest = tmp / f"{fn}.yaml"
+    values = {
+        "fn": fn,
+        "out": out,
+        "batch": 10,
+        "window": 0,
+        "types": "[]",
+        "queue": json.dumps(queue),
+    }
+    manifest.write_text(CONSUMER % {**values, **kw})
+    r = platform.cli("apply", "-f", str(manifest))
+    assert r.returncode == 0, r.stderr
+    wait_for_reason(platform, fn, "EnvironmentReady")
+    return out
+
+
+def seen(out: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
+
+
+def until(check: Callable[[], Any], timeout: float = 30) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (value := check()):
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.2)
+    return value
+
+
+def queue_client(platform: Platform) -> redis.Redis:
+    return redis.Redis.from_url(platform.state()["redis_url"])
+
+
+def test_messages_are_delivered_in_batches_and_deleted(platform: Platform, tmp_path: Path) -> None:
+    out = deploy(platform, tmp_path, "batcher", {"name": "orders"}, batch=20, window=1)
+    r = queue_client(platform)
+    key = "klambda:queue:default:orders"
+    for i in range(12):
+        r.xadd(key, {"body": f"order-{i}"})
+    records = until(lambda: len(seen(out)) >= 12 and seen(out))
+    assert sorted(x["body"] for x in records) == sorted(f"order-{i}" for i in range(12))
+    assert max(x["n"] for x in records) > 1  # batched (the window let them gather)
+    assert records[0]["arn"].startswith("arn:aws:sqs:us-east-1:") and records[0]["arn"].endswith(
+        ":orders"
+    )
+    until(lambda: r.xlen(key) == 0)  # deleted once the function succeeded
+    status = json.loads(platform.cli("get", "esm", "batcher-queue", "-o", "json").stdout)["status"]
+    assert status["state"] == "Enabled"
+    assert status["conditions"][0]["reason"] == "Polling"
+
+
+def test_failures_come_back_and_poison_goes_to_the_dead_letter_queue(
+    platform: Platform, tmp_path: Path
+) -> None:
+    queue = {
+        "name": "jobs",
+        "visibilityTimeout": 1,
+        "maxReceiveCount": 2,
+        "deadLetterQueue": "jobs-dlq",
+    }
+    out = deploy(platform, tmp_path, "worker", queue, batch=1, types='["ReportBatchItemFailures"]')
+    r = queue_client(platform)
+    r.xadd("klambda:queue:default:jobs", {"body": "poison"})
+    r.xadd("klambda:queue:default:jobs", {"body": "retry-once-a"})
+    r.xadd("klambda:queue:default:jobs", {"body": "fine"})
+    dead = until(lambda: r.xrange("klambda:queue:default:jobs-dlq"), timeout=40)
+    assert [fields[b"body"] for _, fields in dead] == [b"poison"]
+    records = until(lambda: len(seen(out)) >= 5 and seen(out))
+    by_body: dict[str, list[str]] = {}
+    for x in records:
+        by_body.setdefault(x["body"], []).append(x["count"])
+    assert by_body["poison"] == ["1", "2"]  # received twice, then redriven
+    assert by_body["retry-once-a"] == ["1", "2"]  # reported as failed once, then done
+    assert by_body["fine"] == ["1"]
+    until(lambda: r.xlen("klambda:queue:default:jobs") == 0)
+
+
+def test_a_mapping_to_a_missing_function_says_so(platform: Platform, tmp_path: Path) -> None:
+    (tmp_path / "esm.yaml").write_text(
+        "apiVersion: klambda.io/v1alpha1\nkind: EventSourceMapping\nmetadata: {name: orphan}\n"
+        "spec: {functionName: nobody, queue: {name: lonely}}\n"
+    )
+    assert platform.cli("apply", "-f", str(tmp_path / "esm.yaml")).returncode == 0
+
+    def reason() -> str | None:
+        raw = platform.cli("get", "esm", "orphan", "-o", "json").stdout
+        conditions = json.loads(raw).get("status", {}).get("conditions", [])
+        return conditions[0]["reason"] if conditions else None
+
+    assert until(lambda: reason() == "FunctionNotFound")
+    table = platform.cli("get", "esm").stdout
+    assert "orphan" in table and "lonely" in table
