@@ -21,6 +21,7 @@ READY = "Ready"
 # Reasons
 REASON_READY = "EnvironmentReady"
 REASON_RECONCILING = "Reconciling"
+REASON_THROTTLED = "Throttled"
 REASON_ALIAS_READY = "AliasReady"
 REASON_PROVISIONING = "Provisioning"
 
@@ -73,7 +74,10 @@ def function_status(
     configuration) takes invocations; ``failure``: why the latest configuration did not start;
     ``warning``: a setting that cannot be honoured (e.g. a reservation that does not fit).
     """
-    if current:
+    if current and fn.spec.reserved_concurrency == 0:
+        status, reason, state = "False", REASON_THROTTLED, "Active"
+        message = "reservedConcurrency is 0: every invocation is throttled (429)"
+    elif current:
         status, reason, message, state = (
             "True",
             REASON_READY,

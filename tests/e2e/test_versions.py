@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.conftest import Platform
+from tests.e2e.conftest import Platform, wait_for_reason
 
 FUNCTION = """apiVersion: klambda.io/v1alpha1
 kind: Function
@@ -212,6 +212,8 @@ def test_reserved_concurrency_throttles_exactly_the_excess(
     # the function URL is throttled the same way, and 0 disables the function
     function(platform, tmp_path, "disabled", "d", extra="reservedConcurrency: 0")
     wait_for(lambda: invoke(platform, "disabled")[0] == 429)
+    ready = wait_for_reason(platform, "disabled", "Throttled")["conditions"][0]
+    assert ready["status"] == "False" and "every invocation is throttled" in ready["message"]
 
 
 def test_provisioned_concurrency(platform: Platform, tmp_path: Path) -> None:
