@@ -93,7 +93,10 @@ def code_files(files: dict[str, str]) -> tuple[dict[str, str], list[dict[str, st
 def make_code_config_map(
     namespace: str, sha256: str, files: dict[str, str], owner: dict[str, Any]
 ) -> Manifest:
+    """Shared by every version with this code, so each is an owner and none the controller:
+    the ConfigMap goes when the last of them does."""
     data, items = code_files(files)
+    owner = shared_owner(owner)
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -112,6 +115,17 @@ def make_code_config_map(
         "immutable": True,
         "data": data,
     }
+
+
+def shared_owner(owner: dict[str, Any]) -> dict[str, Any]:
+    return {**owner, "controller": False}
+
+
+def with_owner(refs: list[dict[str, Any]], owner: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """``refs`` plus ``owner`` as a shared owner; None when it is already there."""
+    if any(r.get("uid") == owner.get("uid") for r in refs):
+        return None
+    return [*refs, shared_owner(owner)]
 
 
 def pod_shim_config(config: ShimConfig) -> ShimConfig:

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 CODE_LIMIT = 900 * 1024  # a ConfigMap holds at most 1 MiB, metadata included
 LOCATION_PREFIX = "configmap:"
 IMAGE_LOCATION = "image:"  # image functions: no code to mount
+CONFLICT_RETRIES = 5
 
 OwnerLookup = Callable[[ShimKey], dict[str, Any] | None]
 """The ownerReference for a version's objects: its Function ($LATEST) or Version object."""
@@ -179,10 +180,32 @@ class KubePlatform:
     ) -> tuple[str, list[dict[str, str]]]:
         manifest = builders.make_code_config_map(namespace, sha, files, owner)
         name = manifest["metadata"]["name"]
-        with contextlib.suppress(Conflict):  # identical code, already there (immutable)
+        try:
             await self.client.create(path_for("", "v1", "configmaps", namespace), manifest)
+        except Conflict:  # identical code, already there (immutable): share it
+            await self._add_owner(path_for("", "v1", "configmaps", namespace, name), owner)
         _, items = builders.code_files(files)
         return name, items
+
+    async def _add_owner(self, path: str, owner: dict[str, Any]) -> None:
+        """Adds ``owner`` to the object's ownerReferences, so that garbage collection waits for
+        every user. Optimistic: the patch names the resourceVersion it read, and a 409 (someone
+        else changed it meanwhile) means read again."""
+        for _ in range(CONFLICT_RETRIES):
+            current = await self.client.get(path)
+            meta = current["metadata"]
+            refs = builders.with_owner(meta.get("ownerReferences") or [], owner)
+            if refs is None:
+                return
+            patch = {
+                "metadata": {"ownerReferences": refs, "resourceVersion": meta["resourceVersion"]}
+            }
+            try:
+                await self.client.patch(path, patch)
+                return
+            except Conflict:
+                continue
+        raise StartFailed("Conflict", f"{path} kept changing; will retry")
 
     # ------------------------------------------------------------------ changes
 

@@ -159,6 +159,58 @@ async def test_event_source_mappings_get_status_from_the_operator(tmp_path: Path
             await client.close()
 
 
+async def test_code_shared_by_functions_outlives_each_of_them(tmp_path: Path) -> None:
+    """Identical code is one ConfigMap with every user as an owner (added with an optimistic
+    patch, retried on 409), so deleting one function leaves the others' code in place."""
+    async with KubeApiDouble() as api:
+        await install_crds(api)
+        kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig")
+        client = KubeClient(KubeConfig.load(str(kubeconfig)))
+        functions = path_for("klambda.io", "v1alpha1", "functions", "default")
+        configmaps = path_for("", "v1", "configmaps", "default")
+
+        async def code_owners() -> list[str]:
+            items = (await client.get(configmaps))["items"]
+            code = [i for i in items if i["metadata"]["name"].startswith("klambda-code-")]
+            assert len(code) <= 1, "identical code must be stored once"
+            return (
+                [r["name"] for r in code[0]["metadata"].get("ownerReferences", [])] if code else []
+            )
+
+        try:
+            async with operator(kubeconfig, "op-a"):
+                await client.create(functions, function("first"))
+                assert await eventually(lambda: deployment_of(client, "first"))
+                # the second user's patch meets a conflict once, and reads again
+                api.fail(
+                    409,
+                    re.compile(r"/api/v1/namespaces/default/configmaps/klambda-code-.*"),
+                    method="PATCH",
+                )
+                await client.create(functions, function("second"))
+                assert await eventually(lambda: deployment_of(client, "second"))
+
+                async def both() -> bool:
+                    return sorted(await code_owners()) == ["first", "second"]
+
+                assert await eventually(both)
+                await client.delete(f"{functions}/first")
+                await asyncio.sleep(1.0)
+                await api.settle()
+                assert await code_owners() == ["second"]  # still there for "second"
+                await client.delete(f"{functions}/second")
+
+                async def gone() -> bool:
+                    await api.settle()
+                    return await code_owners() == []
+
+                assert await eventually(gone)
+            patches = [r for r in api.requests if r.method == "PATCH" and "klambda-code-" in r.path]
+            assert len(patches) >= 2  # the conflict, then the retry
+        finally:
+            await client.close()
+
+
 async def test_expired_watches_are_relisted(tmp_path: Path) -> None:
     async with KubeApiDouble(history_size=3, watch_timeout=1) as api:
         await install_crds(api)

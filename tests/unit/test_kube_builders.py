@@ -13,6 +13,7 @@ from klambda.controller.kube.builders import (
     make_code_config_map,
     make_version_objects,
     resources,
+    with_owner,
 )
 
 OWNER = names.owner_reference("Function", "hello", "uid-1")
@@ -206,6 +207,12 @@ def test_code_config_map_keeps_paths_and_is_immutable() -> None:
     items = json.loads(cm["metadata"]["annotations"]["klambda.io/code-items"])
     assert {i["path"]: cm["data"][i["key"]] for i in items} == {"pkg/a.py": "A", "bootstrap": "B"}
     assert all("/" not in k for k in cm["data"])
+    (ref,) = cm["metadata"]["ownerReferences"]
+    assert ref["uid"] == OWNER["uid"] and ref["controller"] is False  # shared: no controller
+    other = {**OWNER, "uid": "uid-2", "name": "other"}
+    refs = with_owner([ref], other)
+    assert refs is not None and [r["uid"] for r in refs] == ["uid-1", "uid-2"]
+    assert with_owner(refs, other) is None  # already an owner: nothing to write
 
 
 def test_lease_expiry() -> None:
