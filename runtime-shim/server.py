@@ -76,7 +76,7 @@ async def serve(config: ShimConfig, ready_fd: int | None) -> int:
     await stop.wait()
     grace = (config.drain_grace or float(config.timeout) + config.init_timeout) if graceful else 0
     log.info("draining for up to %.1fs", grace)
-    service.draining = True
+    service.drain()
     await server.stop(grace)
     await shim.drain(grace)
     await shim.close()

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import grpc
 
@@ -24,7 +24,15 @@ class ShimService(shim_pb2_grpc.ShimServicer):
     def __init__(self, shim: Shim) -> None:
         self.shim = shim
         self.draining = False
-        """Set on SIGTERM: streams stay open for answers, but new requests are refused."""
+        """Set on SIGTERM (``drain``): streams answer what runs, then end; new work is refused."""
+        self._idle_enders: set[Callable[[], None]] = set()
+
+    def drain(self) -> None:
+        """Refuses new requests and ends every stream once its invocations are answered, so the
+        gateway reconnects elsewhere and the server can stop before its grace period runs out."""
+        self.draining = True
+        for end_if_idle in list(self._idle_enders):
+            end_if_idle()
 
     def _args(self, request: shim_pb2.InvokeRequest, deadline: float | None) -> InvokeArgs:
         return InvokeArgs(
@@ -63,6 +71,14 @@ class ShimService(shim_pb2_grpc.ShimServicer):
         answers: asyncio.Queue[shim_pb2.InvokeResponse | None] = asyncio.Queue()
         running: set[asyncio.Task[None]] = set()
 
+        def end_if_idle() -> None:
+            if self.draining and not running:
+                answers.put_nowait(None)
+
+        def finished(task: asyncio.Task[None]) -> None:
+            running.discard(task)
+            end_if_idle()
+
         async def run(request: shim_pb2.InvokeRequest) -> None:
             deadline = request.timeout_ms / 1000 if request.timeout_ms else None
             if self.draining:  # never started: the gateway sends it to another environment
@@ -83,17 +99,20 @@ class ShimService(shim_pb2_grpc.ShimServicer):
                 async for request in request_iterator:
                     task = asyncio.create_task(run(request))
                     running.add(task)
-                    task.add_done_callback(running.discard)
+                    task.add_done_callback(finished)
                 while running:
                     await asyncio.gather(*running, return_exceptions=True)
             finally:  # a broken stream ends the response side too (invocations still finish)
                 answers.put_nowait(None)
 
         reader = asyncio.create_task(read())
+        self._idle_enders.add(end_if_idle)
+        end_if_idle()
         try:
             while (answer := await answers.get()) is not None:
                 yield answer
         finally:
+            self._idle_enders.discard(end_if_idle)
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader

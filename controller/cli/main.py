@@ -103,6 +103,18 @@ def _parser() -> argparse.ArgumentParser:
         help="public base URL of the gateway (for function URLs in status)",
     )
     op.add_argument("--region", default="us-east-1")
+    op.add_argument(
+        "--api-qps",
+        type=float,
+        default=100.0,
+        help="sustained requests per second to the API server (default %(default)s)",
+    )
+    op.add_argument(
+        "--api-burst",
+        type=int,
+        default=200,
+        help="requests allowed at once before --api-qps applies (default %(default)s)",
+    )
 
     gw = sub.add_parser("gateway", help="run the gateway against a Kubernetes cluster")
     gw.add_argument("--kubeconfig", help="kubeconfig (default: $KUBECONFIG or in-cluster)")
@@ -197,6 +209,8 @@ def _operator(args: argparse.Namespace) -> int:
             lease_namespace=args.lease_namespace,
             gateway_url=args.gateway_url,
             region=args.region,
+            api_qps=args.api_qps,
+            api_burst=args.api_burst,
         )
     )
 

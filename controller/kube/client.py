@@ -24,6 +24,8 @@ from typing import Any
 import aiohttp
 import yaml
 
+from klambda.controller.kube.ratelimit import TokenBucket
+
 log = logging.getLogger(__name__)
 
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
@@ -154,8 +156,9 @@ def path_for(
 
 
 class KubeClient:
-    def __init__(self, config: KubeConfig) -> None:
+    def __init__(self, config: KubeConfig, qps: float = 100.0, burst: int = 200) -> None:
         self.config = config
+        self.limiter = TokenBucket(qps, burst)
         headers = {"Accept": "application/json"}
         if config.token:
             headers["Authorization"] = f"Bearer {config.token}"
@@ -179,6 +182,7 @@ class KubeClient:
         data = json.dumps(body).encode() if body is not None else None
         headers = {"Content-Type": content_type} if data is not None else {}
         for attempt in range(1, RETRIES + 1):
+            await self.limiter.acquire()
             try:
                 async with self._session.request(
                     method,
@@ -254,6 +258,7 @@ class KubeClient:
         }
         if label_selector:
             params["labelSelector"] = label_selector
+        await self.limiter.acquire()  # a watch that keeps ending must not spin
         try:
             async with self._session.get(
                 path, params=params, timeout=aiohttp.ClientTimeout(total=timeout_seconds + 30)

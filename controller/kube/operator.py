@@ -51,6 +51,10 @@ class OperatorSettings:
     """Seconds a Lease stays valid without renewal (then another replica takes over)."""
     lease_renew: float = 5.0
     """Seconds between renewals by the leader."""
+    api_qps: float = 100.0
+    """Requests per second to the API server, sustained (client-go's QPS)."""
+    api_burst: int = 200
+    """Requests the operator may make at once before api_qps applies."""
 
 
 class NoRoutes:
@@ -83,7 +87,7 @@ def owner_lookup(store: KubeStore) -> Any:
 
 async def run(settings: OperatorSettings, stop: asyncio.Event | None = None) -> int:
     stop = stop or asyncio.Event()
-    client = KubeClient(KubeConfig.load(settings.kubeconfig))
+    client = KubeClient(KubeConfig.load(settings.kubeconfig), settings.api_qps, settings.api_burst)
     store = KubeStore(client, settings.namespaces)
     platform = KubePlatform(client, KubeSettings(), owner_lookup(store))
     controller = Controller(

@@ -340,6 +340,8 @@ async def test_draining_shim_finishes_started_work_and_refuses_new_work(config, 
         with pytest.raises(ShimUnavailable, match="draining"):
             await shim.invoke()
         assert (await slow).function_error == ""
+        # the stream ends once answered, so the shim exits well within its 12 s grace period
+        await asyncio.wait_for(shim.process.wait(), 5)
 
 
 async def test_logs_reach_stdout_for_kubectl_logs(tmp_path: Path) -> None:
