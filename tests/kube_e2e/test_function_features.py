@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import redis.asyncio as aioredis
 
 from tests.kube_e2e import kubelet
 from tests.kube_e2e.test_operator_e2e import (  # noqa: F401 (cluster: the fixture)
@@ -179,3 +180,64 @@ async def test_used_versions_stay_up_and_idle_ones_scale_to_zero(
     await cluster.eventually(
         scaled_to_zero, timeout=KEEP_WARM * 3, what="idle $LATEST scaled back to zero"
     )
+
+
+QUEUE_FUNCTION = """apiVersion: klambda.io/v1alpha1
+kind: Function
+metadata: {name: drainer}
+spec:
+  runtime: python3.11
+  handler: app.handler
+  environment: {variables: {OUT: "%s"}}
+  code:
+    inline:
+      app.py: |
+        import os
+        def handler(event, context):
+            with open(os.environ["OUT"], "a") as f:
+                for record in event["Records"]:
+                    f.write(record["body"] + "\\n")
+---
+apiVersion: klambda.io/v1alpha1
+kind: EventSourceMapping
+metadata: {name: drainer-orders}
+spec:
+  functionName: drainer
+  queue: {name: orders}
+"""
+
+
+async def test_queue_messages_reach_the_function(cluster: Cluster, tmp_path: Path) -> None:  # noqa: F811
+    """The operator reports the mapping; the gateway's poller feeds the queue to the pods."""
+    if cluster.redis_url is None:
+        pytest.skip("no Redis for the gateway: set KLAMBDA_E2E_REDIS_URL (reachable from here)")
+    cluster.double_only("the function writes to this machine's disk (a process kubelet pod)")
+    out = tmp_path / "bodies.txt"
+    manifest = cluster.tmp / "drainer.yaml"
+    manifest.write_text(QUEUE_FUNCTION % out)
+    await cluster.kubectl("apply", "-f", str(manifest))
+
+    async def polling() -> bool:
+        _, table, _ = await cluster.kubectl("get", "esm", "drainer-orders")
+        return "Enabled" in table and "True" in table
+
+    await cluster.eventually(polling, what="EventSourceMapping drainer-orders Ready")
+    queue = aioredis.Redis.from_url(cluster.redis_url)
+    try:
+        key = f"klambda:queue:{cluster.namespace}:orders"
+        for i in range(5):
+            await queue.xadd(key, {"body": f"order-{i}"})
+
+        async def delivered() -> list[str] | None:
+            lines = out.read_text().split() if out.exists() else []
+            return lines if len(lines) >= 5 else None
+
+        lines = await cluster.eventually(delivered, timeout=60, what="5 messages delivered")
+        assert sorted(lines) == [f"order-{i}" for i in range(5)]
+
+        async def emptied() -> bool:
+            return await queue.xlen(key) == 0
+
+        await cluster.eventually(emptied, what="the queue emptied (messages deleted)")
+    finally:
+        await queue.aclose()

@@ -33,6 +33,7 @@ import yaml
 from klambda.controller.kube.client import KubeClient, KubeConfig, KubeError, NotFound, path_for
 from klambda.controller.kube.operator import OperatorSettings
 from klambda.controller.kube.operator import run as run_operator
+from klambda.controller.platform.redis_server import EmbeddedRedis
 from klambda.gateway.serve import run as run_gateway
 from klambda.gateway.settings import GatewaySettings
 from tests.helpers import free_port
@@ -90,6 +91,9 @@ class Cluster:
     """Waits are this many times longer than on the double."""
     api: KubeApiDouble | None = None
     """The API double (None on a real cluster)."""
+    redis_url: str | None = None
+    """Redis the gateway uses (event sources); an embedded one on the double, else
+    ``$KLAMBDA_E2E_REDIS_URL`` if set."""
 
     @property
     def real(self) -> bool:
@@ -205,7 +209,9 @@ async def platform(c: Cluster, port: int) -> AsyncIterator[tuple[asyncio.Task[in
     )
     gateway = asyncio.create_task(
         run_gateway(
-            GatewaySettings(host="127.0.0.1", port=port, keep_warm=KEEP_WARM),
+            GatewaySettings(
+                host="127.0.0.1", port=port, keep_warm=KEEP_WARM, redis_url=c.redis_url
+            ),
             str(c.kubeconfig),
             namespaces,
             c.gateway_url,
@@ -248,6 +254,9 @@ async def double_backend(tmp_path: Path) -> AsyncIterator[Cluster]:
             "double", "default", kubeconfig, client, f"http://127.0.0.1:{port}", tmp_path, api=api
         )
         kubelet = ProcessKubelet(client, tmp_path / "pods")
+        (tmp_path / "redis").mkdir()
+        redis = await EmbeddedRedis.start(tmp_path / "redis")
+        c.redis_url = redis.url
         try:
             await c.kubectl("apply", "-f", str(CRDS), namespaced=False)
             await api.settle()
@@ -257,6 +266,7 @@ async def double_backend(tmp_path: Path) -> AsyncIterator[Cluster]:
         finally:
             await kubelet.stop()
             await client.close()
+            await redis.stop()
 
 
 def real_kubeconfig() -> Path:
@@ -300,6 +310,7 @@ async def real_backend(tmp_path: Path) -> AsyncIterator[Cluster]:
         f"http://127.0.0.1:{port}",
         tmp_path,
         patience=REAL_PATIENCE,
+        redis_url=os.environ.get("KLAMBDA_E2E_REDIS_URL"),
     )
     try:
         await c.kubectl("apply", "-f", str(CRDS), namespaced=False)
