@@ -126,6 +126,7 @@ class QueuePoller:
         self._first_receive: dict[str, int] = {}
 
     async def run(self) -> None:
+        """Polls until cancelled; a failure pauses it, never ends it (messages wait in Redis)."""
         while True:
             try:
                 await self._ensure_group()
@@ -133,7 +134,9 @@ class QueuePoller:
                     await self.poll_once()
             except (RedisError, OSError) as e:
                 log.warning("queue %s: %s; retrying", self.route.queue_key, e)
-                await asyncio.sleep(ERROR_PAUSE)
+            except Exception:
+                log.exception("queue %s: poller failed; retrying", self.route.queue_key)
+            await asyncio.sleep(ERROR_PAUSE)
 
     async def _ensure_group(self) -> None:
         with contextlib.suppress(ResponseError):  # BUSYGROUP: it exists
