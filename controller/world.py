@@ -24,7 +24,12 @@ from klambda.controller.api.routes import (
     queue_key,
     url_id,
 )
-from klambda.controller.api.types import AliasSpec, EventSourceMappingSpec, FunctionSpec
+from klambda.controller.api.types import (
+    DEFAULT_BATCHES_IN_FLIGHT,
+    AliasSpec,
+    EventSourceMappingSpec,
+    FunctionSpec,
+)
 from klambda.controller.configuration import function_configuration, revision_id
 
 ShimKey = tuple[str, str, str]
@@ -286,6 +291,11 @@ def event_source_routes(world: World, region: str) -> list[EventSourceRoute]:
                 ),
                 report_failures="ReportBatchItemFailures" in spec.function_response_types,
                 region=region,
+                concurrency=(
+                    spec.scaling_config.maximum_concurrency
+                    if spec.scaling_config
+                    else DEFAULT_BATCHES_IN_FLIGHT
+                ),
             )
         )
     return out

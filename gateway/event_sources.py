@@ -255,7 +255,7 @@ class EventSourcePollers:
         self.table = table
         self.client = client
         self.invoker = invoker
-        self._running: dict[tuple[str, str], tuple[EventSourceRoute, asyncio.Task[None]]] = {}
+        self._running: dict[tuple[str, str], tuple[EventSourceRoute, list[asyncio.Task[None]]]] = {}
 
     async def run(self) -> None:
         try:
@@ -268,18 +268,24 @@ class EventSourcePollers:
 
     def _sync(self) -> None:
         wanted = {(r.namespace, r.name): r for r in self.table.event_sources()}
-        for key, (route, task) in list(self._running.items()):
+        for key, (route, tasks) in list(self._running.items()):
             if wanted.get(key) != route:
-                task.cancel()
+                for task in tasks:
+                    task.cancel()
                 del self._running[key]
         for key, route in wanted.items():
-            if key not in self._running:
-                poller = QueuePoller(route, self.client, self.invoker)
-                task = asyncio.create_task(poller.run(), name=f"esm-{key[0]}-{key[1]}")
-                self._running[key] = (route, task)
+            if key not in self._running:  # one poller per batch in flight, one consumer each
+                tasks = [
+                    asyncio.create_task(
+                        QueuePoller(route, self.client, self.invoker).run(),
+                        name=f"esm-{key[0]}-{key[1]}-{i}",
+                    )
+                    for i in range(route.concurrency)
+                ]
+                self._running[key] = (route, tasks)
 
     async def _stop(self, keys: list[tuple[str, str]]) -> None:
-        tasks = [self._running.pop(k)[1] for k in keys]
+        tasks = [t for k in keys for t in self._running.pop(k)[1]]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -115,3 +115,5 @@ class EventSourceRoute:
     dead_letter_key: str | None = None
     report_failures: bool = False
     region: str = "us-east-1"
+    concurrency: int = 5
+    """Batches in flight at once (pollers sharing the queue's consumer group)."""

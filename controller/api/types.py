@@ -485,6 +485,7 @@ class AliasSpec:
 
 
 QUEUE_NAME_PATTERN = r"^[a-zA-Z0-9_-]{1,80}$"
+DEFAULT_BATCHES_IN_FLIGHT = 5
 
 
 @dataclass(frozen=True)
@@ -527,6 +528,18 @@ class QueueSource:
 
 
 @dataclass(frozen=True)
+class ScalingConfig:
+    """How many batches of one mapping may run at once (Lambda's ScalingConfig)."""
+
+    maximum_concurrency: int = prop(
+        default=DEFAULT_BATCHES_IN_FLIGHT,
+        minimum=2,
+        maximum=1000,
+        doc="Batches in flight at once, per gateway replica.",
+    )
+
+
+@dataclass(frozen=True)
 class EventSourceMappingSpec:
     """A queue feeding a function in batches (Lambda's CreateEventSourceMapping for SQS)."""
 
@@ -557,6 +570,12 @@ class EventSourceMappingSpec:
         doc="Seconds to wait for a batch to fill before invoking with what has come.",
     )
     enabled: bool = prop(default=True, doc="False pauses polling; messages wait in the queue.")
+    scaling_config: ScalingConfig | None = prop(
+        default=None,
+        name="scalingConfig",
+        doc=f"Concurrent batches; {DEFAULT_BATCHES_IN_FLIGHT} when omitted (Lambda's pollers "
+        "start with 5).",
+    )
     function_response_types: list[Literal["ReportBatchItemFailures"]] = prop(
         default_factory=list,
         max_items=1,

@@ -144,3 +144,50 @@ def test_a_mapping_to_a_missing_function_says_so(platform: Platform, tmp_path: P
     assert until(lambda: reason() == "FunctionNotFound")
     table = platform.cli("get", "esm").stdout
     assert "orphan" in table and "lonely" in table
+
+
+SLOW = """apiVersion: klambda.io/v1alpha1
+kind: Function
+metadata: {name: slowpoke}
+spec:
+  runtime: python3.11
+  handler: app.handler
+  environment: {variables: {OUT: "%(out)s"}}
+  code:
+    inline:
+      app.py: |
+        import json, os, time
+        def handler(event, context):
+            start = time.time()
+            time.sleep(0.5)
+            with open(os.environ["OUT"], "a") as f:
+                f.write(json.dumps([start, time.time()]) + "\\n")
+---
+apiVersion: klambda.io/v1alpha1
+kind: EventSourceMapping
+metadata: {name: slowpoke-queue}
+spec:
+  functionName: slowpoke
+  batchSize: 1
+  scalingConfig: {maximumConcurrency: %(concurrency)d}
+  queue: {name: slow}
+"""
+
+
+def test_batches_run_concurrently_up_to_the_scaling_limit(
+    platform: Platform, tmp_path: Path
+) -> None:
+    out = tmp_path / "spans.jsonl"
+    (tmp_path / "slow.yaml").write_text(SLOW % {"out": out, "concurrency": 3})
+    assert platform.cli("apply", "-f", str(tmp_path / "slow.yaml")).returncode == 0
+    wait_for_reason(platform, "slowpoke", "EnvironmentReady")
+    r = queue_client(platform)
+    for i in range(6):
+        r.xadd("klambda:queue:default:slow", {"body": str(i)})
+    spans = until(lambda: len(seen(out)) >= 6 and seen(out))
+
+    def overlapping(at: float) -> int:
+        return sum(1 for start, end in spans if start <= at < end)
+
+    most = max(overlapping(start) for start, _ in spans)
+    assert 2 <= most <= 3, spans  # several batches at once, never more than the limit
