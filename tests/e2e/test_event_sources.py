@@ -12,7 +12,7 @@ from typing import Any
 
 import redis
 
-from tests.e2e.conftest import Platform, wait_for_reason
+from tests.e2e.conftest import Platform, start_platform, stop_platform, wait_for_reason
 
 CONSUMER = """apiVersion: klambda.io/v1alpha1
 kind: Function
@@ -191,3 +191,56 @@ def test_batches_run_concurrently_up_to_the_scaling_limit(
 
     most = max(overlapping(start) for start, _ in spans)
     assert 2 <= most <= 3, spans  # several batches at once, never more than the limit
+
+
+DURABLE = """apiVersion: klambda.io/v1alpha1
+kind: Function
+metadata: {name: durable}
+spec:
+  runtime: python3.11
+  handler: app.handler
+  timeout: 10
+  environment: {variables: {OUT: "%s"}}
+  code:
+    inline:
+      app.py: |
+        import os, time
+        def handler(event, context):
+            time.sleep(3)
+            with open(os.environ["OUT"], "a") as f:
+                for record in event["Records"]:
+                    f.write(record["body"] + "\\n")
+---
+apiVersion: klambda.io/v1alpha1
+kind: EventSourceMapping
+metadata: {name: durable-queue}
+spec:
+  functionName: durable
+  batchSize: 1
+  scalingConfig: {maximumConcurrency: 2}
+  queue: {name: durable, visibilityTimeout: 2}
+"""
+
+
+def test_messages_in_flight_survive_a_restart(tmp_path: Path) -> None:
+    """klambda up stops (its shims killed) while batches run: nothing is lost; after the restart
+    the unfinished messages come back once their visibility timeout has passed."""
+    out = tmp_path / "bodies.txt"
+    manifest = tmp_path / "durable.yaml"
+    manifest.write_text(DURABLE % out)
+    first = start_platform(tmp_path, str(manifest))
+    try:
+        wait_for_reason(first, "durable", "EnvironmentReady")
+        r = queue_client(first)
+        for i in range(4):
+            r.xadd("klambda:queue:default:durable", {"body": f"m{i}"})
+        until(lambda: r.xpending("klambda:queue:default:durable", "klambda")["pending"] > 0)
+    finally:
+        stop_platform(first)
+    done_before = out.read_text().split() if out.exists() else []
+    assert len(done_before) < 4  # stopped while batches ran
+    second = start_platform(tmp_path, str(manifest))
+    try:
+        until(lambda: out.exists() and set(out.read_text().split()) == {"m0", "m1", "m2", "m3"}, 60)
+    finally:
+        stop_platform(second)
