@@ -55,7 +55,9 @@ class RouteSink(Protocol):
 
     def withdraw(self, namespace: str, name: str) -> None: ...
 
-    def publish_event_sources(self, routes: list[EventSourceRoute]) -> None: ...
+    def publish_event_sources(
+        self, routes: list[EventSourceRoute], configurations: dict[str, list[dict[str, Any]]]
+    ) -> None: ...
 
     def mark_synced(self) -> None: ...
 
@@ -196,7 +198,8 @@ class Controller:
         for key in self._published - set(world.functions):
             self.routes.withdraw(*key)
         self.routes.publish_event_sources(
-            world_mod.event_source_routes(world, self.settings.region)
+            world_mod.event_source_routes(world, self.settings.region),
+            world_mod.event_source_configurations(world, self.settings.region),
         )
         self.routes.mark_synced()
         self._published = set(world.functions)

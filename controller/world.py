@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from klambda.controller import aliases as aliases_mod
@@ -299,3 +300,41 @@ def event_source_routes(world: World, region: str) -> list[EventSourceRoute]:
             )
         )
     return out
+
+
+def event_source_configurations(world: World, region: str) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for obj in sorted(world.event_sources, key=lambda o: (o.namespace, o.name)):
+        out.setdefault(obj.namespace, []).append(event_source_configuration(obj, world, region))
+    return out
+
+
+def event_source_configuration(obj: ApiObject, world: World, region: str) -> dict[str, Any]:
+    """Lambda's EventSourceMappingConfiguration of a mapping (the read-only control plane)."""
+    spec: EventSourceMappingSpec = obj.spec
+    account = account_for(obj.namespace)
+    qualifier = spec.qualifier if spec.qualifier != LATEST else None
+    problem = event_source_problem(world, obj)
+    created = str(obj.manifest["metadata"].get("creationTimestamp", ""))
+    out: dict[str, Any] = {
+        "UUID": str(obj.manifest["metadata"].get("uid", "")),
+        "BatchSize": spec.batch_size,
+        "MaximumBatchingWindowInSeconds": spec.maximum_batching_window_in_seconds,
+        "EventSourceArn": queue_arn(region, account, spec.queue.name),
+        "FunctionArn": function_arn(region, account, spec.function_name, qualifier),
+        "LastModified": _epoch(created),
+        "LastProcessingResult": f"PROBLEM: {problem[1]}" if problem else "OK",
+        "State": "Enabled" if spec.enabled else "Disabled",
+        "StateTransitionReason": "USER_INITIATED",
+        "FunctionResponseTypes": list(spec.function_response_types),
+    }
+    if spec.scaling_config is not None:
+        out["ScalingConfig"] = {"MaximumConcurrency": spec.scaling_config.maximum_concurrency}
+    return out
+
+
+def _epoch(iso: str) -> float:
+    try:
+        return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0

@@ -1,6 +1,7 @@
 """The read-only part of Lambda's control plane that the AWS CLI and SDK users reach for:
 GetFunction, GetFunctionConfiguration, ListFunctions, ListVersionsByFunction, ListAliases,
-GetAlias, GetFunctionUrlConfig, GetFunctionConcurrency, GetPolicy, GetAccountSettings.
+GetAlias, GetFunctionUrlConfig, GetFunctionConcurrency, GetPolicy, GetAccountSettings,
+ListEventSourceMappings, GetEventSourceMapping.
 
 Functions are managed with manifests (``kubectl apply`` / ``klambda apply``); write operations
 answer with a clear error saying so. Every call is SigV4-authenticated and authorized.
@@ -47,6 +48,11 @@ def _page(items: list[dict[str, Any]], request: web.Request, key: str) -> dict[s
     return out
 
 
+def _function_of(arn: str) -> str:
+    """The function name in a function ARN (qualified or not)."""
+    return arn.split(":function:", 1)[1].split(":", 1)[0]
+
+
 def alias_configuration(route: FunctionRoute, alias: AliasRoute) -> dict[str, Any]:
     out: dict[str, Any] = {
         "AliasArn": f"{route.arn}:{alias.name}",
@@ -80,6 +86,11 @@ class ControlPlane:
         r.add_get("/2015-03-31/functions/{name}/policy", self._wrap(self.get_policy))
         r.add_get("/2021-10-31/functions/{name}/url", self._wrap(self.get_url_config))
         r.add_get("/2019-09-30/functions/{name}/concurrency", self._wrap(self.get_concurrency))
+        for path in ("/2015-03-31/event-source-mappings", "/2015-03-31/event-source-mappings/"):
+            r.add_get(path, self._wrap(self.list_event_source_mappings))
+        r.add_get(
+            "/2015-03-31/event-source-mappings/{uuid}", self._wrap(self.get_event_source_mapping)
+        )
         for path in ("/2016-08-19/account-settings", "/2016-08-19/account-settings/"):
             r.add_get(path, self._wrap(self.account_settings))
         for prefix in (
@@ -230,6 +241,50 @@ class ControlPlane:
         if route.reserved_concurrency is None:
             return {}
         return {"ReservedConcurrentExecutions": route.reserved_concurrency}
+
+    async def list_event_source_mappings(
+        self, request: web.Request, identity: Identity
+    ) -> dict[str, Any]:
+        principal = identity.principal
+        authorize(
+            identity,
+            "lambda:ListEventSourceMappings",
+            "*",
+            principal.account,
+            None,
+            context_keys(request, identity),
+        )
+        items = self.invoker.table.event_source_configurations(principal.namespace)
+        if name := request.query.get("FunctionName"):
+            try:
+                ref = parse_function_name(name, None)
+            except InvalidFunctionName as e:
+                raise InvalidParameterValue(str(e)) from e
+            items = [i for i in items if _function_of(i["FunctionArn"]) == ref.name]
+        if source := request.query.get("EventSourceArn"):
+            items = [i for i in items if i["EventSourceArn"] == source]
+        return _page(items, request, "EventSourceMappings")
+
+    async def get_event_source_mapping(
+        self, request: web.Request, identity: Identity
+    ) -> dict[str, Any]:
+        principal = identity.principal
+        uuid = request.match_info["uuid"]
+        arn = (
+            f"arn:aws:lambda:{self.settings.region}:{principal.account}:event-source-mapping:{uuid}"
+        )
+        authorize(
+            identity,
+            "lambda:GetEventSourceMapping",
+            arn,
+            principal.account,
+            None,
+            context_keys(request, identity),
+        )
+        for item in self.invoker.table.event_source_configurations(principal.namespace):
+            if item["UUID"] == uuid:
+                return item
+        raise ResourceNotFound(f"The resource you requested does not exist. (UUID: {uuid})")
 
     async def get_policy(self, request: web.Request, identity: Identity) -> dict[str, Any]:
         route, _ = self._function(request, identity, "lambda:GetPolicy")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from klambda.controller.api.arn import account_for
 from klambda.controller.api.routes import EventSourceRoute, FunctionRoute
@@ -17,6 +18,7 @@ class RoutingTable:
         self._reserved = 0
         self._synced = asyncio.Event()
         self._event_sources: tuple[EventSourceRoute, ...] = ()
+        self._event_source_configs: dict[str, list[dict[str, Any]]] = {}
         self.event_sources_changed = asyncio.Event()
         """Set whenever the event source mappings change (the pollers' supervisor waits on it)."""
 
@@ -34,8 +36,12 @@ class RoutingTable:
             (old.reserved_concurrency or 0) if old else 0
         )
 
-    def publish_event_sources(self, routes: list[EventSourceRoute]) -> None:
-        """Replaces every event source mapping at once (the platform knows them all)."""
+    def publish_event_sources(
+        self, routes: list[EventSourceRoute], configurations: dict[str, list[dict[str, Any]]]
+    ) -> None:
+        """Replaces every event source mapping at once (the platform knows them all): the
+        pollers' routes, and each mapping's Lambda configuration by namespace, enabled or not."""
+        self._event_source_configs = configurations
         new = tuple(sorted(routes, key=lambda r: (r.namespace, r.name)))
         if new != self._event_sources:
             self._event_sources = new
@@ -43,6 +49,9 @@ class RoutingTable:
 
     def event_sources(self) -> tuple[EventSourceRoute, ...]:
         return self._event_sources
+
+    def event_source_configurations(self, namespace: str) -> list[dict[str, Any]]:
+        return self._event_source_configs.get(namespace, [])
 
     def withdraw(self, namespace: str, name: str) -> None:
         old = self._routes.pop((namespace, name), None)

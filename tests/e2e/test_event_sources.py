@@ -10,9 +10,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis
 
 from tests.e2e.conftest import Platform, start_platform, stop_platform, wait_for_reason
+from tests.e2e.test_lambda_api import client
 
 CONSUMER = """apiVersion: klambda.io/v1alpha1
 kind: Function
@@ -244,3 +246,17 @@ def test_messages_in_flight_survive_a_restart(tmp_path: Path) -> None:
         until(lambda: out.exists() and set(out.read_text().split()) == {"m0", "m1", "m2", "m3"}, 60)
     finally:
         stop_platform(second)
+
+
+def test_mappings_are_listed_by_the_lambda_api(platform: Platform, tmp_path: Path) -> None:
+    deploy(platform, tmp_path, "listed", {"name": "listed-q"}, batch=5)
+    lam = client(platform)
+    mappings = lam.list_event_source_mappings(FunctionName="listed")["EventSourceMappings"]
+    assert len(mappings) == 1
+    (m,) = mappings
+    assert m["BatchSize"] == 5 and m["State"] == "Enabled"
+    assert m["EventSourceArn"].endswith(":listed-q")
+    assert m["FunctionArn"].endswith(":function:listed")
+    assert lam.get_event_source_mapping(UUID=m["UUID"])["UUID"] == m["UUID"]
+    with pytest.raises(lam.exceptions.ResourceNotFoundException):
+        lam.get_event_source_mapping(UUID="00000000-0000-0000-0000-000000000000")
