@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -109,6 +110,8 @@ async def main(n: int) -> None:
             ready = time.perf_counter() - t
             await asyncio.sleep(2.0)  # the gateway has seen every object too
             after = (rss_mb(operator.pid), rss_mb(gateway.pid))
+            theirs = [r for r in api.requests if not _bench_request(r, FUNCTIONS)]
+            writes = sum(1 for r in theirs if r.method != "GET")
         finally:
             for proc in (operator, gateway):
                 proc.send_signal(signal.SIGTERM)
@@ -123,11 +126,21 @@ async def main(n: int) -> None:
         f"  all Ready through the operator:  {ready:8.2f} s  {ready / n * 1000:7.2f} ms each"
         f"  ({ready / created:.1f}x the baseline)"
     )
+    print(
+        f"  API requests by operator and gateway: {len(theirs)} ({len(theirs) / n:.1f} per "
+        f"function), of which writes {writes} ({writes / n:.1f} per function)"
+    )
     for label, b, a in (("operator", base[0], after[0]), ("gateway", base[1], after[1])):
         print(
             f"  {label} memory: {b:6.1f} MB idle, {a:6.1f} MB with {n}: "
             f"{(a - b) * 1024 / n:6.1f} KB per function"
         )
+
+
+def _bench_request(r: Any, functions: str) -> bool:
+    """The bench's own creations and readiness polls (lists of every Function)."""
+    own_path = r.path.rstrip("/") == functions.rstrip("/")
+    return own_path and (r.method == "POST" or (r.method == "GET" and "watch" not in r.query))
 
 
 if __name__ == "__main__":

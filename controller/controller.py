@@ -26,7 +26,7 @@ from klambda.controller.api.arn import account_for, function_arn
 from klambda.controller.api.objects import ApiObject
 from klambda.controller.api.routes import (
     LATEST,
-    EventSourceRoute,
+    EventSource,
     FunctionRoute,
 )
 from klambda.controller.api.shim_config import ShimConfig
@@ -55,9 +55,7 @@ class RouteSink(Protocol):
 
     def withdraw(self, namespace: str, name: str) -> None: ...
 
-    def publish_event_sources(
-        self, routes: list[EventSourceRoute], configurations: dict[str, list[dict[str, Any]]]
-    ) -> None: ...
+    def publish_event_sources(self, sources: list[EventSource]) -> None: ...
 
     def mark_synced(self) -> None: ...
 
@@ -197,13 +195,11 @@ class Controller:
         self._publish_routes(world, plans)
         for key in self._published - set(world.functions):
             self.routes.withdraw(*key)
-        self.routes.publish_event_sources(
-            world_mod.event_source_routes(world, self.settings.region),
-            world_mod.event_source_configurations(world, self.settings.region),
-        )
+        sources = world_mod.event_sources(world, self.settings.region)
+        self.routes.publish_event_sources(sources)
         self.routes.mark_synced()
         self._published = set(world.functions)
-        await self._write_statuses(world, plans.functions, plans.refused)
+        await self._write_statuses(world, plans.functions, plans.refused, sources)
         for key in list(self._failures):
             if key not in desired:
                 del self._failures[key]
@@ -401,6 +397,7 @@ class Controller:
         world: World,
         plans: dict[tuple[str, str], aliases_mod.FunctionPlan],
         refused: dict[tuple[str, str], str],
+        sources: list[EventSource],
     ) -> None:
         running = self.platform.running()
         for key, fn in world.functions.items():
@@ -421,10 +418,10 @@ class Controller:
                     warning=refused.get(key) or (plans[key].problem or (None, None))[1],
                 ),
             )
+        by_key = {(s.namespace, s.name): s for s in sources}
         for esm in world.event_sources:
-            problem = world_mod.event_source_problem(world, esm)
-            status = status_mod.event_source_status(esm, problem, self.settings.region)
-            await self.store.set_status(esm, status)
+            source = by_key[(esm.namespace, esm.name)]
+            await self.store.set_status(esm, status_mod.event_source_status(esm, source))
         for key, plan_ in plans.items():
             for a in plan_.aliases:
                 await self.store.set_status(a.obj, self._alias_status(key, a, plan_))

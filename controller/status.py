@@ -10,9 +10,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any, Protocol
 
-from klambda.controller.api.arn import account_for, function_arn, queue_arn
 from klambda.controller.api.objects import ApiObject
-from klambda.controller.api.routes import LATEST
+from klambda.controller.api.routes import EventSource
 
 if TYPE_CHECKING:
     from klambda.controller.publishing import Assignment
@@ -172,12 +171,10 @@ def alias_status(
 
 
 def event_source_status(
-    obj: ApiObject, problem: tuple[str, str] | None, region: str, now: str | None = None
+    obj: ApiObject, source: EventSource, now: str | None = None
 ) -> dict[str, Any]:
-    spec = obj.spec
-    enabled = bool(spec.enabled)
-    account = account_for(obj.namespace)
-    qualifier = spec.qualifier if spec.qualifier != LATEST else None
+    enabled = bool(obj.spec.enabled)
+    problem = source.problem
     if problem is not None:
         status, (reason, message) = "False", problem
     elif enabled:
@@ -192,6 +189,6 @@ def event_source_status(
             )
         ],
         "state": "Enabled" if enabled else "Disabled",
-        "eventSourceArn": queue_arn(region, account, spec.queue.name),
-        "functionArn": function_arn(region, account, spec.function_name, qualifier),
+        "eventSourceArn": source.configuration["EventSourceArn"],
+        "functionArn": source.configuration["FunctionArn"],
     }

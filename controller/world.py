@@ -19,6 +19,7 @@ from klambda.controller.api.policy import parse_policy
 from klambda.controller.api.routes import (
     LATEST,
     AliasRoute,
+    EventSource,
     EventSourceRoute,
     FunctionRoute,
     VersionTarget,
@@ -267,54 +268,51 @@ def event_source_problem(world: World, obj: ApiObject) -> tuple[str, str] | None
     return None
 
 
-def event_source_routes(world: World, region: str) -> list[EventSourceRoute]:
-    """The mappings the gateway's pollers must run: enabled, with a function to deliver to."""
+def event_sources(world: World, region: str) -> list[EventSource]:
+    """Every mapping with its problem, poller route and Lambda configuration, in name order."""
     out = []
-    for obj in world.event_sources:
-        spec: EventSourceMappingSpec = obj.spec
-        if not spec.enabled or event_source_problem(world, obj) is not None:
-            continue
-        q = spec.queue
-        out.append(
-            EventSourceRoute(
-                namespace=obj.namespace,
-                name=obj.name,
-                function=spec.function_name,
-                qualifier=spec.qualifier,
-                queue_key=queue_key(obj.namespace, q.name),
-                queue_arn=queue_arn(region, account_for(obj.namespace), q.name),
-                batch_size=spec.batch_size,
-                batching_window=float(spec.maximum_batching_window_in_seconds),
-                visibility_timeout=float(q.visibility_timeout),
-                max_receive_count=q.max_receive_count,
-                dead_letter_key=(
-                    queue_key(obj.namespace, q.dead_letter_queue) if q.dead_letter_queue else None
-                ),
-                report_failures="ReportBatchItemFailures" in spec.function_response_types,
-                region=region,
-                concurrency=(
-                    spec.scaling_config.maximum_concurrency
-                    if spec.scaling_config
-                    else DEFAULT_BATCHES_IN_FLIGHT
-                ),
-            )
-        )
-    return out
-
-
-def event_source_configurations(world: World, region: str) -> dict[str, list[dict[str, Any]]]:
-    out: dict[str, list[dict[str, Any]]] = {}
     for obj in sorted(world.event_sources, key=lambda o: (o.namespace, o.name)):
-        out.setdefault(obj.namespace, []).append(event_source_configuration(obj, world, region))
+        problem = event_source_problem(world, obj)
+        route = _poller_route(obj, region) if obj.spec.enabled and problem is None else None
+        config = _mapping_configuration(obj, problem, region)
+        out.append(EventSource(obj.namespace, obj.name, problem, route, config))
     return out
 
 
-def event_source_configuration(obj: ApiObject, world: World, region: str) -> dict[str, Any]:
-    """Lambda's EventSourceMappingConfiguration of a mapping (the read-only control plane)."""
+def _poller_route(obj: ApiObject, region: str) -> EventSourceRoute:
+    spec: EventSourceMappingSpec = obj.spec
+    q = spec.queue
+    return EventSourceRoute(
+        namespace=obj.namespace,
+        name=obj.name,
+        function=spec.function_name,
+        qualifier=spec.qualifier,
+        queue_key=queue_key(obj.namespace, q.name),
+        queue_arn=queue_arn(region, account_for(obj.namespace), q.name),
+        batch_size=spec.batch_size,
+        batching_window=float(spec.maximum_batching_window_in_seconds),
+        visibility_timeout=float(q.visibility_timeout),
+        max_receive_count=q.max_receive_count,
+        dead_letter_key=(
+            queue_key(obj.namespace, q.dead_letter_queue) if q.dead_letter_queue else None
+        ),
+        report_failures="ReportBatchItemFailures" in spec.function_response_types,
+        region=region,
+        concurrency=(
+            spec.scaling_config.maximum_concurrency
+            if spec.scaling_config
+            else DEFAULT_BATCHES_IN_FLIGHT
+        ),
+    )
+
+
+def _mapping_configuration(
+    obj: ApiObject, problem: tuple[str, str] | None, region: str
+) -> dict[str, Any]:
+    """Lambda's EventSourceMappingConfiguration of a mapping."""
     spec: EventSourceMappingSpec = obj.spec
     account = account_for(obj.namespace)
     qualifier = spec.qualifier if spec.qualifier != LATEST else None
-    problem = event_source_problem(world, obj)
     created = str(obj.manifest["metadata"].get("creationTimestamp", ""))
     out: dict[str, Any] = {
         "UUID": str(obj.manifest["metadata"].get("uid", "")),

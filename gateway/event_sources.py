@@ -209,8 +209,7 @@ class QueuePoller:
         return out
 
     async def _redrive(self, dead: list[Message]) -> None:
-        """To the dead-letter queue first, then off this one: a crash between the two steps
-        delivers a message twice, never loses it."""
+        """Onto the dead-letter queue and off this one in one MULTI/EXEC: both or neither."""
         assert self.route.dead_letter_key is not None
         async with self.client.pipeline(transaction=True) as pipe:
             for m in dead:

@@ -128,10 +128,7 @@ class KubeView:
         for key in self._published - set(world.functions):
             self.table.withdraw(*key)
         self._published = set(world.functions)
-        self.table.publish_event_sources(
-            world_mod.event_source_routes(world, self.context.region),
-            world_mod.event_source_configurations(world, self.context.region),
-        )
+        self.table.publish_event_sources(world_mod.event_sources(world, self.context.region))
 
     # ------------------------------------------------------------------ scaling (activator)
 

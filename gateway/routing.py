@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 from klambda.controller.api.arn import account_for
-from klambda.controller.api.routes import EventSourceRoute, FunctionRoute
+from klambda.controller.api.routes import EventSource, EventSourceRoute, FunctionRoute
 
 
 class RoutingTable:
@@ -36,13 +36,14 @@ class RoutingTable:
             (old.reserved_concurrency or 0) if old else 0
         )
 
-    def publish_event_sources(
-        self, routes: list[EventSourceRoute], configurations: dict[str, list[dict[str, Any]]]
-    ) -> None:
+    def publish_event_sources(self, sources: list[EventSource]) -> None:
         """Replaces every event source mapping at once (the platform knows them all): the
         pollers' routes, and each mapping's Lambda configuration by namespace, enabled or not."""
-        self._event_source_configs = configurations
-        new = tuple(sorted(routes, key=lambda r: (r.namespace, r.name)))
+        configs: dict[str, list[dict[str, Any]]] = {}
+        for source in sources:
+            configs.setdefault(source.namespace, []).append(source.configuration)
+        self._event_source_configs = configs
+        new = tuple(s.route for s in sources if s.route is not None)
         if new != self._event_sources:
             self._event_sources = new
             self.event_sources_changed.set()

@@ -1,14 +1,14 @@
 """``klambda gateway``: the gateway as its own process, routing by what the cluster holds.
 
 Entry point only: wires the Kubernetes view (routes, scaling), principals from Secrets and
-ServiceAccount tokens, and the application; stops cleanly on SIGTERM.
+ServiceAccount tokens, and the application; stops cleanly once ``stop`` is set (the CLI sets it
+on SIGINT/SIGTERM).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 
 from aiohttp import web
 
@@ -64,21 +64,3 @@ async def run(
         await asyncio.gather(*informers, return_exceptions=True)
         await view.stop()
         await client.close()
-
-
-def main(
-    settings: GatewaySettings,
-    kubeconfig: str | None,
-    namespaces: list[str] | None,
-    public_url: str,
-) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-
-    async def wired() -> int:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        return await run(settings, kubeconfig, namespaces, public_url, stop)
-
-    return asyncio.run(wired())

@@ -117,3 +117,17 @@ class EventSourceRoute:
     region: str = "us-east-1"
     concurrency: int = 5
     """Batches in flight at once (pollers sharing the queue's consumer group)."""
+
+
+@dataclass(frozen=True)
+class EventSource:
+    """One EventSourceMapping as the platform sees it in a pass, worked out once."""
+
+    namespace: str
+    name: str
+    problem: tuple[str, str] | None
+    """Why it cannot deliver (reason, message); None when it can."""
+    route: EventSourceRoute | None
+    """What the gateway's pollers run; None when disabled or it cannot deliver."""
+    configuration: dict[str, Any]
+    """Lambda's EventSourceMappingConfiguration (the read-only control plane, and status)."""

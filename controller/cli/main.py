@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
+import signal
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from klambda.controller.cli import commands
@@ -198,26 +201,39 @@ COMMANDS = {
 }
 
 
+def _until_signalled(run: Callable[[asyncio.Event], Awaitable[int]]) -> int:
+    """Runs a long-lived component until SIGINT or SIGTERM sets its stop event."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+    async def wired() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        return await run(stop)
+
+    return asyncio.run(wired())
+
+
 def _operator(args: argparse.Namespace) -> int:
     from klambda.controller.kube.operator import OperatorSettings
-    from klambda.controller.kube.operator import main as operator_main
+    from klambda.controller.kube.operator import run as run_operator
 
-    return operator_main(
-        OperatorSettings(
-            kubeconfig=args.kubeconfig,
-            namespaces=args.namespaces,
-            lease_namespace=args.lease_namespace,
-            gateway_url=args.gateway_url,
-            region=args.region,
-            api_qps=args.api_qps,
-            api_burst=args.api_burst,
-        )
+    settings = OperatorSettings(
+        kubeconfig=args.kubeconfig,
+        namespaces=args.namespaces,
+        lease_namespace=args.lease_namespace,
+        gateway_url=args.gateway_url,
+        region=args.region,
+        api_qps=args.api_qps,
+        api_burst=args.api_burst,
     )
+    return _until_signalled(lambda stop: run_operator(settings, stop))
 
 
 def _gateway(args: argparse.Namespace) -> int:
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
-    from klambda.gateway.serve import main as gateway_main
+    from klambda.gateway.serve import run as run_gateway
     from klambda.gateway.settings import GatewaySettings
 
     settings = GatewaySettings(
@@ -228,7 +244,9 @@ def _gateway(args: argparse.Namespace) -> int:
         concurrency_limit=args.concurrency_limit,
         keep_warm=args.keep_warm,
     )
-    return gateway_main(settings, args.kubeconfig, args.namespaces, args.public_url)
+    return _until_signalled(
+        lambda stop: run_gateway(settings, args.kubeconfig, args.namespaces, args.public_url, stop)
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,7 +2,8 @@
 
 Wires the informer-backed store, the Kubernetes platform and the shared reconcile loop behind
 leader election (several replicas, one active); stops acting the moment leadership is lost and
-shuts down cleanly on SIGTERM. Entry points only wire: the logic lives in the controller.
+shuts down cleanly once ``stop`` is set (the CLI sets it on SIGINT/SIGTERM). Entry points only
+wire: the logic lives in the controller.
 """
 
 from __future__ import annotations
@@ -11,14 +12,13 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 import socket
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from klambda.controller.api.routes import LATEST, EventSourceRoute, FunctionRoute
+from klambda.controller.api.routes import LATEST, EventSource, FunctionRoute
 from klambda.controller.controller import Controller, ControllerSettings
 from klambda.controller.kube import names
 from klambda.controller.kube.builders import KubeSettings
@@ -64,9 +64,7 @@ class NoRoutes:
 
     def withdraw(self, namespace: str, name: str) -> None: ...
 
-    def publish_event_sources(
-        self, routes: list[EventSourceRoute], configurations: dict[str, list[dict[str, Any]]]
-    ) -> None: ...
+    def publish_event_sources(self, sources: list[EventSource]) -> None: ...
 
     def mark_synced(self) -> None: ...
 
@@ -151,16 +149,3 @@ async def run(settings: OperatorSettings, stop: asyncio.Event | None = None) -> 
             await leader.release()
         await store.stop()
         await client.close()
-
-
-def main(settings: OperatorSettings) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-
-    async def wired() -> int:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        return await run(settings, stop)
-
-    return asyncio.run(wired())

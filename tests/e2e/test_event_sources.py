@@ -88,13 +88,16 @@ def queue_client(platform: Platform) -> redis.Redis:
 
 
 def test_messages_are_delivered_in_batches_and_deleted(platform: Platform, tmp_path: Path) -> None:
-    out = deploy(platform, tmp_path, "batcher", {"name": "orders"}, batch=20, window=1)
     r = queue_client(platform)
     key = "klambda:queue:default:orders"
+    r.xadd(key, {"body": "early"})  # sent before any mapping reads the queue
+    out = deploy(platform, tmp_path, "batcher", {"name": "orders"}, batch=20, window=1)
     for i in range(12):
         r.xadd(key, {"body": f"order-{i}"})
-    records = until(lambda: len(seen(out)) >= 12 and seen(out))
-    assert sorted(x["body"] for x in records) == sorted(f"order-{i}" for i in range(12))
+    records = until(lambda: len(seen(out)) >= 13 and seen(out))
+    assert sorted(x["body"] for x in records) == sorted(
+        ["early", *(f"order-{i}" for i in range(12))]
+    )
     assert max(x["n"] for x in records) > 1  # batched (the window let them gather)
     assert records[0]["arn"].startswith("arn:aws:sqs:us-east-1:") and records[0]["arn"].endswith(
         ":orders"

@@ -96,12 +96,17 @@ def test_pollers_run_enabled_mappings_of_existing_functions() -> None:
             esm(qualifier="live"),
         ],
     )
-    (route,) = world_mod.event_source_routes(world, "eu-west-1")
+    sources = world_mod.event_sources(world, "eu-west-1")
+    (route,) = [s.route for s in sources if s.route is not None]
     assert route.queue_key == "klambda:queue:default:q"
     assert route.queue_arn.startswith("arn:aws:sqs:eu-west-1:")
-    problems = [world_mod.event_source_problem(world, o) for o in world.event_sources]
+    problems = [s.problem for s in sources]
     assert problems[2] == ("FunctionNotFound", 'Function "nobody" not found')
     assert problems[3] == ("QualifierNotFound", "fn has no version or alias 'live'")
+    configs = [s.configuration for s in sources]
+    assert [c["State"] for c in configs] == ["Enabled", "Disabled", "Enabled", "Enabled"]
+    assert configs[2]["LastProcessingResult"] == 'PROBLEM: Function "nobody" not found'
+    assert configs[0]["EventSourceArn"] == route.queue_arn
 
 
 @pytest.mark.parametrize(
