@@ -86,6 +86,43 @@ class ShimHandle:
         return "".join(p.read_text() for p in files)
 
 
+async def start_shim(
+    config_path: Path,
+    *,
+    env: dict[str, str] | None = None,
+    stdout: Any = None,
+    stderr: Any = asyncio.subprocess.DEVNULL,
+) -> tuple[asyncio.subprocess.Process, int]:
+    """``python -m klambda.shim`` with its ready report on a pipe, as the platforms start it;
+    returns the process and the pipe's read end (for ``read_report``)."""
+    read_fd, write_fd = os.pipe()
+    try:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "klambda.shim",
+            str(config_path),
+            "--ready-fd",
+            str(write_fd),
+            pass_fds=(write_fd,),
+            env=env,
+            stdout=stdout or asyncio.subprocess.DEVNULL,
+            stderr=stderr,
+        )
+    finally:
+        os.close(write_fd)
+    return process, read_fd
+
+
+async def read_report(read_fd: int, timeout: float | None = 30) -> dict[str, Any] | None:
+    """The shim's one-line ready report (port, or error); None if it exited without one."""
+    try:
+        line = await asyncio.wait_for(asyncio.to_thread(os.read, read_fd, 4096), timeout)
+    finally:
+        os.close(read_fd)
+    return dict(json.loads(line)) if line else None
+
+
 @asynccontextmanager
 async def running_shim(
     config: ShimConfig, tmp: Path, stdout: Path | None = None
@@ -94,25 +131,11 @@ async def running_shim(
     goes to ``stdout`` when given."""
     path = tmp / "shim.json"
     path.write_text(config.to_json())
-    read_fd, write_fd = os.pipe()
     out = stdout.open("wb") if stdout else None
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "klambda.shim",
-        str(path),
-        "--ready-fd",
-        str(write_fd),
-        pass_fds=(write_fd,),
-        stdout=out or asyncio.subprocess.DEVNULL,
-        stderr=None,
-    )
+    process, read_fd = await start_shim(path, stdout=out, stderr=None)
     if out:
         out.close()
-    os.close(write_fd)
-    line = await asyncio.wait_for(asyncio.to_thread(os.read, read_fd, 4096), 30)
-    os.close(read_fd)
-    report = json.loads(line)
+    report = await read_report(read_fd) or {"error": "the shim exited before reporting"}
     if "error" in report:
         await process.wait()
         raise RuntimeError(report["error"])

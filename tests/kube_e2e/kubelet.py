@@ -25,7 +25,6 @@ import os
 import secrets
 import shutil
 import signal
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ import aiohttp
 from klambda.controller.kube import names
 from klambda.controller.kube.client import KubeClient, KubeError, NotFound, path_for
 from klambda.controller.kube.informer import Informer
+from tests.helpers import read_report, start_shim
 
 _addresses = itertools.count(2)
 # Pod IPs are 127.<a>.<b>.<n>, a and b from the process id: test runs side by side (xdist, two
@@ -214,28 +214,13 @@ class ProcessKubelet:
         path = root / "shim.json"
         path.write_text(json.dumps(config))
         env = {**os.environ, **await self._env(pod.namespace, spec["containers"][0])}
-        read_fd, write_fd = os.pipe()
-        pod.process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "klambda.shim",
-            str(path),
-            "--ready-fd",
-            str(write_fd),
-            pass_fds=(write_fd,),
-            env=env,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-        os.close(write_fd)
+        pod.process, read_fd = await start_shim(path, env=env)
         try:
-            line = await asyncio.to_thread(os.read, read_fd, 4096)
+            report = await read_report(read_fd, timeout=None)  # a pod may take its time
         except asyncio.CancelledError:
             await self._kill(pod)
             raise
-        finally:
-            os.close(read_fd)
-        if not line or "port" not in json.loads(line):
+        if not report or "port" not in report:
             return
         for container in spec["containers"][1:]:
             env = await self._env(pod.namespace, container)
