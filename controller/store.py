@@ -9,13 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import logging
 import time
 import uuid
 from typing import Any, Literal, Protocol
 
-from klambda.controller.api.objects import ApiObject
-from klambda.controller.api.schema import FieldError, camel
+from klambda.controller.api.objects import ApiObject, parse_object
+from klambda.controller.api.schema import FieldError, ValidationError, camel
 from klambda.controller.api.types import IMMUTABLE_VERSION_FIELDS
+from klambda.controller.persistence import Key, Row, StateFile
+
+log = logging.getLogger(__name__)
+
+BOOKKEEPING = ("uid", "generation", "creationTimestamp", "resourceVersion")
 
 ApplyResult = Literal["created", "configured", "unchanged"]
 
@@ -42,11 +48,37 @@ def _now() -> str:
 
 
 class ObjectStore:
-    def __init__(self) -> None:
+    """Objects in memory, written through to ``state`` (when given) before a change returns."""
+
+    def __init__(self, state: StateFile | None = None) -> None:
         self._objects: dict[tuple[str, str, str], ApiObject] = {}
         self._resource_version = 0
         self._revision = 0
         self._changed = asyncio.Condition()
+        self._state = state
+        if state is not None:
+            self._restore(state)
+
+    def _restore(self, state: StateFile) -> None:
+        rows, self._resource_version = state.load()
+        for row in rows:
+            try:
+                obj = parse_object(row.manifest)
+            except ValidationError as e:  # kept in the file, not served: say so, lose nothing
+                log.error("stored %s %s/%s no longer validates: %s", *row.key, e)
+                continue
+            meta = row.manifest.get("metadata", {})
+            obj.manifest["metadata"].update({k: meta[k] for k in BOOKKEEPING if k in meta})
+            obj.status = row.status
+            self._objects[obj.key] = obj
+        if rows:
+            log.info("restored %d objects from %s", len(self._objects), state.path)
+
+    async def _save(self, changed: list[ApiObject], deleted: list[Key] | None = None) -> None:
+        if self._state is None:
+            return
+        rows = [Row(o.key, o.manifest, o.status) for o in changed]
+        await self._state.put(rows, deleted or [], self._resource_version)
 
     @property
     def revision(self) -> int:
@@ -83,6 +115,7 @@ class ObjectStore:
                 resourceVersion=self._bump(),
             )
             self._objects[obj.key] = obj
+            await self._save([obj])
             await self._notify()
             return obj, "created"
         old_meta = existing.manifest["metadata"]
@@ -104,6 +137,7 @@ class ObjectStore:
         )
         obj.status = existing.status
         self._objects[obj.key] = obj
+        await self._save([obj])
         await self._notify()
         return obj, "configured"
 
@@ -124,12 +158,15 @@ class ObjectStore:
         obj = self._objects.pop((kind, namespace, name), None)
         if obj is None:
             raise NotFound(f'{kind.lower()} "{name}" not found in namespace "{namespace}"')
+        deleted = [obj.key]
         if kind == "Function":
             for key, dep in list(self._objects.items()):
                 owned = dep.kind in ("Version", "Alias") and dep.namespace == namespace
                 if owned and dep.spec.function_name == name:
                     del self._objects[key]
+                    deleted.append(key)
         self._bump()
+        await self._save([], deleted)
         await self._notify()
         return obj
 
@@ -156,6 +193,7 @@ class ObjectStore:
             return
         current.status = copy.deepcopy(status)
         current.manifest["metadata"]["resourceVersion"] = self._next_resource_version()
+        await self._save([current])
 
 
 def _content(manifest: dict[str, Any]) -> Any:

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from klambda.controller.api.lifecycle import die_with_parent
 from klambda.controller.api.shim_config import ShimConfig
 from klambda.shim import errors, logs
 from klambda.shim.runtimes import execution_env
@@ -141,6 +142,10 @@ class Environment:
             stdin=asyncio.subprocess.DEVNULL,
             stdout=self.stream.fd,
             stderr=self.stream.fd,
+            # its own process group, so a kill takes whatever it started as well; and it
+            # dies with the shim even if the shim is killed outright
+            start_new_session=True,
+            preexec_fn=die_with_parent(),
         )
         _limit_memory(self.process.pid, self.config.memory_size)
         with contextlib.suppress(OSError):
@@ -192,8 +197,7 @@ class Environment:
                 self.on_abandon()
         self.state = State.DEAD
         if self.process is not None and self.process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.process.send_signal(signal.SIGKILL)
+            _kill_group(self.process)
         if self._exited is not None:
             await self._exited
         if self._waiter is not None and not self._waiter.done():
@@ -292,8 +296,7 @@ class Environment:
         """
         if self.max_memory_used_mb() > self.config.memory_size and self.process is not None:
             self._oom = True
-            with contextlib.suppress(ProcessLookupError):
-                self.process.send_signal(signal.SIGKILL)
+            _kill_group(self.process)
 
     def _deliver(self, inv: Invocation) -> None:
         """Hands the event to the runtime's pending ``/next``, or keeps it for the next one.
@@ -407,3 +410,15 @@ def _limit_memory(pid: int, memory_mb: int) -> None:
     limit = (memory_mb + ADDRESS_SPACE_OVERHEAD_MB) * 1024 * 1024
     with contextlib.suppress(ProcessLookupError, PermissionError):
         resource.prlimit(pid, resource.RLIMIT_AS, (limit, limit))
+
+
+def _kill_group(process: asyncio.subprocess.Process) -> None:
+    """SIGKILL to the runtime's process group (it leads one): helpers it forked go too.
+
+    Once the runtime is reaped its pid may belong to someone else: then nothing is sent."""
+    if process.returncode is not None:
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        process.send_signal(signal.SIGKILL)

@@ -17,6 +17,7 @@ from typing import Any
 
 import grpc
 
+from klambda.controller.api.lifecycle import die_with_parent
 from klambda.controller.api.shim_config import ShimConfig
 from klambda.gateway.shim_client import ShimClient
 from klambda.protos import shim_pb2, shim_pb2_grpc
@@ -108,6 +109,7 @@ async def start_shim(
             env=env,
             stdout=stdout or asyncio.subprocess.DEVNULL,
             stderr=stderr,
+            preexec_fn=die_with_parent(),  # a killed test run leaks no shims
         )
     finally:
         os.close(write_fd)

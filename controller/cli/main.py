@@ -53,6 +53,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="regional limit on invocations in flight (default %(default)s)",
     )
+    up.add_argument(
+        "--shutdown-grace",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="on Ctrl-C, how long in-flight invocations get to finish; "
+        "a second Ctrl-C skips it (default %(default)s)",
+    )
 
     a = sub.add_parser("apply", parents=[common], help="create or update objects from manifests")
     a.add_argument("-f", "--filename", action="append", required=True, help="file or directory")
@@ -170,6 +178,7 @@ def _up(args: argparse.Namespace) -> int:
         region=args.region,
         idle_timeout=args.keep_warm,
         concurrency_limit=args.concurrency_limit,
+        shutdown_grace=args.shutdown_grace,
     )
     if args.concurrency_limit < 100:
         print(

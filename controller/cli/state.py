@@ -76,10 +76,15 @@ class PlatformState:
 
 
 def pid_alive(pid: int) -> bool:
+    """The process lives and is klambda (after a crash the pid may belong to another program)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:  # no /proc here: the signal test is all there is
+        return True
+    return b"klambda" in cmdline

@@ -12,7 +12,6 @@ import contextlib
 import logging
 import os
 import secrets
-import signal
 import socket
 import sys
 from dataclasses import dataclass
@@ -22,11 +21,14 @@ from typing import TextIO
 from aiohttp import web
 
 from klambda.controller.admin import create_admin_app
+from klambda.controller.api.iam import AccessKey
 from klambda.controller.api.manifest import ManifestError, load_documents
 from klambda.controller.api.objects import ApiObject, parse_object
 from klambda.controller.api.schema import ValidationError
+from klambda.controller.cli.shutdown import Shutdown
 from klambda.controller.cli.state import NotRunning, PlatformState
 from klambda.controller.controller import Controller, ControllerSettings
+from klambda.controller.persistence import StateFile
 from klambda.controller.platform.iam_local import FileDirectory
 from klambda.controller.platform.local import LocalPlatform
 from klambda.controller.platform.redis_server import EmbeddedRedis, RedisUnavailable, ping
@@ -48,6 +50,8 @@ class UpOptions:
     region: str = "us-east-1"
     idle_timeout: float = 300.0
     concurrency_limit: int = 1000
+    shutdown_grace: float = 10.0
+    """Seconds in-flight invocations get to finish after Ctrl-C (a second Ctrl-C skips it)."""
 
 
 class UpError(Exception):
@@ -102,8 +106,12 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def _serve(app: web.Application, sock: socket.socket) -> web.AppRunner:
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+async def _serve(
+    app: web.Application, sock: socket.socket, shutdown_timeout: float
+) -> web.AppRunner:
+    runner = web.AppRunner(
+        app, access_log=None, handle_signals=False, shutdown_timeout=shutdown_timeout
+    )
     await runner.setup()
     await web.SockSite(runner, sock).start()
     return runner
@@ -116,8 +124,11 @@ def _display_host(host: str) -> str:
 async def run(options: UpOptions, out: TextIO = sys.stdout) -> int:
     """Runs the platform until SIGINT/SIGTERM; returns the exit code."""
     data_dir = options.data_dir.expanduser().resolve()
-    with contextlib.suppress(NotRunning):
+    try:
         running = PlatformState.find(data_dir)
+    except NotRunning:  # a file left by a killed run points nowhere: drop it
+        PlatformState.path(data_dir).unlink(missing_ok=True)
+    else:
         raise UpError(
             f"klambda is already running for {data_dir} (pid {running.pid}, "
             f"{running.gateway_url}); stop it first or pass another --data-dir"
@@ -127,7 +138,25 @@ async def run(options: UpOptions, out: TextIO = sys.stdout) -> int:
     _setup_logging(data_dir)
     directory = FileDirectory(data_dir / "iam.json")
     admin_key = directory.ensure_admin()
+    shutdown = Shutdown(options.shutdown_grace, out)
+    shutdown.install(asyncio.get_running_loop())
+    await _run(options, objects, data_dir, directory, admin_key, shutdown, out)
+    # The backstop stays armed through the interpreter's own teardown (gRPC's and the
+    # loop's exit hooks), so even a hang there ends within the bound.
+    shutdown.step = "interpreter exit"
+    return 0
 
+
+async def _run(
+    options: UpOptions,
+    objects: list[ApiObject],
+    data_dir: Path,
+    directory: FileDirectory,
+    admin_key: AccessKey,
+    shutdown: Shutdown,
+    out: TextIO,
+) -> None:
+    step = shutdown.named
     async with contextlib.AsyncExitStack() as stack:
         if options.redis_url:
             try:
@@ -140,7 +169,7 @@ async def run(options: UpOptions, out: TextIO = sys.stdout) -> int:
                 redis = await EmbeddedRedis.start(data_dir / "redis")
             except RedisUnavailable as e:
                 raise UpError(str(e)) from e
-            stack.push_async_callback(redis.stop)
+            stack.push_async_callback(step("the embedded Redis", redis.stop))
             redis_url = redis.url
 
         gateway_sock = _listen(options.host, options.port)
@@ -151,9 +180,11 @@ async def run(options: UpOptions, out: TextIO = sys.stdout) -> int:
         stack.callback(admin_sock.close)
 
         table = RoutingTable()
-        store = ObjectStore()
+        state_file = StateFile.open(data_dir / "state" / "objects.db")
+        stack.callback(state_file.close)
+        store = ObjectStore(state_file)
         platform = LocalPlatform(data_dir / "run", data_dir / "code")
-        stack.push_async_callback(platform.close)
+        stack.push_async_callback(step("function processes", platform.close))
         controller = Controller(
             store,
             platform,
@@ -177,12 +208,18 @@ async def run(options: UpOptions, out: TextIO = sys.stdout) -> int:
             async_consumer="klambda-up",
         )
         gateway = await _serve(
-            create_app(gateway_settings, table, directory, controller), gateway_sock
+            create_app(gateway_settings, table, directory, controller),
+            gateway_sock,
+            shutdown_timeout=options.shutdown_grace,
         )
-        stack.push_async_callback(gateway.cleanup)
+        stack.push_async_callback(
+            step("in-flight invocations (the gateway)", gateway.cleanup, drain=True)
+        )
         token = secrets.token_urlsafe(32)
-        admin = await _serve(create_admin_app(store, token, directory), admin_sock)
-        stack.push_async_callback(admin.cleanup)
+        admin = await _serve(
+            create_admin_app(store, token, directory), admin_sock, shutdown_timeout=1.0
+        )
+        stack.push_async_callback(step("the admin API", admin.cleanup))
         admin_port = admin_sock.getsockname()[1]
         for obj in objects:
             await store.apply(obj)
@@ -197,7 +234,7 @@ async def run(options: UpOptions, out: TextIO = sys.stdout) -> int:
             with contextlib.suppress(asyncio.CancelledError):
                 await loop_task
 
-        stack.push_async_callback(stop_controller)
+        stack.push_async_callback(step("the controller", stop_controller))
 
         state = PlatformState(
             pid=os.getpid(),
@@ -214,13 +251,13 @@ async def run(options: UpOptions, out: TextIO = sys.stdout) -> int:
         stack.callback(state.remove)
         _print_summary(out, state, store)
 
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
-        print("\nstopping klambda ...", file=out, flush=True)
-    return 0
+        await shutdown.requested.wait()
+        print(
+            f"\nstopping klambda (in-flight invocations get {options.shutdown_grace:g}s; "
+            "Ctrl-C again to skip) ...",
+            file=out,
+            flush=True,
+        )
 
 
 def _print_summary(out: TextIO, state: PlatformState, store: ObjectStore) -> None:

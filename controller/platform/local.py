@@ -22,6 +22,7 @@ from typing import BinaryIO
 
 import grpc
 
+from klambda.controller.api.lifecycle import die_with_parent
 from klambda.controller.api.shim_config import ShimConfig
 from klambda.controller.api.types import Code, FunctionSpec, SecretKeyRef
 from klambda.controller.code import CodeBundle, CodeChanged, CodeFetchFailed, prepare_local
@@ -62,7 +63,7 @@ class LocalPlatform:
     python: str = sys.executable
     on_change: Callable[[], None] = lambda: None
     _current: dict[ShimKey, ShimProcess] = field(default_factory=dict)
-    _retiring: set[asyncio.Task[None]] = field(default_factory=set)
+    _retiring: dict[asyncio.Task[None], ShimProcess] = field(default_factory=dict)
 
     def running(self) -> dict[ShimKey, RunningShim]:
         return {
@@ -142,11 +143,17 @@ class LocalPlatform:
         )
 
     async def close(self) -> None:
+        """Stops every shim now (SIGINT; SIGKILL after STOP_TIMEOUT), retiring ones included:
+        a retiring shim's drain may be as long as its function's timeout, and shutdown of
+        the whole platform must not wait for that (the gateway has drained already)."""
         shims = list(self._current.values())
         self._current.clear()
+        retiring = dict(self._retiring)
+        for task in retiring:
+            task.cancel()
+        await asyncio.gather(*retiring, return_exceptions=True)
+        shims += retiring.values()
         await asyncio.gather(*(self._terminate(s, grace=STOP_TIMEOUT, drain=False) for s in shims))
-        if self._retiring:
-            await asyncio.gather(*self._retiring, return_exceptions=True)
 
     # ------------------------------------------------------------------ processes
 
@@ -174,6 +181,7 @@ class LocalPlatform:
                 stderr=out,
                 pass_fds=(write_fd,),
                 start_new_session=True,  # Ctrl-C reaches `klambda up`, which stops shims in order
+                preexec_fn=die_with_parent(),  # and if `klambda up` is killed, they go too
             )
         finally:
             os.close(write_fd)
@@ -219,8 +227,13 @@ class LocalPlatform:
 
     def _retire(self, shim: ShimProcess) -> None:
         task = asyncio.create_task(self._drain(shim), name=f"retire-shim-{shim.process.pid}")
-        self._retiring.add(task)
-        task.add_done_callback(self._retiring.discard)
+        self._retiring[task] = shim
+        task.add_done_callback(self._retired)
+
+    def _retired(self, task: asyncio.Task[None]) -> None:
+        self._retiring.pop(task, None)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("retiring a shim failed", exc_info=task.exception())
 
     async def _drain(self, shim: ShimProcess) -> None:
         await asyncio.sleep(self.drain_delay)

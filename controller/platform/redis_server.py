@@ -18,6 +18,8 @@ from typing import BinaryIO
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from klambda.controller.api.lifecycle import die_with_parent
+
 START_TIMEOUT = 10.0
 
 
@@ -93,6 +95,7 @@ class EmbeddedRedis:
                 stdout=log,
                 stderr=log,
                 start_new_session=True,
+                preexec_fn=die_with_parent(),  # never outlives klambda up, even if it is killed
             )
         finally:
             log.close()

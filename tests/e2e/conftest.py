@@ -124,13 +124,21 @@ def start_platform(tmp: Path, *files: str, extra: tuple[str, ...] = ()) -> Platf
     platform = Platform(process, data_dir, port)
     state = data_dir / "run" / "platform.json"
     try:
-        wait_until(lambda: state.exists() or process.poll() is not None, timeout=60)
+        wait_until(lambda: _written_by(state, process.pid) or process.poll() is not None, 60)
     except AssertionError:
         stop_platform(platform)
         raise
     if process.poll() is not None:
         raise RuntimeError(f"klambda up exited: {stop_platform(platform)}")
     return platform
+
+
+def _written_by(state: Path, pid: int) -> bool:
+    """The platform file is this process's (not one a killed run left behind)."""
+    try:
+        return bool(json.loads(state.read_text())["pid"] == pid)
+    except (OSError, ValueError, KeyError):
+        return False
 
 
 def stop_platform(platform: Platform) -> str:
@@ -141,8 +149,8 @@ def stop_platform(platform: Platform) -> str:
         except subprocess.TimeoutExpired:
             platform.process.kill()
             platform.process.wait()
-    if platform.process.stdout is None:
-        return ""
+    if platform.process.stdout is None or platform.process.stdout.closed:
+        return ""  # stopped and read already
     with platform.process.stdout:
         return platform.process.stdout.read()
 

@@ -31,6 +31,7 @@ from typing import Any
 
 import aiohttp
 
+from klambda.controller.api.lifecycle import die_with_parent
 from klambda.controller.kube import names
 from klambda.controller.kube.client import KubeClient, KubeError, NotFound, path_for
 from klambda.controller.kube.informer import Informer
@@ -258,6 +259,7 @@ class ProcessKubelet:
                 env=environ,
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.DEVNULL,
+                preexec_fn=die_with_parent(),
             )
             try:
                 await self._until_dead(pod, process, container, probe)
