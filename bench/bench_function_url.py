@@ -210,7 +210,7 @@ def main() -> int:
             [
                 sys.executable,
                 "-m",
-                "klambda.controller.cli.main",
+                "klambda.cli.main",
                 "up",
                 "--data-dir",
                 str(Path(tmp, "data")),
@@ -254,7 +254,7 @@ def main() -> int:
             [
                 sys.executable,
                 "-m",
-                "klambda.controller.cli.main",
+                "klambda.cli.main",
                 "up",
                 "--data-dir",
                 str(Path(tmp, "data2")),

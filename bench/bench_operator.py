@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 import yaml
 
-from klambda.controller.kube.client import KubeClient, KubeConfig, path_for
+from klambda.kube.client import KubeClient, KubeConfig, path_for
 from tests.helpers import free_port
 from tests.kube.double import KubeApiDouble
 
@@ -75,7 +75,7 @@ async def main(n: int) -> None:
         tmp = Path(tempfile.mkdtemp())
         kubeconfig = api.write_kubeconfig(tmp / "kubeconfig")
         client = KubeClient(KubeConfig.load(str(kubeconfig)))
-        cli = [sys.executable, "-m", "klambda.controller.cli.main"]
+        cli = [sys.executable, "-m", "klambda.cli.main"]
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         logs = {name: open(tmp / f"{name}.log", "w") for name in ("operator", "gateway")}  # noqa: SIM115
         operator = subprocess.Popen(

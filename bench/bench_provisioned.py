@@ -26,7 +26,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_function_url import free_port, percentile, row
 
-from klambda.controller.api import sigv4
+from klambda.api import sigv4
 
 FUNCTION = """\
 apiVersion: klambda.io/v1alpha1
@@ -133,7 +133,7 @@ def main() -> int:
             [
                 sys.executable,
                 "-m",
-                "klambda.controller.cli.main",
+                "klambda.cli.main",
                 "up",
                 "--data-dir",
                 str(data),

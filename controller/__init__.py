@@ -1,3 +1,4 @@
-"""The control plane: the API model, reconcile logic, platforms, and the ``klambda`` CLI."""
+"""The controller: reconciles Function / Version / Alias / EventSourceMapping objects into
+running environments, on the local platform (``klambda up``) or on Kubernetes (the operator)."""
 
 import klambda.protos  # noqa: F401  (gRPC fork mode, before gRPC starts)

@@ -13,9 +13,9 @@ from typing import Any
 
 from aiohttp import web
 
-from klambda.controller.api.objects import ApiObject, describe, parse_object
-from klambda.controller.api.schema import ValidationError
-from klambda.controller.api.types import API_VERSION, kind_named, name_problems
+from klambda.api.objects import ApiObject, describe, parse_object
+from klambda.api.schema import ValidationError
+from klambda.api.types import API_VERSION, kind_named, name_problems
 from klambda.controller.platform.iam_local import FileDirectory, IamError
 from klambda.controller.reconcile import latest_shim
 from klambda.controller.store import NotFound, ObjectStore
@@ -50,7 +50,8 @@ class AdminApi:
             docs = None
         if not isinstance(docs, list):
             return _status(400, "BadRequest", 'expected {"objects": [...]}')
-        parsed, errors = [], []
+        parsed: list[ApiObject] = []
+        errors: list[dict[str, Any]] = []
         for doc in docs:
             try:
                 obj = parse_object(doc)

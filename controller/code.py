@@ -23,7 +23,7 @@ from pathlib import Path, PurePosixPath
 
 import aiohttp
 
-from klambda.controller.api.types import Code
+from klambda.api.types import Code
 
 MAX_ZIP_BYTES = 250 * 1024 * 1024  # Lambda's unzipped limit, applied to the download too
 EXECUTABLE_NAMES = frozenset({"bootstrap"})

@@ -18,19 +18,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from klambda.controller import aliases as aliases_mod
-from klambda.controller import publishing
-from klambda.controller import status as status_mod
-from klambda.controller import world as world_mod
-from klambda.controller.api.arn import account_for, function_arn
-from klambda.controller.api.objects import ApiObject
-from klambda.controller.api.routes import (
+from klambda.api import aliases as aliases_mod
+from klambda.api import publishing
+from klambda.api import world as world_mod
+from klambda.api.arn import account_for, function_arn
+from klambda.api.objects import ApiObject
+from klambda.api.routes import (
     LATEST,
     EventSource,
     FunctionRoute,
 )
-from klambda.controller.api.shim_config import ShimConfig
-from klambda.controller.api.types import AliasSpec
+from klambda.api.shim_config import ShimConfig
+from klambda.api.types import AliasSpec
+from klambda.api.world import World
+from klambda.controller import status as status_mod
 from klambda.controller.code import CodeBundle
 from klambda.controller.handlers import handler_problem
 from klambda.controller.platform import Observation, Platform, StartFailed
@@ -43,7 +44,6 @@ from klambda.controller.reconcile import (
     plan,
 )
 from klambda.controller.store import Store
-from klambda.controller.world import World
 
 log = logging.getLogger(__name__)
 
@@ -193,8 +193,8 @@ class Controller:
         await self._carry_out(world, desired, plans)
         await self._observe(desired)
         self._publish_routes(world, plans)
-        for key in self._published - set(world.functions):
-            self.routes.withdraw(*key)
+        for gone in self._published - set(world.functions):
+            self.routes.withdraw(*gone)
         sources = world_mod.event_sources(world, self.settings.region)
         self.routes.publish_event_sources(sources)
         self.routes.mark_synced()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Set
 
-from klambda.controller.api.types import FunctionSpec
+from klambda.api.types import FunctionSpec
 
 
 def handler_problem(spec: FunctionSpec, files: Set[str] | None) -> str | None:

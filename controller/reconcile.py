@@ -12,10 +12,10 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from klambda.controller.api import schema
-from klambda.controller.api.objects import ApiObject
-from klambda.controller.api.routes import LATEST
-from klambda.controller.api.types import FunctionSpec
+from klambda.api import schema
+from klambda.api.objects import ApiObject
+from klambda.api.routes import LATEST
+from klambda.api.types import FunctionSpec
 
 ShimKey = tuple[str, str, str]
 """(namespace, function name, version)"""

@@ -10,11 +10,11 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any, Protocol
 
-from klambda.controller.api.objects import ApiObject
-from klambda.controller.api.routes import EventSource
+from klambda.api.objects import ApiObject
+from klambda.api.routes import EventSource
 
 if TYPE_CHECKING:
-    from klambda.controller.publishing import Assignment
+    from klambda.api.publishing import Assignment
 
 READY = "Ready"
 # Reasons
@@ -50,7 +50,9 @@ def ready_condition(
         "status": status,
         "reason": reason,
         "message": message,
-        "lastTransitionTime": (now or _now()) if changed else old["lastTransitionTime"],
+        "lastTransitionTime": (
+            (now or _now()) if old is None or changed else old["lastTransitionTime"]
+        ),
         "observedGeneration": generation,
     }
 

@@ -14,9 +14,9 @@ import time
 import uuid
 from typing import Any, Literal, Protocol
 
-from klambda.controller.api.objects import ApiObject, parse_object
-from klambda.controller.api.schema import FieldError, ValidationError, camel
-from klambda.controller.api.types import IMMUTABLE_VERSION_FIELDS
+from klambda.api.objects import ApiObject, parse_object
+from klambda.api.schema import FieldError, ValidationError, camel
+from klambda.api.types import IMMUTABLE_VERSION_FIELDS
 from klambda.controller.persistence import Key, Row, StateFile
 
 log = logging.getLogger(__name__)

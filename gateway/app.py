@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from klambda.controller.api.iam import Directory
+from klambda.api.iam import Directory
 from klambda.gateway.async_queue import AsyncQueue, Dispatcher
 from klambda.gateway.auth import Authenticator, TokenReviewer
 from klambda.gateway.control_plane import ControlPlane

@@ -25,6 +25,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from klambda.gateway.errors import LambdaError, ServiceError, TooManyRequests
 from klambda.gateway.invoking import Invocation, Invoker
+from klambda.gateway.redis_streams import claim_idle, read_group
 
 log = logging.getLogger(__name__)
 
@@ -133,14 +134,13 @@ class Dispatcher:
 
     async def _recover(self) -> None:
         """Redelivers entries this consumer took but never finished (it was stopped)."""
-        reply = await self.client.xreadgroup(GROUP, self.consumer, {STREAM: "0"}, count=1000)
-        for _, items in reply or []:
-            for entry_id, fields in items:
-                if fields:
-                    await self._slots.acquire()
-                    task = asyncio.create_task(self._deliver(entry_id, fields))
-                    self._tasks.add(task)
-                    task.add_done_callback(self._done)
+        mine = await read_group(self.client, GROUP, self.consumer, {STREAM: "0"}, count=1000)
+        for entry_id, fields in mine:
+            if fields:
+                await self._slots.acquire()
+                task = asyncio.create_task(self._deliver(entry_id, fields))
+                self._tasks.add(task)
+                task.add_done_callback(self._done)
 
     async def _requeue_inflight(self) -> None:
         """On shutdown, unfinished deliveries go back to the stream (at least once)."""
@@ -154,17 +154,10 @@ class Dispatcher:
 
     async def _round(self) -> None:
         await self._move_due(keys=[DELAYED, STREAM], args=[time.time()])
-        # Redis 6.2 answers [next, claimed]; 7.0 adds the ids of deleted entries.
-        reclaimed = await self.client.xautoclaim(
-            STREAM, GROUP, self.consumer, CLAIM_IDLE_MS, "0-0", count=16
+        entries = await claim_idle(self.client, STREAM, GROUP, self.consumer, CLAIM_IDLE_MS, 16)
+        entries += await read_group(
+            self.client, GROUP, self.consumer, {STREAM: ">"}, count=16, block=500
         )
-        claimed = reclaimed[1]
-        entries = list(claimed)
-        reply = await self.client.xreadgroup(
-            GROUP, self.consumer, {STREAM: ">"}, count=16, block=500
-        )
-        for _, items in reply or []:
-            entries += items
         for entry_id, fields in entries:
             await self._slots.acquire()
             task = asyncio.create_task(self._deliver(entry_id, fields))

@@ -1,8 +1,8 @@
 """Who is calling (SigV4 against the directory of access keys) and whether they may (policies).
 
-Authentication verifies the signature exactly as AWS does (``klambda.controller.api.sigv4``);
+Authentication verifies the signature exactly as AWS does (``klambda.api.sigv4``);
 authorization evaluates the caller's identity policies and the function's resource policy by
-Lambda's rules (``klambda.controller.api.policy``). Secrets are never logged.
+Lambda's rules (``klambda.api.policy``). Secrets are never logged.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from typing import Protocol
 
 from aiohttp import web
 
-from klambda.controller.api import sigv4
-from klambda.controller.api.iam import Directory, Principal
-from klambda.controller.api.policy import Ask, Caller, Policy, evaluate
+from klambda.api import sigv4
+from klambda.api.iam import Directory, Principal
+from klambda.api.policy import Ask, Caller, Policy, evaluate
 from klambda.gateway.errors import AccessDenied, AuthError
 
 

@@ -14,9 +14,9 @@ from typing import Any
 
 from aiohttp import web
 
-from klambda.controller.api.arn import InvalidFunctionName, parse_function_name
-from klambda.controller.api.routes import LATEST, AliasRoute, FunctionRoute
-from klambda.controller.configuration import lambda_time
+from klambda.api.arn import InvalidFunctionName, parse_function_name
+from klambda.api.configuration import lambda_time
+from klambda.api.routes import LATEST, AliasRoute, FunctionRoute
 from klambda.gateway.auth import Authenticator, Identity, authorize, context_keys
 from klambda.gateway.errors import (
     InvalidParameterValue,

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from klambda.controller.api.types import Cors
+from klambda.api.types import Cors
 
 CORS_HEADERS = (
     "access-control-allow-origin",

@@ -30,9 +30,10 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
-from klambda.controller.api.routes import EventSourceRoute
+from klambda.api.routes import EventSourceRoute
 from klambda.gateway.errors import LambdaError
 from klambda.gateway.invoking import Invocation, Invoker
+from klambda.gateway.redis_streams import Entry, claim_idle, read_group
 from klambda.gateway.routing import RoutingTable
 
 log = logging.getLogger(__name__)
@@ -165,32 +166,26 @@ class QueuePoller:
             wait = window_ends - time.monotonic() if entries else IDLE_BLOCK_MS / 1000
             if wait <= 0:
                 break
-            got = await self.client.xreadgroup(
+            entries += await read_group(
+                self.client,
                 GROUP,
                 self.consumer,
                 {r.queue_key: ">"},
                 count=r.batch_size - len(entries),
                 block=max(1, int(wait * 1000)),
             )
-            entries += [e for _, batch in got for e in batch] if got else []
             if not entries:
                 break  # a quiet second: go round, reclaiming again
         return await self._messages(entries)
 
-    async def _reclaim(self, count: int) -> list[tuple[Any, dict[bytes, bytes]]]:
+    async def _reclaim(self, count: int) -> list[Entry]:
         """Messages whose visibility timeout ran out (their delivery counter goes up)."""
-        reply = await self.client.xautoclaim(
-            self.route.queue_key,
-            GROUP,
-            self.consumer,
-            min_idle_time=int(self.route.visibility_timeout * 1000),
-            start_id="0-0",
-            count=count,
+        idle_ms = int(self.route.visibility_timeout * 1000)
+        return await claim_idle(
+            self.client, self.route.queue_key, GROUP, self.consumer, idle_ms, count
         )
-        claimed = reply[1] if reply else []
-        return [(i, f) for i, f in claimed if f is not None]
 
-    async def _messages(self, entries: list[tuple[Any, dict[bytes, bytes]]]) -> list[Message]:
+    async def _messages(self, entries: list[Entry]) -> list[Message]:
         if not entries:
             return []
         ids = [_text(i) for i, _ in entries]

@@ -13,9 +13,9 @@ import json
 
 from aiohttp import web
 
-from klambda.controller.api.policy import Ask, Caller, evaluate
-from klambda.controller.api.routes import FunctionRoute, parse_url_id
-from klambda.controller.api.types import FunctionUrl
+from klambda.api.policy import Ask, Caller, evaluate
+from klambda.api.routes import FunctionRoute, parse_url_id
+from klambda.api.types import FunctionUrl
 from klambda.gateway import cors as cors_mod
 from klambda.gateway.auth import Authenticator, Identity, authorize, context_keys
 from klambda.gateway.errors import AccessDenied, LambdaError, ResourceNotFound, error_response

@@ -15,7 +15,7 @@ import time
 
 from aiohttp import web
 
-from klambda.controller.api.arn import InvalidFunctionName, parse_function_name
+from klambda.api.arn import InvalidFunctionName, parse_function_name
 from klambda.gateway.async_queue import AsyncEvent, AsyncQueue
 from klambda.gateway.auth import Authenticator, context_keys
 from klambda.gateway.errors import (

@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from klambda.controller.api.arn import FunctionRef, function_arn
-from klambda.controller.api.routes import FunctionRoute, VersionTarget
+from klambda.api.arn import FunctionRef, function_arn
+from klambda.api.routes import FunctionRoute, VersionTarget
 from klambda.gateway.auth import Identity, authorize
 from klambda.gateway.concurrency import ConcurrencyLimiter
 from klambda.gateway.errors import (

@@ -1,7 +1,7 @@
 """The gateway on Kubernetes: routes from the API, endpoints from pods, scaling on demand.
 
-Watches Functions, Versions, Aliases, ConfigMaps and the function pods, and on any change
-rebuilds every route with the same pure logic the controller uses (``controller.world``), so
+Watches Functions, Versions, Aliases, EventSourceMappings and the function pods, and on any change
+rebuilds every route with the same pure logic the controller uses (``klambda.api.world``), so
 gateway and operator agree on where an invocation goes. A version with no ready pod is scaled
 up through its Deployment's scale subresource when invoked (and the call waits, bounded); a
 version idle for the keep-warm period is scaled back to its provisioned concurrency.
@@ -15,17 +15,18 @@ import logging
 import time
 from typing import Any
 
-from klambda.controller import world as world_mod
-from klambda.controller.api.routes import LATEST
-from klambda.controller.kube import names
-from klambda.controller.kube.client import KubeClient, KubeError
-from klambda.controller.kube.informer import Informer
-from klambda.controller.kube.platform import deployments_path, pods_path, ready_endpoints
-from klambda.controller.kube.store import KubeStore
+from klambda.api import world as world_mod
+from klambda.api.routes import LATEST
 from klambda.gateway.routing import RoutingTable
+from klambda.kube import names
+from klambda.kube.client import KubeClient, KubeError
+from klambda.kube.informer import Informer
+from klambda.kube.objects import ObjectCache
+from klambda.kube.workloads import deployments_path, pods_path, ready_endpoints
 
 log = logging.getLogger(__name__)
 
+ROUTED_KINDS = ("Function", "Version", "Alias", "EventSourceMapping")
 PROBLEM_REASONS = ("InvalidRuntime", "CodeFetchFailed", "CodeTooLarge", "InvalidSpec")
 
 
@@ -44,7 +45,8 @@ class KubeView:
         self.context = context
         self.concurrency_limit = concurrency_limit
         self.keep_warm = keep_warm
-        self.store = KubeStore(client, namespaces)
+        # what routes are made of; not ConfigMaps (code), which only the operator reads
+        self.store = ObjectCache(client, ROUTED_KINDS, namespaces)
         self.pods = Informer(
             client,
             pods_path(),
@@ -101,7 +103,7 @@ class KubeView:
             self.store.list("Function"),
             self.store.list("Version"),
             self.store.list("Alias"),
-            self.store.list("ConfigMap"),
+            (),
             event_sources=self.store.list("EventSourceMapping"),
         )
         plans = world_mod.plan(world, self.concurrency_limit, 10_000)
@@ -112,7 +114,7 @@ class KubeView:
             problem = None
             fn = world.functions.get((key[0], key[1]))
             if key[2] == LATEST and fn is not None and not endpoints:
-                ready = next(
+                ready: dict[str, Any] = next(
                     (c for c in fn.status.get("conditions", []) if c.get("type") == "Ready"), {}
                 )
                 if ready.get("status") == "False" and ready.get("reason") in PROBLEM_REASONS:
@@ -163,7 +165,12 @@ class KubeView:
             self._scale(namespace, name, version, lambda current: max(current, pods + 1))
         )
         self._tasks.append(task)
-        task.add_done_callback(lambda t: (self._growing.discard(key), self._tasks.remove(t)))
+
+        def grown(t: asyncio.Task[None]) -> None:
+            self._growing.discard(key)
+            self._tasks.remove(t)
+
+        task.add_done_callback(grown)
 
     async def _scale(self, namespace: str, name: str, version: str, to: Any) -> None:
         path = deployments_path(namespace, names.deployment_name(name, version), "scale")

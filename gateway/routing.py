@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from klambda.controller.api.arn import account_for
-from klambda.controller.api.routes import EventSource, EventSourceRoute, FunctionRoute
+from klambda.api.arn import account_for
+from klambda.api.routes import EventSource, EventSourceRoute, FunctionRoute
 
 
 class RoutingTable:

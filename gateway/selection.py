@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from klambda.controller.api.routes import LATEST, FunctionRoute
+from klambda.api.routes import LATEST, FunctionRoute
 
 
 class UnknownQualifier(LookupError):

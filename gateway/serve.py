@@ -12,13 +12,13 @@ import logging
 
 from aiohttp import web
 
-from klambda.controller.kube.client import KubeClient, KubeConfig
-from klambda.controller.kube.iam import SecretDirectory, TokenReviewer
-from klambda.controller.world import RouteContext
+from klambda.api.world import RouteContext
 from klambda.gateway.app import create_app
+from klambda.gateway.kube_iam import SecretDirectory, TokenReviewer
 from klambda.gateway.kube_view import KubeView
 from klambda.gateway.routing import RoutingTable
 from klambda.gateway.settings import GatewaySettings
+from klambda.kube.client import KubeClient, KubeConfig
 
 log = logging.getLogger("klambda.gateway")
 

@@ -19,11 +19,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("config", help="path of the shim's JSON settings")
     parser.add_argument("--ready-fd", type=int, default=None)
     args = parser.parse_args(argv)
-    # The shim spawns runtime processes while gRPC threads run; gRPC's fork handlers are for
-    # programs that fork without exec, and only get in the way here (they can crash the child).
-    os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")
+    # gRPC's fork mode is set by klambda.protos, which this package imports first
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
-    from klambda.controller.api.shim_config import ShimConfig
+    from klambda.api.shim_config import ShimConfig
     from klambda.shim.server import serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s shim %(levelname)s %(message)s")

@@ -20,8 +20,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from klambda.controller.api.lifecycle import die_with_parent
-from klambda.controller.api.shim_config import ShimConfig
+from klambda.api.lifecycle import die_with_parent
+from klambda.api.shim_config import ShimConfig
 from klambda.shim import errors, logs
 from klambda.shim.runtimes import execution_env
 
@@ -235,9 +235,8 @@ class Environment:
         self.stream.write(logs.start_line(inv.request_id, self.config.version))
         started = time.monotonic()
         self._deliver(inv)
-        done, _ = await asyncio.wait(
-            {self._reply, self._exited}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-        )
+        ends: set[asyncio.Future[Any]] = {self._reply, self._exited}
+        done, _ = await asyncio.wait(ends, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         duration_ms = (time.monotonic() - started) * 1000
         reply = await self._conclude(inv, done, timeout)
         if reply.error_type == "Sandbox.Timedout":
@@ -338,10 +337,10 @@ class Environment:
             self.state = State.IDLE
             self._ready.set_result(None)
             self.max_memory_used_mb()
-        answered = self._reply is None or self._reply.done()
-        if self._current is not None and self._delivered and not answered:
+        reply = self._reply
+        if self._current is not None and self._delivered and reply is not None and not reply.done():
             # Asked for more work without answering: Lambda reports the invocation as failed.
-            self._reply.set_result(
+            reply.set_result(
                 _Reply(
                     errors.payload("Runtime.NoResponse", "The runtime did not post a response"),
                     "Runtime.NoResponse",

@@ -11,7 +11,7 @@ import sys
 
 import grpc
 
-from klambda.controller.api.shim_config import ShimConfig
+from klambda.api.shim_config import ShimConfig
 from klambda.protos import shim_pb2_grpc
 from klambda.shim.runtimes import RuntimeUnavailable, resolve_command
 from klambda.shim.service import ShimService

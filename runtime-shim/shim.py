@@ -8,7 +8,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from klambda.controller.api.shim_config import ShimConfig
+from klambda.api.shim_config import ShimConfig
 from klambda.shim.environment import Environment, Invocation, Outcome, State
 from klambda.shim.pool import Busy, EnvironmentPool
 from klambda.shim.runtime_api import RuntimeApi

@@ -17,8 +17,8 @@ from typing import Any
 
 import grpc
 
-from klambda.controller.api.lifecycle import die_with_parent
-from klambda.controller.api.shim_config import ShimConfig
+from klambda.api.lifecycle import die_with_parent
+from klambda.api.shim_config import ShimConfig
 from klambda.gateway.shim_client import ShimClient
 from klambda.protos import shim_pb2, shim_pb2_grpc
 

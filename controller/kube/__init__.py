@@ -1,2 +1,2 @@
-"""The Kubernetes side: the API client adapter, informer-backed store, the Kubernetes platform
-(Deployments of shim pods), leader election, and the operator's entry point."""
+"""The operator's Kubernetes side: the informer-backed store it writes status through, the
+Kubernetes platform (Deployments of shim pods) with its pure builders, and its entry point."""

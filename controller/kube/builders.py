@@ -19,9 +19,9 @@ import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from klambda.controller.api.shim_config import ShimConfig
-from klambda.controller.api.types import FunctionSpec
-from klambda.controller.kube import names
+from klambda.api.shim_config import ShimConfig
+from klambda.api.types import FunctionSpec
+from klambda.kube import names
 
 MB_PER_VCPU = 1769
 SHIM_OVERHEAD_MB = 96
@@ -130,6 +130,12 @@ def with_owner(refs: list[dict[str, Any]], owner: dict[str, Any]) -> list[dict[s
 
 def pod_shim_config(config: ShimConfig) -> ShimConfig:
     """The shim's settings inside a pod: one environment, fixed port, code at /var/task."""
+    external: dict[str, Any] = (
+        # the image's process lives as long as its container: never reaped by the shim
+        {"runtime_api_port": RUNTIME_API_PORT, "health_port": HEALTH_PORT, "idle_timeout": 1e9}
+        if config.external_runtime
+        else {}
+    )
     return replace(
         config,
         code_dir=CODE_DIR,
@@ -143,12 +149,7 @@ def pod_shim_config(config: ShimConfig) -> ShimConfig:
         acquire_timeout=max(config.acquire_timeout, 10.0),
         provisioned_concurrency=1 if config.provisioned_concurrency else 0,
         prewarm=0 if config.provisioned_concurrency else 1,
-        **(
-            # the image's process lives as long as its container: never reaped by the shim
-            {"runtime_api_port": RUNTIME_API_PORT, "health_port": HEALTH_PORT, "idle_timeout": 1e9}
-            if config.external_runtime
-            else {}
-        ),
+        **external,
     )
 
 

@@ -18,15 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from klambda.controller.api.routes import LATEST, EventSource, FunctionRoute
+from klambda.api.routes import LATEST, EventSource, FunctionRoute
 from klambda.controller.controller import Controller, ControllerSettings
-from klambda.controller.kube import names
 from klambda.controller.kube.builders import KubeSettings
-from klambda.controller.kube.client import KubeClient, KubeConfig
-from klambda.controller.kube.leader import LeaderElection
 from klambda.controller.kube.platform import KubePlatform
 from klambda.controller.kube.store import KubeStore
 from klambda.controller.reconcile import ShimKey
+from klambda.kube import names
+from klambda.kube.client import KubeClient, KubeConfig
+from klambda.kube.leader import LeaderElection
 
 log = logging.getLogger("klambda.operator")
 

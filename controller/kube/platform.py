@@ -20,14 +20,16 @@ import zipfile
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from klambda.controller.api.shim_config import ShimConfig
-from klambda.controller.api.types import Code, FunctionSpec
+from klambda.api.shim_config import ShimConfig
+from klambda.api.types import Code, FunctionSpec
 from klambda.controller.code import CodeBundle, CodeFetchFailed, fetch_zip, files_sha256
-from klambda.controller.kube import builders, names
-from klambda.controller.kube.client import Conflict, KubeClient, KubeError, NotFound, path_for
-from klambda.controller.kube.informer import Informer
+from klambda.controller.kube import builders
 from klambda.controller.platform import Observation, Placement, StartFailed
 from klambda.controller.reconcile import RunningShim, ShimKey
+from klambda.kube import names
+from klambda.kube.client import Conflict, KubeClient, KubeError, NotFound, path_for
+from klambda.kube.informer import Informer
+from klambda.kube.workloads import deployments_path, pods_path, ready_endpoints
 
 log = logging.getLogger(__name__)
 
@@ -38,16 +40,6 @@ CONFLICT_RETRIES = 5
 
 OwnerLookup = Callable[[ShimKey], dict[str, Any] | None]
 """The ownerReference for a version's objects: its Function ($LATEST) or Version object."""
-
-
-def deployments_path(
-    namespace: str | None = None, name: str | None = None, sub: str | None = None
-) -> str:
-    return path_for("apps", "v1", "deployments", namespace, name, sub)
-
-
-def pods_path(namespace: str | None = None) -> str:
-    return path_for("", "v1", "pods", namespace)
 
 
 class KubePlatform:
@@ -220,7 +212,7 @@ class KubePlatform:
         owner = self.owner_of(key)
         if owner is None:
             raise StartFailed("OwnerNotFound", "the owning object is gone")
-        code_map, items = "", []
+        code_map, items = "", list[dict[str, str]]()
         if not config.external_runtime:
             files = json.loads(config.code_dir.removeprefix(LOCATION_PREFIX))
             sha = files_sha256(files)
@@ -321,28 +313,3 @@ class KubePlatform:
 def _owned_by_us(obj: dict[str, Any], uid: str) -> bool:
     refs = obj.get("metadata", {}).get("ownerReferences") or []
     return any(r.get("uid") == uid for r in refs)
-
-
-def ready_endpoints(pods: Any, key: ShimKey) -> tuple[str, ...]:
-    """gRPC addresses of a version's pods that are Ready and not terminating."""
-    namespace, function, version = key
-    slug = names.version_slug(version)
-    out = []
-    for pod in pods:
-        meta = pod.get("metadata", {})
-        labels = meta.get("labels", {})
-        if (
-            meta.get("namespace") != namespace
-            or labels.get(names.FUNCTION_LABEL) != function
-            or labels.get(names.VERSION_LABEL) != slug
-            or meta.get("deletionTimestamp")
-        ):
-            continue
-        status = pod.get("status", {})
-        ready = any(
-            c.get("type") == "Ready" and c.get("status") == "True"
-            for c in status.get("conditions", [])
-        )
-        if ready and status.get("podIP"):
-            out.append(f"{status['podIP']}:{names.GRPC_PORT}")
-    return tuple(sorted(out))

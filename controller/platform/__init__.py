@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from klambda.controller.api.shim_config import ShimConfig
-from klambda.controller.api.types import Code, FunctionSpec
+from klambda.api.shim_config import ShimConfig
+from klambda.api.types import Code, FunctionSpec
 from klambda.controller.code import CodeBundle
 from klambda.controller.reconcile import RunningShim, ShimKey
 

@@ -12,8 +12,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from klambda.controller.api.iam import ADMIN_POLICY, AccessKey, Principal, new_key_pair
-from klambda.controller.api.policy import PolicyError, parse_policy
+from klambda.api.iam import ADMIN_POLICY, AccessKey, Principal, new_key_pair
+from klambda.api.policy import PolicyError, parse_policy
 
 
 class IamError(ValueError):

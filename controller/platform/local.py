@@ -22,9 +22,9 @@ from typing import BinaryIO
 
 import grpc
 
-from klambda.controller.api.lifecycle import die_with_parent
-from klambda.controller.api.shim_config import ShimConfig
-from klambda.controller.api.types import Code, FunctionSpec, SecretKeyRef
+from klambda.api.lifecycle import die_with_parent
+from klambda.api.shim_config import ShimConfig
+from klambda.api.types import Code, FunctionSpec, SecretKeyRef
 from klambda.controller.code import CodeBundle, CodeChanged, CodeFetchFailed, prepare_local
 from klambda.controller.platform import Observation, Placement, StartFailed
 from klambda.controller.reconcile import RunningShim, ShimKey

@@ -18,7 +18,7 @@ from typing import BinaryIO
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from klambda.controller.api.lifecycle import die_with_parent
+from klambda.api.lifecycle import die_with_parent
 
 START_TIMEOUT = 10.0
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from klambda.controller.api import sigv4
+from klambda.api import sigv4
 from tests.helpers import free_port, wait_until
 
 HERE = Path(__file__).resolve().parent
@@ -41,7 +41,7 @@ class Platform:
             [
                 sys.executable,
                 "-m",
-                "klambda.controller.cli.main",
+                "klambda.cli.main",
                 *args,
                 "--data-dir",
                 str(self.data_dir),
@@ -110,7 +110,7 @@ def start_platform(tmp: Path, *files: str, extra: tuple[str, ...] = ()) -> Platf
     args = [
         sys.executable,
         "-m",
-        "klambda.controller.cli.main",
+        "klambda.cli.main",
         "up",
         "--data-dir",
         str(data_dir),

@@ -17,8 +17,8 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from klambda.controller.api import sigv4
-from klambda.controller.api.arn import account_for
+from klambda.api import sigv4
+from klambda.api.arn import account_for
 from tests.e2e.conftest import Platform
 
 ACCOUNT = account_for("default")

@@ -179,7 +179,7 @@ def test_logs_follow(platform: Platform) -> None:
         [
             sys.executable,
             "-m",
-            "klambda.controller.cli.main",
+            "klambda.cli.main",
             "logs",
             "greeter",
             "-f",
@@ -349,7 +349,7 @@ def test_cli_without_platform_says_so(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "klambda.controller.cli.main",
+            "klambda.cli.main",
             "get",
             "functions",
             "--data-dir",
@@ -386,7 +386,7 @@ def test_port_in_use_is_a_clear_error(tmp_path: Path, repo_root: Path) -> None:
             [
                 sys.executable,
                 "-m",
-                "klambda.controller.cli.main",
+                "klambda.cli.main",
                 "up",
                 "--data-dir",
                 str(tmp_path),

@@ -31,10 +31,10 @@ from typing import Any
 
 import aiohttp
 
-from klambda.controller.api.lifecycle import die_with_parent
-from klambda.controller.kube import names
-from klambda.controller.kube.client import KubeClient, KubeError, NotFound, path_for
-from klambda.controller.kube.informer import Informer
+from klambda.api.lifecycle import die_with_parent
+from klambda.kube import names
+from klambda.kube.client import KubeClient, KubeError, NotFound, path_for
+from klambda.kube.informer import Informer
 from tests.helpers import read_report, start_shim
 
 _addresses = itertools.count(2)

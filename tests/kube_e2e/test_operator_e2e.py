@@ -30,12 +30,12 @@ import aiohttp
 import pytest
 import yaml
 
-from klambda.controller.kube.client import KubeClient, KubeConfig, KubeError, NotFound, path_for
 from klambda.controller.kube.operator import OperatorSettings
 from klambda.controller.kube.operator import run as run_operator
 from klambda.controller.platform.redis_server import EmbeddedRedis
 from klambda.gateway.serve import run as run_gateway
 from klambda.gateway.settings import GatewaySettings
+from klambda.kube.client import KubeClient, KubeConfig, KubeError, NotFound, path_for
 from tests.helpers import free_port
 from tests.kube.double import KubeApiDouble
 from tests.kube_e2e.kubelet import ProcessKubelet
@@ -660,7 +660,7 @@ async def test_service_account_tokens_and_secret_keys(cluster: Cluster) -> None:
     import boto3
     from botocore.config import Config
 
-    from klambda.controller.api.arn import account_for
+    from klambda.api.arn import account_for
 
     await cluster.kubectl("apply", "-f", str(REPO / "examples/greeter.yaml"))
     arn = f"arn:aws:lambda:us-east-1:{account_for(cluster.namespace)}:function:greeter"

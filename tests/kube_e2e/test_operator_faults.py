@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from klambda.controller.kube.client import KubeClient, KubeConfig, NotFound, path_for
 from klambda.controller.kube.operator import OperatorSettings
 from klambda.controller.kube.operator import run as run_operator
+from klambda.kube.client import KubeClient, KubeConfig, NotFound, path_for
 from tests.kube.double import KubeApiDouble
 from tests.kube_e2e.test_operator_e2e import REPO, eventually
 

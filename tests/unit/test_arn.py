@@ -2,14 +2,14 @@ from __future__ import annotations
 
 import pytest
 
-from klambda.controller.api.arn import (
+from klambda.api.arn import (
     FunctionRef,
     InvalidFunctionName,
     account_for,
     function_arn,
     parse_function_name,
 )
-from klambda.controller.api.routes import parse_url_id, url_id
+from klambda.api.routes import parse_url_id, url_id
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from klambda.controller.api.types import Code
+from klambda.api.types import Code
 from klambda.controller.code import CodeFetchFailed, files_sha256, materialize
 
 

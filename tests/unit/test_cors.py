@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from klambda.controller.api.types import Cors
+from klambda.api.types import Cors
 from klambda.gateway.cors import is_preflight, preflight, response_headers
 
 SITE = "https://app.example.com"

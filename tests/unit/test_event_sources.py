@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from klambda.controller import world as world_mod
-from klambda.controller.api.objects import parse_object
-from klambda.controller.api.routes import EventSourceRoute
-from klambda.controller.api.schema import ValidationError
+from klambda.api import world as world_mod
+from klambda.api.objects import parse_object
+from klambda.api.routes import EventSourceRoute
+from klambda.api.schema import ValidationError
 from klambda.gateway.event_sources import Message, failed_items, sqs_event, to_dead_letter
 
 ROUTE = EventSourceRoute(

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from klambda.controller.api.objects import parse_object
+from klambda.api.objects import parse_object
 from klambda.controller.handlers import handler_problem
 
 

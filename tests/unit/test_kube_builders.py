@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from klambda.controller.api.objects import parse_object
-from klambda.controller.api.shim_config import ShimConfig
-from klambda.controller.kube import names
+from klambda.api.objects import parse_object
+from klambda.api.shim_config import ShimConfig
 from klambda.controller.kube.builders import (
     KubeSettings,
     make_code_config_map,
@@ -15,6 +14,7 @@ from klambda.controller.kube.builders import (
     resources,
     with_owner,
 )
+from klambda.kube import names
 
 OWNER = names.owner_reference("Function", "hello", "uid-1")
 
@@ -216,7 +216,7 @@ def test_code_config_map_keeps_paths_and_is_immutable() -> None:
 
 
 def test_lease_expiry() -> None:
-    from klambda.controller.kube.leader import expired
+    from klambda.kube.leader import expired
 
     spec = {"renewTime": "2026-11-22T10:00:00.000000Z", "leaseDurationSeconds": 15}
     renewed = 1795341600.0  # 2026-11-22T10:00:00Z

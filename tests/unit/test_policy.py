@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from klambda.controller.api.policy import (
+from klambda.api.policy import (
     Ask,
     Caller,
     PolicyError,

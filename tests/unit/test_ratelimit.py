@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from klambda.controller.kube.ratelimit import TokenBucket
+from klambda.kube.ratelimit import TokenBucket
 
 
 def test_burst_then_qps() -> None:

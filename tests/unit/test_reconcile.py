@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from klambda.controller.api.objects import parse_object
+from klambda.api.objects import parse_object
 from klambda.controller.reconcile import (
     Replace,
     RunningShim,

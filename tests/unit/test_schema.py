@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from klambda.controller.api import crd, reference
-from klambda.controller.api.objects import parse_object
-from klambda.controller.api.schema import ValidationError
-from klambda.controller.api.types import FUNCTION, FunctionSpec
+from klambda.api import crd, reference
+from klambda.api.objects import parse_object
+from klambda.api.schema import ValidationError
+from klambda.api.types import FUNCTION, FunctionSpec
 
 BASE: dict[str, Any] = {
     "apiVersion": "klambda.io/v1alpha1",
@@ -132,7 +132,7 @@ def test_envelope_errors_name_the_subject() -> None:
 def test_crd_yaml_is_generated_from_the_model(repo_root: Any) -> None:
     for name, content in crd.files().items():
         committed = (repo_root / "charts/klambda/crds" / name).read_text()
-        assert committed == content, f"{name} is stale: run python -m klambda.controller.api.crd"
+        assert committed == content, f"{name} is stale: run python -m klambda.api.crd"
 
 
 def test_crd_schema_carries_defaults_limits_and_rules() -> None:
@@ -236,5 +236,5 @@ def test_manifest_reference_is_generated_from_the_model(repo_root: Any) -> None:
     committed = (repo_root / "docs/reference/manifests.md").read_text()
     assert committed == reference.render(), (
         "docs/reference/manifests.md is stale: run "
-        "python -m klambda.controller.api.reference > docs/reference/manifests.md"
+        "python -m klambda.api.reference > docs/reference/manifests.md"
     )

@@ -12,7 +12,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from klambda.controller.api import sigv4
+from klambda.api import sigv4
 
 KEY, SECRET = "AKIAEXAMPLE123456789", "s3cr3t/EXAMPLE+key"
 NOW = datetime(2026, 11, 22, 10, 0, 0, tzinfo=UTC)

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from klambda.controller.aliases import honoured_reservations, plan_function, split_provisioned
-from klambda.controller.api.objects import ApiObject, parse_object
-from klambda.controller.api.routes import AliasRoute, FunctionRoute, VersionTarget
-from klambda.controller.api.schema import ValidationError
-from klambda.controller.publishing import Snapshot, assign
+from klambda.api.aliases import honoured_reservations, plan_function, split_provisioned
+from klambda.api.objects import ApiObject, parse_object
+from klambda.api.publishing import Snapshot, assign
+from klambda.api.routes import AliasRoute, FunctionRoute, VersionTarget
+from klambda.api.schema import ValidationError
 from klambda.gateway.concurrency import ConcurrencyLimiter
 from klambda.gateway.errors import TooManyRequests
 from klambda.gateway.selection import UnknownQualifier, pick, select

@@ -1,6 +1,6 @@
 """The manifest reference (``docs/reference/manifests.md``), generated from the API classes.
 
-Regenerate: ``python -m klambda.controller.api.reference > docs/reference/manifests.md``;
+Regenerate: ``python -m klambda.api.reference > docs/reference/manifests.md``;
 a test fails when the committed file is stale.
 """
 
@@ -10,8 +10,8 @@ import json
 import sys
 from typing import Any
 
-from klambda.controller.api import schema
-from klambda.controller.api.types import API_VERSION, KINDS
+from klambda.api import schema
+from klambda.api.types import API_VERSION, KINDS
 
 
 def _type(prop: dict[str, Any]) -> str:
@@ -67,7 +67,7 @@ def render() -> str:
     out = [
         "# Manifest reference",
         "",
-        "Generated from the API model by `python -m klambda.controller.api.reference`; the CRDs",
+        "Generated from the API model by `python -m klambda.api.reference`; the CRDs",
         "in `charts/klambda/crds/` come from the same model. `klambda apply` and the Kubernetes",
         "API server enforce the same defaults and limits.",
         "",

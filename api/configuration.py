@@ -7,9 +7,9 @@ import hashlib
 import json
 from typing import Any
 
-from klambda.controller.api.arn import account_for, function_arn
-from klambda.controller.api.routes import LATEST
-from klambda.controller.api.types import FunctionSpec
+from klambda.api.arn import account_for, function_arn
+from klambda.api.routes import LATEST
+from klambda.api.types import FunctionSpec
 
 
 def lambda_time(iso: str) -> str:

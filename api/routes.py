@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from klambda.controller.api.policy import Policy
-from klambda.controller.api.types import FunctionUrl
+from klambda.api.policy import Policy
+from klambda.api.types import FunctionUrl
 
 LATEST = "$LATEST"
 

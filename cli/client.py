@@ -9,8 +9,11 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-from klambda.controller.api import sigv4
-from klambda.controller.cli.state import PlatformState
+from klambda.api import sigv4
+from klambda.cli.state import PlatformState
+
+Rows = list[dict[str, Any]]
+"""Objects or keys as the admin API lists them."""
 
 
 class ApiError(Exception):
@@ -96,14 +99,14 @@ class AdminClient:
     def apply(self, docs: list[Any]) -> list[dict[str, str]]:
         return list(self._call("POST", "/v1/apply", {"objects": docs})["results"])
 
-    def list(self, kind: str, namespace: str | None = None) -> list[dict[str, Any]]:
+    def list(self, kind: str, namespace: str | None = None) -> Rows:
         query = f"?namespace={namespace}" if namespace else ""
         return list(self._call("GET", f"/v1/objects/{kind}{query}")["items"])
 
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
         return dict(self._call("GET", f"/v1/objects/{kind}/{namespace}/{name}"))
 
-    def list_keys(self) -> list[dict[str, Any]]:
+    def list_keys(self) -> Rows:
         return list(self._call("GET", "/v1/keys")["items"])
 
     def create_key(self, name: str, namespace: str, policy: Any) -> dict[str, Any]:

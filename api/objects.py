@@ -13,9 +13,9 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any
 
-from klambda.controller.api import schema
-from klambda.controller.api.schema import FieldError, ValidationError
-from klambda.controller.api.types import API_VERSION, KINDS, name_problems
+from klambda.api import schema
+from klambda.api.schema import FieldError, ValidationError
+from klambda.api.types import API_VERSION, KINDS, name_problems
 
 CORE_KINDS = {"ConfigMap": "v1", "Secret": "v1"}
 DEFAULT_NAMESPACE = "default"
@@ -87,7 +87,7 @@ def parse_object(doc: Any) -> ApiObject:
     if doc.get("apiVersion") != API_VERSION:
         errors.append(FieldError("apiVersion", f"must be {API_VERSION!r} for kind {kind}"))
     meta = _metadata(doc, errors)
-    spec = None
+    spec: Any = None
     try:
         spec = schema.parse(KINDS[kind].spec, doc.get("spec"), "spec")
     except ValidationError as e:

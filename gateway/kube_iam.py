@@ -16,9 +16,9 @@ import logging
 import time
 from typing import Any
 
-from klambda.controller.api.iam import AccessKey, Principal
-from klambda.controller.kube.client import KubeClient, KubeError, path_for
-from klambda.controller.kube.informer import Informer
+from klambda.api.iam import AccessKey, Principal
+from klambda.kube.client import KubeClient, KubeError, path_for
+from klambda.kube.informer import Informer
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from klambda.controller.api.policy import PolicyError, parse_policy
-from klambda.controller.api.schema import prop
+from klambda.api.policy import PolicyError, parse_policy
+from klambda.api.schema import prop
 
 GROUP = "klambda.io"
 VERSION = "v1alpha1"

@@ -14,7 +14,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from klambda.controller.kube.client import Conflict, KubeClient, KubeError, NotFound, path_for
+from klambda.kube.client import Conflict, KubeClient, KubeError, NotFound, path_for
 
 log = logging.getLogger(__name__)
 

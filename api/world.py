@@ -11,12 +11,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from klambda.controller import aliases as aliases_mod
-from klambda.controller import publishing
-from klambda.controller.api.arn import account_for, function_arn, queue_arn
-from klambda.controller.api.objects import ApiObject
-from klambda.controller.api.policy import parse_policy
-from klambda.controller.api.routes import (
+from klambda.api import aliases as aliases_mod
+from klambda.api import publishing
+from klambda.api.arn import account_for, function_arn, queue_arn
+from klambda.api.configuration import function_configuration, revision_id
+from klambda.api.objects import ApiObject
+from klambda.api.policy import parse_policy
+from klambda.api.routes import (
     LATEST,
     AliasRoute,
     EventSource,
@@ -26,13 +27,12 @@ from klambda.controller.api.routes import (
     queue_key,
     url_id,
 )
-from klambda.controller.api.types import (
+from klambda.api.types import (
     DEFAULT_BATCHES_IN_FLIGHT,
     AliasSpec,
     EventSourceMappingSpec,
     FunctionSpec,
 )
-from klambda.controller.configuration import function_configuration, revision_id
 
 ShimKey = tuple[str, str, str]
 

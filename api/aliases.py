@@ -12,9 +12,9 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from klambda.controller.api.objects import ApiObject
-from klambda.controller.api.routes import LATEST
-from klambda.controller.api.types import AliasSpec, VersionSpec
+from klambda.api.objects import ApiObject
+from klambda.api.routes import LATEST
+from klambda.api.types import AliasSpec, VersionSpec
 
 # Reasons
 VERSION_NOT_FOUND = "VersionNotFound"

@@ -11,8 +11,8 @@ import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from klambda.controller.cli import commands
-from klambda.controller.cli.state import NotRunning, default_data_dir
+from klambda.cli import commands
+from klambda.cli.state import NotRunning, default_data_dir
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -159,7 +159,7 @@ def _parser() -> argparse.ArgumentParser:
 def _up(args: argparse.Namespace) -> int:
     # gRPC's C core logs connection events at INFO by default; users want errors only.
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
-    from klambda.controller.cli.up import UpError, UpOptions, run
+    from klambda.cli.up import UpError, UpOptions, run
 
     files = args.filename or ["examples"]
     if not args.filename and not Path("examples").is_dir():

@@ -12,8 +12,8 @@ import string
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from klambda.controller.api.arn import account_for
-from klambda.controller.api.policy import Policy, parse_policy
+from klambda.api.arn import account_for
+from klambda.api.policy import Policy, parse_policy
 
 ADMIN_POLICY: dict[str, Any] = {
     "Version": "2012-10-17",

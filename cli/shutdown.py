@@ -5,7 +5,7 @@ invocations get up to the grace period to finish, then every child is stopped. A
 skips what is left of the drain. Each step is named, so a slow one is logged with what it waited
 on; and a watchdog thread — which runs even if the event loop is stuck — ends the process once the
 grace period plus ``BACKSTOP_SLACK`` has passed, after dumping every thread's stack to the log.
-Children go with it: each was started with a parent-death signal (klambda.controller.api.lifecycle).
+Children go with it: each was started with a parent-death signal (klambda.api.lifecycle).
 """
 
 from __future__ import annotations

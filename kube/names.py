@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import base64
 
-from klambda.controller.api.routes import LATEST
-from klambda.controller.api.types import API_VERSION
+from klambda.api.routes import LATEST
+from klambda.api.types import API_VERSION
 
 MANAGED_BY = "klambda"
 FUNCTION_LABEL = "klambda.io/function"

@@ -20,13 +20,13 @@ from typing import TextIO
 
 from aiohttp import web
 
+from klambda.api.iam import AccessKey
+from klambda.api.manifest import ManifestError, load_documents
+from klambda.api.objects import ApiObject, parse_object
+from klambda.api.schema import ValidationError
+from klambda.cli.shutdown import Shutdown
+from klambda.cli.state import NotRunning, PlatformState
 from klambda.controller.admin import create_admin_app
-from klambda.controller.api.iam import AccessKey
-from klambda.controller.api.manifest import ManifestError, load_documents
-from klambda.controller.api.objects import ApiObject, parse_object
-from klambda.controller.api.schema import ValidationError
-from klambda.controller.cli.shutdown import Shutdown
-from klambda.controller.cli.state import NotRunning, PlatformState
 from klambda.controller.controller import Controller, ControllerSettings
 from klambda.controller.persistence import StateFile
 from klambda.controller.platform.iam_local import FileDirectory

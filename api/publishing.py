@@ -12,9 +12,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from klambda.controller.api import schema
-from klambda.controller.api.objects import ApiObject
-from klambda.controller.api.types import FunctionSpec, VersionSpec
+from klambda.api import schema
+from klambda.api.objects import ApiObject
+from klambda.api.types import FunctionSpec, VersionSpec
 
 # Per-qualifier or function-wide settings, not part of a version (Lambda's rules).
 UNVERSIONED = ("url", "description", "reservedConcurrency", "policy")

@@ -132,6 +132,7 @@ def openapi(cls: type) -> JSON:
         schema.update(_limits_schema(f.metadata))
         if f.metadata.get("item_max_length") is not None:
             inner = schema.get("items") or schema.get("additionalProperties")
+            assert inner is not None, f"item_max_length on {f.name}, which has no items"
             inner["maxLength"] = f.metadata["item_max_length"]
         schema["description"] = f.metadata.get("doc", "")
         if f.default is not MISSING and f.default is not None and not optional:

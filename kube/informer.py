@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from klambda.controller.kube.client import Gone, KubeClient, KubeError
+from klambda.kube.client import Gone, KubeClient, KubeError
 
 log = logging.getLogger(__name__)
 

@@ -18,13 +18,13 @@ from typing import Any, TextIO
 
 import yaml
 
-from klambda.controller.api.arn import account_for, function_arn
-from klambda.controller.api.manifest import ManifestError, load_documents
-from klambda.controller.api.routes import url_id
-from klambda.controller.api.types import kind_named
-from klambda.controller.cli.client import AdminClient, ApiError, signed
-from klambda.controller.cli.printer import print_table
-from klambda.controller.cli.state import PlatformState
+from klambda.api.arn import account_for, function_arn
+from klambda.api.manifest import ManifestError, load_documents
+from klambda.api.routes import url_id
+from klambda.api.types import kind_named
+from klambda.cli.client import AdminClient, ApiError, signed
+from klambda.cli.printer import print_table
+from klambda.cli.state import PlatformState
 
 
 class CliError(Exception):

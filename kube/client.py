@@ -24,7 +24,8 @@ from typing import Any
 import aiohttp
 import yaml
 
-from klambda.controller.kube.ratelimit import TokenBucket
+from klambda.kube.paths import path_for as path_for  # re-exported: callers build paths with it
+from klambda.kube.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
 
@@ -132,27 +133,6 @@ def _ssl_context(cluster: dict[str, Any], user: dict[str, Any]) -> ssl.SSLContex
     if cert:
         ctx.load_cert_chain(cert, key)
     return ctx
-
-
-def path_for(
-    group: str,
-    version: str,
-    plural: str,
-    namespace: str | None = None,
-    name: str | None = None,
-    sub: str | None = None,
-) -> str:
-    """``/api/v1/...`` for the core group, ``/apis/<group>/<version>/...`` otherwise."""
-    base = f"/api/{version}" if not group else f"/apis/{group}/{version}"
-    parts = [base]
-    if namespace:
-        parts.append(f"namespaces/{namespace}")
-    parts.append(plural)
-    if name:
-        parts.append(name)
-    if sub:
-        parts.append(sub)
-    return "/".join(parts)
 
 
 class KubeClient:

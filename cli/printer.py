@@ -7,7 +7,7 @@ import re
 import time
 from typing import Any, TextIO
 
-from klambda.controller.api.types import KINDS, Column
+from klambda.api.types import KINDS, Column
 
 _PART = re.compile(r"[^.\[]+(?:\[[^\]]*\])?")
 _FILTER = re.compile(r'^(\w+)\[\?\(@\.(\w+)=="([^"]*)"\)\]$')

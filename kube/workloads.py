@@ -1,0 +1,50 @@
+"""Where the operator's workloads live, and which pods serve a version (pure).
+
+The operator creates them; the gateway reads them to find endpoints and to report demand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from klambda.kube import names
+from klambda.kube.paths import path_for
+
+VersionKey = tuple[str, str, str]
+"""(namespace, function, version)."""
+
+
+def deployments_path(
+    namespace: str | None = None, name: str | None = None, sub: str | None = None
+) -> str:
+    return path_for("apps", "v1", "deployments", namespace, name, sub)
+
+
+def pods_path(namespace: str | None = None) -> str:
+    return path_for("", "v1", "pods", namespace)
+
+
+def ready_endpoints(pods: Iterable[dict[str, Any]], key: VersionKey) -> tuple[str, ...]:
+    """gRPC addresses of a version's pods that are Ready and not terminating."""
+    namespace, function, version = key
+    slug = names.version_slug(version)
+    out = []
+    for pod in pods:
+        meta = pod.get("metadata", {})
+        labels = meta.get("labels", {})
+        if (
+            meta.get("namespace") != namespace
+            or labels.get(names.FUNCTION_LABEL) != function
+            or labels.get(names.VERSION_LABEL) != slug
+            or meta.get("deletionTimestamp")
+        ):
+            continue
+        status = pod.get("status", {})
+        ready = any(
+            c.get("type") == "Ready" and c.get("status") == "True"
+            for c in status.get("conditions", [])
+        )
+        if ready and status.get("podIP"):
+            out.append(f"{status['podIP']}:{names.GRPC_PORT}")
+    return tuple(sorted(out))
