@@ -183,7 +183,11 @@ async def _run(
         state_file = StateFile.open(data_dir / "state" / "objects.db")
         stack.callback(state_file.close)
         store = ObjectStore(state_file)
-        platform = LocalPlatform(data_dir / "run", data_dir / "code")
+        platform = LocalPlatform(
+            data_dir / "run",
+            data_dir / "code",
+            secrets=lambda ns: {o.name: o.spec for o in store.list("Secret", ns)},
+        )
         stack.push_async_callback(step("function processes", platform.close))
         controller = Controller(
             store,

@@ -1,9 +1,11 @@
-"""Turning a Function's ``code`` into a directory of files (the environment's LAMBDA_TASK_ROOT).
+"""The one module that fetches a Function's ``code``: inline files, a ConfigMap, or a zip.
 
-Code directories are content-addressed (``<root>/<sha256 hex>``), written to a temporary name
-and renamed into place, so a directory that exists is complete and shared by every shim that
-runs the same code. ``CodeSha256`` is Lambda's: base64 SHA-256 of the zip, or for inline and
-ConfigMap code, of the sorted file names and contents.
+Both platforms use it. Locally the code becomes a directory of files (the environment's
+LAMBDA_TASK_ROOT): content-addressed (``<root>/<sha256 hex>``), written to a temporary name and
+renamed into place, so a directory that exists is complete and shared by every shim that runs
+the same code. On Kubernetes it becomes the files of a ConfigMap (``fetch_files``), as bytes, so
+binary files survive. ``CodeSha256`` is Lambda's everywhere: base64 SHA-256 of the zip archive,
+or for inline and ConfigMap code, of the sorted file names and contents.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
+from typing import Generic, TypeVar
 
 import aiohttp
 
@@ -33,21 +36,24 @@ class CodeFetchFailed(Exception):
     """The code cannot be fetched or unpacked; the message says what to fix."""
 
 
+Ref = TypeVar("Ref")
+
+
 @dataclass(frozen=True)
-class CodeBundle:
-    directory: Path
+class CodeBundle(Generic[Ref]):
+    """Code a platform has made ready for its shims.
+
+    ``ref`` is the platform's own handle on it (locally the directory; on Kubernetes the files
+    for the code ConfigMap, or nothing for an image). The controller never looks inside: it
+    hands the bundle back to the same platform's ``start``."""
+
     sha256: str
     """Base64 SHA-256, Lambda's CodeSha256."""
-    size: int = 0
+    size: int
     """Bytes of code (Lambda's CodeSize)."""
-    location: str = ""
-    """Where the shim finds the code (a directory; platforms may use their own scheme)."""
+    ref: Ref
     files: frozenset[str] | None = None
     """Relative paths of the code's files, when known (None: an image, whose code is opaque)."""
-
-    def __post_init__(self) -> None:
-        if not self.location:
-            object.__setattr__(self, "location", str(self.directory))
 
 
 def files_sha256(files: Mapping[str, str | bytes]) -> str:
@@ -64,7 +70,7 @@ async def materialize(
     root: Path,
     config_maps: Mapping[str, Mapping[str, str]],
     session: aiohttp.ClientSession | None = None,
-) -> CodeBundle:
+) -> CodeBundle[Path]:
     """Fetches and unpacks ``code`` under ``root``; returns its directory and CodeSha256."""
     if code.inline is not None:
         return await asyncio.to_thread(_write_files, root, dict(code.inline))
@@ -104,7 +110,58 @@ async def fetch_zip(where: str, session: aiohttp.ClientSession | None = None) ->
         raise CodeFetchFailed(f"cannot read zip {where}: {e.strerror}") from e
 
 
-def _write_files(root: Path, files: dict[str, str]) -> CodeBundle:
+def archive_sha256(archive: bytes) -> str:
+    """Lambda's CodeSha256 of a zip: of the archive's bytes."""
+    return base64.b64encode(hashlib.sha256(archive).digest()).decode()
+
+
+def zip_files(archive: bytes, where: str) -> dict[str, bytes]:
+    """The files of a zip archive by path, as bytes (binary files included), with the limits
+    and path checks of unpacking it to disk."""
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(archive))
+    except zipfile.BadZipFile as e:
+        raise CodeFetchFailed(f"{where} is not a valid zip archive") from e
+    files, total = {}, 0
+    with zf:
+        for info in zf.infolist():
+            total += info.file_size
+            if total > MAX_ZIP_BYTES:
+                raise CodeFetchFailed(f"{where} unpacks to more than {MAX_ZIP_BYTES} bytes")
+            _safe_target(Path("/"), info.filename)
+            if not info.is_dir():
+                files[info.filename] = zf.read(info)
+    return files
+
+
+@dataclass(frozen=True)
+class FetchedFiles:
+    """Code as files in memory (for a ConfigMap), with Lambda's CodeSha256 and CodeSize."""
+
+    files: dict[str, bytes]
+    sha256: str
+    size: int
+
+
+async def fetch_files(code: Code, config_maps: Mapping[str, Mapping[str, str]]) -> FetchedFiles:
+    """Inline, ConfigMap or zip code as files in memory; raises CodeFetchFailed."""
+    if code.inline is not None or code.config_map is not None:
+        if code.inline is not None:
+            text = dict(code.inline)
+        else:
+            data = config_maps.get(code.config_map or "")
+            if data is None:
+                raise CodeFetchFailed(f'ConfigMap "{code.config_map}" not found')
+            text = dict(data)
+        files = {name: content.encode() for name, content in text.items()}
+        return FetchedFiles(files, files_sha256(files), sum(len(v) for v in files.values()))
+    assert code.zip is not None
+    archive = await fetch_zip(code.zip)
+    files = await asyncio.to_thread(zip_files, archive, code.zip)
+    return FetchedFiles(files, archive_sha256(archive), len(archive))
+
+
+def _write_files(root: Path, files: dict[str, str]) -> CodeBundle[Path]:
     sha = files_sha256(files)
 
     def fill(tmp: Path) -> None:
@@ -119,8 +176,8 @@ def _write_files(root: Path, files: dict[str, str]) -> CodeBundle:
     return code_bundle(directory, sha)
 
 
-def _unpack_zip(root: Path, archive: bytes, where: str) -> CodeBundle:
-    sha = base64.b64encode(hashlib.sha256(archive).digest()).decode()
+def _unpack_zip(root: Path, archive: bytes, where: str) -> CodeBundle[Path]:
+    sha = archive_sha256(archive)
     try:
         zf = zipfile.ZipFile(io.BytesIO(archive))
     except zipfile.BadZipFile as e:
@@ -154,7 +211,7 @@ async def prepare_local(
     config_maps: Mapping[str, Mapping[str, str]],
     pinned_sha256: str | None,
     version: str,
-) -> CodeBundle:
+) -> CodeBundle[Path]:
     """Code on this machine's disk; a published version's exact code when ``pinned_sha256``."""
     if pinned_sha256 is None:
         return await materialize(code, root, config_maps)
@@ -173,13 +230,13 @@ class CodeChanged(CodeFetchFailed):
     """A version's frozen code can no longer be had: its source changed (permanent)."""
 
 
-def code_bundle(directory: Path, sha256: str) -> CodeBundle:
+def code_bundle(directory: Path, sha256: str) -> CodeBundle[Path]:
     """The bundle of code in place in ``directory`` (blocking: call it in a thread)."""
     files = [p for p in directory.rglob("*") if p.is_file()]
     return CodeBundle(
-        directory,
         sha256,
         sum(p.stat().st_size for p in files),
+        directory,
         files=frozenset(p.relative_to(directory).as_posix() for p in files),
     )
 

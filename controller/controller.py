@@ -104,7 +104,7 @@ class Controller:
     routes: RouteSink
     settings: ControllerSettings
     _failures: dict[ShimKey, Failure] = field(default_factory=dict)
-    _code: dict[ShimKey, CodeBundle] = field(default_factory=dict)
+    _code: dict[ShimKey, CodeBundle[Any]] = field(default_factory=dict)
     _published: set[tuple[str, str]] = field(default_factory=set)
     _used: dict[ShimKey, float] = field(default_factory=dict)
     _observed: dict[ShimKey, Observation] = field(default_factory=dict)
@@ -294,8 +294,8 @@ class Controller:
             problem = handler_problem(want.spec, bundle.files)
             if problem is not None:
                 raise StartFailed("InvalidHandler", problem, permanent=True)
-            config = self._shim_config(want, bundle)
-            await self.platform.start(config, want.spec, world.secrets_in(want.namespace))
+            config = self._shim_config(want)
+            await self.platform.start(config, bundle, want.spec)
         except StartFailed as e:
             self._record_failure(want, e)
             return
@@ -314,7 +314,7 @@ class Controller:
             want.config_hash, e.reason, e.message, e.permanent, attempts, time.monotonic() + delay
         )
 
-    def _shim_config(self, want: DesiredShim, bundle: CodeBundle) -> ShimConfig:
+    def _shim_config(self, want: DesiredShim) -> ShimConfig:
         spec = want.spec
         s = self.settings
         return ShimConfig(
@@ -322,7 +322,7 @@ class Controller:
             version=want.version,
             runtime=spec.runtime or "",
             handler=spec.handler or "",
-            code_dir=bundle.location,
+            code_dir="",  # where the platform puts the code: it sets this in start()
             function_arn=function_arn(s.region, account_for(want.namespace), want.name),
             log_dir=str(self.log_dir(want.namespace, want.name)),
             memory_size=spec.memory_size,

@@ -15,7 +15,9 @@ the heaviest tests, as Knative's builders do. Per version:
 
 from __future__ import annotations
 
+import base64
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -80,22 +82,42 @@ def resources(memory_mb: int) -> Manifest:
     }
 
 
-def code_files(files: dict[str, str]) -> tuple[dict[str, str], list[dict[str, str]]]:
-    """ConfigMap data (keys may not hold '/') and the volume items putting each file at its path."""
-    data, items = {}, []
+@dataclass(frozen=True)
+class CodeFiles:
+    """Code as a ConfigMap holds it: UTF-8 text in ``data``, anything else base64 in
+    ``binaryData`` (keys may not hold '/'), and the volume items putting each file at its path."""
+
+    data: dict[str, str]
+    binary_data: dict[str, str]
+    items: list[dict[str, str]]
+
+
+def code_files(files: Mapping[str, bytes]) -> CodeFiles:
+    data, binary, items = {}, {}, []
     for i, path in enumerate(sorted(files)):
         key = f"f{i}"
-        data[key] = files[path]
+        try:
+            data[key] = files[path].decode()
+        except UnicodeDecodeError:
+            binary[key] = base64.b64encode(files[path]).decode()
         items.append({"key": key, "path": path})
-    return data, items
+    return CodeFiles(data, binary, items)
+
+
+def config_map_bytes(files: Mapping[str, bytes]) -> int:
+    """How many bytes the code takes in its ConfigMap (binary files grow by a third)."""
+    stored = code_files(files)
+    return sum(len(v.encode()) for v in stored.data.values()) + sum(
+        len(v) for v in stored.binary_data.values()
+    )
 
 
 def make_code_config_map(
-    namespace: str, sha256: str, files: dict[str, str], owner: dict[str, Any]
+    namespace: str, sha256: str, files: Mapping[str, bytes], owner: dict[str, Any]
 ) -> Manifest:
     """Shared by every version with this code, so each is an owner and none the controller:
     the ConfigMap goes when the last of them does."""
-    data, items = code_files(files)
+    stored = code_files(files)
     owner = shared_owner(owner)
     return {
         "apiVersion": "v1",
@@ -109,11 +131,12 @@ def make_code_config_map(
             ),
             "annotations": {
                 "klambda.io/code-sha256": sha256,
-                "klambda.io/code-items": json.dumps(items),
+                "klambda.io/code-items": json.dumps(stored.items),
             },
         },
         "immutable": True,
-        "data": data,
+        "data": stored.data,
+        **({"binaryData": stored.binary_data} if stored.binary_data else {}),
     }
 
 

@@ -13,18 +13,16 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
-import io
-import json
 import logging
-import zipfile
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from klambda.api.shim_config import ShimConfig
 from klambda.api.types import Code, FunctionSpec
-from klambda.controller.code import CodeBundle, CodeFetchFailed, fetch_zip, files_sha256
+from klambda.controller.code import CodeBundle, CodeFetchFailed, fetch_files
 from klambda.controller.kube import builders
-from klambda.controller.platform import Observation, Placement, StartFailed
+from klambda.controller.platform import Observation, StartFailed
 from klambda.controller.reconcile import RunningShim, ShimKey
 from klambda.kube import names
 from klambda.kube.client import Conflict, KubeClient, KubeError, NotFound, path_for
@@ -34,9 +32,16 @@ from klambda.kube.workloads import deployments_path, pods_path, ready_endpoints
 log = logging.getLogger(__name__)
 
 CODE_LIMIT = 900 * 1024  # a ConfigMap holds at most 1 MiB, metadata included
-LOCATION_PREFIX = "configmap:"
-IMAGE_LOCATION = "image:"  # image functions: no code to mount
 CONFLICT_RETRIES = 5
+
+
+@dataclass(frozen=True)
+class KubeCode:
+    """This platform's handle on prepared code: the files of the code ConfigMap (bytes, so
+    binary files survive), or None for a container image, whose code is the image."""
+
+    files: Mapping[str, bytes] | None
+
 
 OwnerLookup = Callable[[ShimKey], dict[str, Any] | None]
 """The ownerReference for a version's objects: its Function ($LATEST) or Version object."""
@@ -116,59 +121,40 @@ class KubePlatform:
         config_maps: Mapping[str, Mapping[str, str]],
         pinned_sha256: str | None,
         version: str,
-    ) -> CodeBundle:
+    ) -> CodeBundle[KubeCode]:
         if code.image is not None:  # the image is the code; its reference stands for its hash
             digest = base64.b64encode(hashlib.sha256(code.image.encode()).digest()).decode()
-            return CodeBundle(builders.CODE_DIR, digest, 0, IMAGE_LOCATION)  # type: ignore[arg-type]
-        files = await self._files(code, config_maps)
-        sha = files_sha256(files)
-        if pinned_sha256 is not None and pinned_sha256 != sha:
-            raise StartFailed(
-                "CodeFetchFailed",
-                f"the code of version {version} is gone and its source now holds other code",
-                permanent=True,
-            )
-        size = sum(len(v.encode()) for v in files.values())
-        if size > CODE_LIMIT:
-            raise StartFailed(
-                "CodeTooLarge",
-                f"{size} bytes of code do not fit a ConfigMap ({CODE_LIMIT} at most)",
-                permanent=True,
-            )
-        return CodeBundle(
-            directory=builders.CODE_DIR,  # type: ignore[arg-type]
-            sha256=sha,
-            size=size,
-            location=LOCATION_PREFIX + json.dumps(files),
-            files=frozenset(files),
-        )
-
-    async def _files(
-        self, code: Code, config_maps: Mapping[str, Mapping[str, str]]
-    ) -> dict[str, str]:
-        if code.inline is not None:
-            return dict(code.inline)
-        if code.config_map is not None:
-            data = config_maps.get(code.config_map)
-            if data is None:
-                raise StartFailed("CodeFetchFailed", f'ConfigMap "{code.config_map}" not found')
-            return dict(data)
-        assert code.zip is not None
-        if not code.zip.startswith(("http://", "https://")):
+            return CodeBundle(digest, 0, KubeCode(None))
+        if code.zip is not None and not code.zip.startswith(("http://", "https://")):
             raise StartFailed(
                 "CodeFetchFailed",
                 f"zip {code.zip!r} is a local path: on Kubernetes give an http(s) URL",
                 permanent=True,
             )
         try:
-            archive = await fetch_zip(code.zip)
-            with zipfile.ZipFile(io.BytesIO(archive)) as zf:
-                return {i.filename: zf.read(i).decode() for i in zf.infolist() if not i.is_dir()}
-        except (CodeFetchFailed, zipfile.BadZipFile, UnicodeDecodeError) as e:
-            raise StartFailed("CodeFetchFailed", f"{code.zip}: {e}") from e
+            fetched = await fetch_files(code, config_maps)
+        except CodeFetchFailed as e:
+            where = f"{code.zip}: " if code.zip else ""
+            raise StartFailed("CodeFetchFailed", f"{where}{e}") from e
+        if pinned_sha256 is not None and pinned_sha256 != fetched.sha256:
+            raise StartFailed(
+                "CodeFetchFailed",
+                f"the code of version {version} is gone and its source now holds other code",
+                permanent=True,
+            )
+        stored = builders.config_map_bytes(fetched.files)
+        if stored > CODE_LIMIT:
+            raise StartFailed(
+                "CodeTooLarge",
+                f"{stored} bytes of code do not fit a ConfigMap ({CODE_LIMIT} at most)",
+                permanent=True,
+            )
+        return CodeBundle(
+            fetched.sha256, fetched.size, KubeCode(fetched.files), frozenset(fetched.files)
+        )
 
     async def _ensure_code(
-        self, namespace: str, sha: str, files: dict[str, str], owner: dict[str, Any]
+        self, namespace: str, sha: str, files: Mapping[str, bytes], owner: dict[str, Any]
     ) -> tuple[str, list[dict[str, str]]]:
         manifest = builders.make_code_config_map(namespace, sha, files, owner)
         name = manifest["metadata"]["name"]
@@ -176,8 +162,7 @@ class KubePlatform:
             await self.client.create(path_for("", "v1", "configmaps", namespace), manifest)
         except Conflict:  # identical code, already there (immutable): share it
             await self._add_owner(path_for("", "v1", "configmaps", namespace, name), owner)
-        _, items = builders.code_files(files)
-        return name, items
+        return name, builders.code_files(files).items
 
     async def _add_owner(self, path: str, owner: dict[str, Any]) -> None:
         """Adds ``owner`` to the object's ownerReferences, so that garbage collection waits for
@@ -204,19 +189,19 @@ class KubePlatform:
     async def start(
         self,
         config: ShimConfig,
+        code: CodeBundle[KubeCode],
         spec: FunctionSpec,
-        secrets: Mapping[str, Mapping[str, str]] | None = None,
-    ) -> Placement:
+    ) -> None:
         # secretRefs become the pod's env (secretKeyRef): the kubelet reads the Secrets
         key = (config.namespace, config.function_name, config.version)
         owner = self.owner_of(key)
         if owner is None:
             raise StartFailed("OwnerNotFound", "the owning object is gone")
         code_map, items = "", list[dict[str, str]]()
-        if not config.external_runtime:
-            files = json.loads(config.code_dir.removeprefix(LOCATION_PREFIX))
-            sha = files_sha256(files)
-            code_map, items = await self._ensure_code(config.namespace, sha, files, owner)
+        if code.ref.files is not None:  # not an image
+            code_map, items = await self._ensure_code(
+                config.namespace, code.sha256, code.ref.files, owner
+            )
         current = self._deployment(key)
         replicas = max(
             config.provisioned_concurrency,
@@ -243,7 +228,6 @@ class KubePlatform:
             await self._apply(objs.deployment)
         except KubeError as e:
             raise StartFailed("ApplyFailed", str(e)) from e
-        return Placement(key, config.config_hash, "")
 
     async def _apply(self, manifest: dict[str, Any]) -> None:
         """Create, or replace what exists (level-based: the manifest is the whole truth)."""

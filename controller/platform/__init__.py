@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from klambda.api.shim_config import ShimConfig
 from klambda.api.types import Code, FunctionSpec
@@ -37,15 +37,6 @@ class Observation:
     idle_seconds: float
 
 
-@dataclass(frozen=True)
-class Placement:
-    """A running shim's address, as the gateway dials it."""
-
-    key: ShimKey
-    config_hash: str
-    address: str
-
-
 class Platform(Protocol):
     def running(self) -> dict[ShimKey, RunningShim]:
         """Shims that run now, by key (the newest one per key)."""
@@ -61,21 +52,19 @@ class Platform(Protocol):
         config_maps: Mapping[str, Mapping[str, str]],
         pinned_sha256: str | None,
         version: str,
-    ) -> CodeBundle:
+    ) -> CodeBundle[Any]:
         """Puts the code where this platform's shims read it; raises StartFailed.
 
         ``pinned_sha256``: a published version's CodeSha256, which the code must still have.
+        The bundle's ``ref`` is this platform's own; only its ``start`` reads it.
         """
         ...
 
-    async def start(
-        self, config: ShimConfig, spec: FunctionSpec, secrets: Mapping[str, Mapping[str, str]]
-    ) -> Placement:
-        """Starts a shim for ``config`` and returns once it takes invocations.
-
-        ``secrets`` holds the namespace's Secrets where the store has them (locally), for the
-        values of ``spec``'s secretRefs; a platform with its own Secret store (Kubernetes)
-        resolves them itself.
+    async def start(self, config: ShimConfig, code: CodeBundle[Any], spec: FunctionSpec) -> None:
+        """Starts a shim for ``config`` running ``code`` (from this platform's
+        ``prepare_code``; the platform sets ``config.code_dir``), and returns once it takes
+        invocations. ``spec``'s secretRefs are resolved where the platform keeps Secrets (the
+        local store; on Kubernetes the kubelet, from the API).
 
         If one runs for the same key, it is drained and stopped after the new one is ready.
         Raises StartFailed.

@@ -16,7 +16,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -26,7 +26,7 @@ from klambda.api.lifecycle import die_with_parent
 from klambda.api.shim_config import ShimConfig
 from klambda.api.types import Code, FunctionSpec, SecretKeyRef
 from klambda.controller.code import CodeBundle, CodeChanged, CodeFetchFailed, prepare_local
-from klambda.controller.platform import Observation, Placement, StartFailed
+from klambda.controller.platform import Observation, StartFailed
 from klambda.controller.reconcile import RunningShim, ShimKey
 from klambda.protos import shim_pb2, shim_pb2_grpc
 
@@ -62,6 +62,9 @@ class LocalPlatform:
     drain_delay: float = 1.0
     python: str = sys.executable
     on_change: Callable[[], None] = lambda: None
+    secrets: Callable[[str], Mapping[str, Mapping[str, str]]] = lambda namespace: {}
+    """A namespace's Secrets by name (their data as text): the local store holds them, as the
+    API server does on Kubernetes, where the kubelet resolves secretKeyRefs instead."""
     _current: dict[ShimKey, ShimProcess] = field(default_factory=dict)
     _retiring: dict[asyncio.Task[None], ShimProcess] = field(default_factory=dict)
 
@@ -83,7 +86,7 @@ class LocalPlatform:
         config_maps: Mapping[str, Mapping[str, str]],
         pinned_sha256: str | None,
         version: str,
-    ) -> CodeBundle:
+    ) -> CodeBundle[Path]:
         if code.image is not None:
             raise StartFailed(
                 "ImageNotSupported",
@@ -98,21 +101,16 @@ class LocalPlatform:
         except CodeFetchFailed as e:
             raise StartFailed("CodeFetchFailed", str(e)) from e
 
-    async def start(
-        self,
-        config: ShimConfig,
-        spec: FunctionSpec | None = None,
-        secrets: Mapping[str, Mapping[str, str]] | None = None,
-    ) -> Placement:
+    async def start(self, config: ShimConfig, code: CodeBundle[Path], spec: FunctionSpec) -> None:
+        config = replace(config, code_dir=str(code.ref))
         key = (config.namespace, config.function_name, config.version)
-        values = resolve_secret_refs(spec.secret_refs if spec else {}, secrets or {}, key[0])
+        values = resolve_secret_refs(spec.secret_refs, self.secrets(key[0]), key[0])
         shim = await self._spawn(key, config, values)
         old = self._current.get(key)
         self._current[key] = shim
         shim.watcher = asyncio.create_task(self._watch(shim), name=f"watch-shim-{shim.process.pid}")
         if old is not None:
             self._retire(old)
-        return Placement(key, config.config_hash, shim.address)
 
     async def stop(self, key: ShimKey) -> None:
         shim = self._current.pop(key, None)

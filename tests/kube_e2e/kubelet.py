@@ -303,14 +303,15 @@ class ProcessKubelet:
                 continue
             target = root / mounts[volume["name"]].strip("/").replace("/", "-")
             target.mkdir(parents=True, exist_ok=True)
-            data = (
-                await self.client.get(path_for("", "v1", "configmaps", namespace, cm["name"]))
-            ).get("data", {})
-            items = cm.get("items") or [{"key": k, "path": k} for k in data]
+            found = await self.client.get(path_for("", "v1", "configmaps", namespace, cm["name"]))
+            # as the kubelet does: data as UTF-8 text, binaryData as the bytes it encodes
+            content = {k: v.encode() for k, v in found.get("data", {}).items()}
+            content.update({k: base64.b64decode(v) for k, v in found.get("binaryData", {}).items()})
+            items = cm.get("items") or [{"key": k, "path": k} for k in content]
             for item in items:
                 file = target / item["path"]
                 file.parent.mkdir(parents=True, exist_ok=True)
-                file.write_text(data[item["key"]])
+                file.write_bytes(content[item["key"]])
                 file.chmod(cm.get("defaultMode", 0o644))
 
     async def _remove(self, pod: PodProcess) -> None:

@@ -241,3 +241,60 @@ async def test_queue_messages_reach_the_function(cluster: Cluster, tmp_path: Pat
         await cluster.eventually(emptied, what="the queue emptied (messages deleted)")
     finally:
         await queue.aclose()
+
+
+ZIP_FUNCTION = """apiVersion: klambda.io/v1alpha1
+kind: Function
+metadata: {name: zipped}
+spec:
+  runtime: python3.11
+  handler: app.handler
+  url: {authType: NONE}
+  code: {zip: "%s"}
+"""
+
+ZIP_APP = """
+import hashlib, pathlib
+def handler(event, context):
+    blob = (pathlib.Path(__file__).parent / "lib" / "native.bin").read_bytes()
+    return {"statusCode": 200, "body": hashlib.sha256(blob).hexdigest()}
+"""
+
+
+async def test_zip_with_a_binary_file(cluster: Cluster) -> None:  # noqa: F811
+    """A zip's files reach the pod byte for byte (binary ones through the ConfigMap's
+    binaryData), and its CodeSha256 is Lambda's: of the archive, as under klambda up."""
+    import base64
+    import hashlib
+    import io
+    import zipfile
+
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+
+    cluster.double_only("the zip is served from this machine's loopback")
+    blob = bytes(range(256)) * 4  # not UTF-8
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("app.py", ZIP_APP)
+        zf.writestr("lib/native.bin", blob)
+    archive = buf.getvalue()
+
+    async def serve(_: web.Request) -> web.Response:
+        return web.Response(body=archive)
+
+    app = web.Application()
+    app.router.add_get("/code.zip", serve)
+    async with TestServer(app, host="127.0.0.1") as server:
+        manifest = cluster.tmp / "zipped.yaml"
+        manifest.write_text(ZIP_FUNCTION % server.make_url("/code.zip"))
+        await cluster.kubectl("apply", "-f", str(manifest))
+
+        async def answer() -> str | None:
+            status, body = await get(cluster.url("zipped"))
+            return body if status == 200 else None
+
+        body = await cluster.eventually(answer, timeout=60, what="HTTP 200 from zipped")
+    assert body == hashlib.sha256(blob).hexdigest()
+    fn = await cluster.function("zipped")
+    assert fn["status"]["codeSha256"] == base64.b64encode(hashlib.sha256(archive).digest()).decode()

@@ -30,11 +30,11 @@ def make_zip(files: dict[str, tuple[str, int]]) -> bytes:
 async def test_inline_files_and_bootstrap_mode(tmp_path: Path) -> None:
     code = Code(inline={"bootstrap": "#!/bin/sh\n", "lib/util.py": "X = 1\n"})
     bundle = await materialize(code, tmp_path, {})
-    assert (bundle.directory / "lib/util.py").read_text() == "X = 1\n"
-    assert os.access(bundle.directory / "bootstrap", os.X_OK)
+    assert (bundle.ref / "lib/util.py").read_text() == "X = 1\n"
+    assert os.access(bundle.ref / "bootstrap", os.X_OK)
     assert bundle.sha256 == files_sha256(code.inline or {})
     again = await materialize(code, tmp_path, {})
-    assert again.directory == bundle.directory  # content-addressed: shared, not rewritten
+    assert again.ref == bundle.ref  # content-addressed: shared, not rewritten
 
 
 async def test_zip_from_a_path_keeps_modes_and_hashes_like_lambda(tmp_path: Path) -> None:
@@ -42,9 +42,9 @@ async def test_zip_from_a_path_keeps_modes_and_hashes_like_lambda(tmp_path: Path
     path = tmp_path / "code.zip"
     path.write_bytes(archive)
     bundle = await materialize(Code(zip=str(path)), tmp_path / "root", {})
-    assert (bundle.directory / "app.py").read_text() == "print(1)\n"
-    assert os.access(bundle.directory / "run.sh", os.X_OK)
-    assert not os.access(bundle.directory / "app.py", os.X_OK)
+    assert (bundle.ref / "app.py").read_text() == "print(1)\n"
+    assert os.access(bundle.ref / "run.sh", os.X_OK)
+    assert not os.access(bundle.ref / "app.py", os.X_OK)
     assert bundle.sha256 == base64.b64encode(hashlib.sha256(archive).digest()).decode()
 
 
@@ -60,7 +60,7 @@ async def test_zip_over_http(tmp_path: Path) -> None:
     app.router.add_get("/{tail:.*}", serve)
     async with TestServer(app, host="127.0.0.1") as server:
         bundle = await materialize(Code(zip=str(server.make_url("/code.zip"))), tmp_path, {})
-        assert (bundle.directory / "app.py").read_text() == "X = 2\n"
+        assert (bundle.ref / "app.py").read_text() == "X = 2\n"
         with pytest.raises(CodeFetchFailed, match="answered HTTP 404"):
             await materialize(Code(zip=str(server.make_url("/missing.zip"))), tmp_path, {})
 
@@ -86,4 +86,4 @@ async def test_missing_zip_and_config_map(tmp_path: Path) -> None:
     with pytest.raises(CodeFetchFailed, match='ConfigMap "src" not found'):
         await materialize(Code(config_map="src"), tmp_path, {})
     bundle = await materialize(Code(config_map="src"), tmp_path, {"src": {"app.py": "Y = 3\n"}})
-    assert (bundle.directory / "app.py").read_text() == "Y = 3\n"
+    assert (bundle.ref / "app.py").read_text() == "Y = 3\n"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -9,6 +10,7 @@ from klambda.api.objects import parse_object
 from klambda.api.shim_config import ShimConfig
 from klambda.controller.kube.builders import (
     KubeSettings,
+    config_map_bytes,
     make_code_config_map,
     make_version_objects,
     resources,
@@ -199,10 +201,11 @@ def test_code_config_map_keeps_paths_and_is_immutable() -> None:
     cm = make_code_config_map(
         "team",
         "q83vEjQ1bbGVHYEfvnq31aJ0OZpV4WDyzmdT3Jrj6ik=",
-        {"pkg/a.py": "A", "bootstrap": "B"},
+        {"pkg/a.py": b"A", "bootstrap": b"B"},
         OWNER,
     )
     assert cm["immutable"] is True
+    assert "binaryData" not in cm  # text only
     assert cm["metadata"]["name"].startswith("klambda-code-")
     items = json.loads(cm["metadata"]["annotations"]["klambda.io/code-items"])
     assert {i["path"]: cm["data"][i["key"]] for i in items} == {"pkg/a.py": "A", "bootstrap": "B"}
@@ -213,6 +216,17 @@ def test_code_config_map_keeps_paths_and_is_immutable() -> None:
     refs = with_owner([ref], other)
     assert refs is not None and [r["uid"] for r in refs] == ["uid-1", "uid-2"]
     assert with_owner(refs, other) is None  # already an owner: nothing to write
+
+
+def test_binary_files_go_to_binary_data_byte_for_byte() -> None:
+    blob = bytes(range(256))  # not UTF-8
+    files = {"lib/native.so": blob, "app.py": b"X = 1\n"}
+    cm = make_code_config_map("team", "q83vEjQ1bbGVHYEfvnq31aJ0OZpV4WDyzmdT3Jrj6ik=", files, OWNER)
+    items = json.loads(cm["metadata"]["annotations"]["klambda.io/code-items"])
+    by_path = {i["path"]: i["key"] for i in items}
+    assert cm["data"] == {by_path["app.py"]: "X = 1\n"}
+    assert base64.b64decode(cm["binaryData"][by_path["lib/native.so"]]) == blob
+    assert config_map_bytes({"a": blob}) == len(base64.b64encode(blob))
 
 
 def test_lease_expiry() -> None:
