@@ -53,6 +53,20 @@ def spec_of(status: dict[str, Any]) -> FunctionSpec:
     return schema.parse(FunctionSpec, status["functionSpec"], "status.functionSpec")
 
 
+def latest_numbered(versions: Iterable[ApiObject]) -> ApiObject | None:
+    """The highest-numbered published version among ``versions``."""
+    numbered = [o for o in versions if o.status.get("version")]
+    return max(numbered, key=lambda o: int(o.status["version"]), default=None)
+
+
+def unchanged_since(latest: ApiObject | None, current: Snapshot) -> str | None:
+    """Lambda's rule: publishing when nothing changed since the latest version gives that
+    version again. Its number, or None when something changed."""
+    if latest is not None and current.same_as(latest.status):
+        return str(latest.status["version"])
+    return None
+
+
 @dataclass(frozen=True)
 class Assignment:
     """The outcome of publishing one Version object."""
@@ -78,8 +92,7 @@ def assign(
     Returns the assignments for objects without a number, and the new counter.
     """
     ordered = sorted(versions, key=lambda o: o.creation_key)
-    numbered = [o for o in ordered if o.status.get("version")]
-    latest = max(numbered, key=lambda o: int(o.status["version"]), default=None)
+    latest = latest_numbered(ordered)
     out: list[Assignment] = []
     for obj in ordered:
         if obj.status.get("version"):
@@ -110,8 +123,7 @@ def assign(
                 )
             )
             continue
-        if latest is not None and current.same_as(latest.status):
-            number = str(latest.status["version"])
+        if (number := unchanged_since(latest, current)) is not None:
             out.append(
                 Assignment(
                     obj, number, UNCHANGED, f"nothing changed since version {number}", current

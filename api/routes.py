@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from klambda.api import defaults
 from klambda.api.policy import Policy
 from klambda.api.types import FunctionUrl
 
@@ -67,12 +68,14 @@ class FunctionRoute:
     created: str = ""
     """When the function was created (ISO 8601)."""
 
-    def url_id(self, qualifier: str | None = None, default_namespace: str = "default") -> str:
+    def url_id(
+        self, qualifier: str | None = None, default_namespace: str = defaults.NAMESPACE
+    ) -> str:
         return url_id(self.name, qualifier, self.namespace, default_namespace)
 
 
 def url_id(
-    name: str, qualifier: str | None, namespace: str, default_namespace: str = "default"
+    name: str, qualifier: str | None, namespace: str, default_namespace: str = defaults.NAMESPACE
 ) -> str:
     """The URL id, shared by the host form (``<id>.<domain>``) and the path form.
 
@@ -82,7 +85,9 @@ def url_id(
     return out if namespace == default_namespace else f"{out}.{namespace}"
 
 
-def parse_url_id(value: str, default_namespace: str = "default") -> tuple[str, str, str | None]:
+def parse_url_id(
+    value: str, default_namespace: str = defaults.NAMESPACE
+) -> tuple[str, str, str | None]:
     """(namespace, function, qualifier) of a URL id; the inverse of ``url_id``."""
     head, _, namespace = value.partition(".")
     name, _, qualifier = head.partition("--")
@@ -114,7 +119,7 @@ class EventSourceRoute:
     max_receive_count: int | None = None
     dead_letter_key: str | None = None
     report_failures: bool = False
-    region: str = "us-east-1"
+    region: str = defaults.REGION
     concurrency: int = 5
     """Batches in flight at once (pollers sharing the queue's consumer group)."""
 

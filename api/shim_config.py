@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from klambda.api import defaults
+
 
 @dataclass(frozen=True)
 class ShimConfig:
@@ -35,9 +37,9 @@ class ShimConfig:
     inherited_environment: list[str] = field(default_factory=list)
     """Variables the shim passes on from its own environment (Secret values: the platform puts
     them there, never in this file)."""
-    region: str = "us-east-1"
+    region: str = defaults.REGION
     """AWS_REGION seen by functions."""
-    namespace: str = "default"
+    namespace: str = defaults.NAMESPACE
     """Kubernetes namespace (the account) of the function."""
     config_hash: str = ""
     """Hash of the configuration this shim runs; reported by Status for roll-outs."""
@@ -52,7 +54,7 @@ class ShimConfig:
     a process to spawn (a Kubernetes pod exists because an invocation is coming)."""
     max_environments: int = 64
     """Upper bound on environments this shim runs at once."""
-    idle_timeout: float = 300.0
+    idle_timeout: float = defaults.KEEP_WARM
     """Seconds an idle on-demand environment is kept warm before it is stopped."""
     init_timeout: float = 10.0
     """Seconds the init phase may take (Lambda's limit is 10 s)."""

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from klambda.api import defaults
 from klambda.cli import commands
 from klambda.cli.state import NotRunning, default_data_dir
 
@@ -23,7 +24,7 @@ def _parser() -> argparse.ArgumentParser:
         help="state and logs of the local platform (env KLAMBDA_DATA_DIR; default %(default)s)",
     )
     ns = argparse.ArgumentParser(add_help=False)
-    ns.add_argument("-n", "--namespace", default="default", help="namespace (account)")
+    ns.add_argument("-n", "--namespace", default=defaults.NAMESPACE, help="namespace (account)")
 
     p = argparse.ArgumentParser(prog="klambda", description="Lambda-compatible functions, locally")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -36,27 +37,31 @@ def _parser() -> argparse.ArgumentParser:
         help="manifest file or directory (repeatable; default examples/)",
     )
     up.add_argument("--host", default="127.0.0.1", help="gateway address (default %(default)s)")
-    up.add_argument("--port", type=int, default=8080, help="gateway port (default %(default)s)")
+    up.add_argument(
+        "--port", type=int, default=defaults.GATEWAY_PORT, help="gateway port (default %(default)s)"
+    )
     up.add_argument("--redis-url", help="use this Redis instead of starting an embedded one")
-    up.add_argument("--region", default="us-east-1", help="region in ARNs (default %(default)s)")
+    up.add_argument(
+        "--region", default=defaults.REGION, help="region in ARNs (default %(default)s)"
+    )
     up.add_argument(
         "--keep-warm",
         type=float,
-        default=300.0,
+        default=defaults.KEEP_WARM,
         metavar="SECONDS",
         help="how long idle environments stay warm (default %(default)s)",
     )
     up.add_argument(
         "--concurrency-limit",
         type=int,
-        default=1000,
+        default=defaults.CONCURRENCY_LIMIT,
         metavar="N",
         help="regional limit on invocations in flight (default %(default)s)",
     )
     up.add_argument(
         "--shutdown-grace",
         type=float,
-        default=10.0,
+        default=defaults.SHUTDOWN_GRACE,
         metavar="SECONDS",
         help="on Ctrl-C, how long in-flight invocations get to finish; "
         "a second Ctrl-C skips it (default %(default)s)",
@@ -107,13 +112,13 @@ def _parser() -> argparse.ArgumentParser:
         dest="namespaces",
         help="namespace to watch (repeatable; default all)",
     )
-    op.add_argument("--lease-namespace", default="default", help="namespace of the Lease")
+    op.add_argument("--lease-namespace", default=defaults.NAMESPACE, help="namespace of the Lease")
     op.add_argument(
         "--gateway-url",
-        default="http://klambda-gateway",
+        default=defaults.PUBLIC_URL,
         help="public base URL of the gateway (for function URLs in status)",
     )
-    op.add_argument("--region", default="us-east-1")
+    op.add_argument("--region", default=defaults.REGION)
     op.add_argument(
         "--api-qps",
         type=float,
@@ -131,18 +136,25 @@ def _parser() -> argparse.ArgumentParser:
     gw.add_argument("--kubeconfig", help="kubeconfig (default: $KUBECONFIG or in-cluster)")
     gw.add_argument("--watch-namespace", action="append", dest="namespaces")
     gw.add_argument("--host", default="0.0.0.0")
-    gw.add_argument("--port", type=int, default=8080)
-    gw.add_argument("--public-url", default="http://klambda-gateway")
+    gw.add_argument("--port", type=int, default=defaults.GATEWAY_PORT)
+    gw.add_argument("--public-url", default=defaults.PUBLIC_URL)
     gw.add_argument("--redis-url", help="Redis for asynchronous invocations")
-    gw.add_argument("--region", default="us-east-1")
-    gw.add_argument("--concurrency-limit", type=int, default=1000)
+    gw.add_argument("--region", default=defaults.REGION)
+    gw.add_argument("--concurrency-limit", type=int, default=defaults.CONCURRENCY_LIMIT)
     gw.add_argument(
         "--keep-warm",
         type=float,
-        default=300.0,
+        default=defaults.KEEP_WARM,
         metavar="SECONDS",
         help="how long an unused version keeps pods beyond its provisioned concurrency "
         "(default %(default)s)",
+    )
+    gw.add_argument(
+        "--shutdown-grace",
+        type=float,
+        default=defaults.SHUTDOWN_GRACE,
+        metavar="SECONDS",
+        help="on SIGTERM, how long requests in flight get to finish (default %(default)s)",
     )
 
     k = sub.add_parser("keys", help="access keys of principals (SigV4 callers)")
@@ -252,6 +264,7 @@ def _gateway(args: argparse.Namespace) -> int:
         redis_url=args.redis_url,
         concurrency_limit=args.concurrency_limit,
         keep_warm=args.keep_warm,
+        shutdown_grace=args.shutdown_grace,
     )
     return _until_signalled(
         lambda stop: run_gateway(settings, args.kubeconfig, args.namespaces, args.public_url, stop)

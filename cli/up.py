@@ -20,10 +20,12 @@ from typing import TextIO
 
 from aiohttp import web
 
+from klambda.api import defaults
 from klambda.api.iam import AccessKey
 from klambda.api.manifest import ManifestError, load_documents
 from klambda.api.objects import ApiObject, parse_object
 from klambda.api.schema import ValidationError
+from klambda.api.tasks import cancel_and_wait
 from klambda.cli.shutdown import Shutdown
 from klambda.cli.state import NotRunning, PlatformState
 from klambda.controller.admin import create_admin_app
@@ -45,12 +47,12 @@ class UpOptions:
     data_dir: Path
     files: list[str]
     host: str = "127.0.0.1"
-    port: int = 8080
+    port: int = defaults.GATEWAY_PORT
     redis_url: str | None = None
-    region: str = "us-east-1"
-    idle_timeout: float = 300.0
-    concurrency_limit: int = 1000
-    shutdown_grace: float = 10.0
+    region: str = defaults.REGION
+    idle_timeout: float = defaults.KEEP_WARM
+    concurrency_limit: int = defaults.CONCURRENCY_LIMIT
+    shutdown_grace: float = defaults.SHUTDOWN_GRACE
     """Seconds in-flight invocations get to finish after Ctrl-C (a second Ctrl-C skips it)."""
 
 
@@ -234,9 +236,7 @@ async def _run(
         loop_task = asyncio.create_task(controller.run(), name="controller")
 
         async def stop_controller() -> None:
-            loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await loop_task
+            await cancel_and_wait([loop_task])
 
         stack.push_async_callback(step("the controller", stop_controller))
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
+from klambda.api import publishing
 from klambda.api.objects import ApiObject, describe, parse_object
 from klambda.api.schema import ValidationError
 from klambda.api.types import API_VERSION, kind_named, name_problems
@@ -127,14 +128,12 @@ class AdminApi:
         versions = [
             v for v in self.store.list("Version", namespace) if v.spec.function_name == name
         ]
-        numbered = [v for v in versions if v.status.get("version")]
-        latest = max(numbered, key=lambda v: int(v.status["version"]), default=None)
-        if (
-            latest is not None
-            and latest.status.get("configHash") == config_hash
-            and (latest.status.get("codeSha256") == sha)
-        ):
-            return web.json_response({"version": latest.status["version"], "created": False})
+        current_snapshot = publishing.snapshot(fn.spec, sha, config_hash)
+        unchanged = publishing.unchanged_since(
+            publishing.latest_numbered(versions), current_snapshot
+        )
+        if unchanged is not None:
+            return web.json_response({"version": unchanged, "created": False})
         obj = parse_object(
             {
                 "apiVersion": API_VERSION,

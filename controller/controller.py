@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from klambda.api import aliases as aliases_mod
-from klambda.api import publishing
+from klambda.api import defaults, publishing
 from klambda.api import world as world_mod
 from klambda.api.arn import account_for, function_arn
 from klambda.api.objects import ApiObject
@@ -29,6 +29,7 @@ from klambda.api.routes import (
     FunctionRoute,
 )
 from klambda.api.shim_config import ShimConfig
+from klambda.api.tasks import cancel_and_wait
 from klambda.api.types import AliasSpec
 from klambda.api.world import World
 from klambda.controller import status as status_mod
@@ -64,11 +65,11 @@ class RouteSink(Protocol):
 class ControllerSettings:
     data_dir: Path
     """Code, logs and shim state live under here."""
-    gateway_url: str = "http://127.0.0.1:8080"
+    gateway_url: str = f"http://127.0.0.1:{defaults.GATEWAY_PORT}"
     """Base URL users reach the gateway at; function URLs in status start with it."""
-    region: str = "us-east-1"
+    region: str = defaults.REGION
     """Region in ARNs and AWS_REGION."""
-    default_namespace: str = "default"
+    default_namespace: str = defaults.NAMESPACE
     """The namespace whose URL ids carry no namespace suffix."""
     resync_period: float = 10.0
     """Seconds between passes when nothing changed (retries, crashed shims)."""
@@ -76,11 +77,11 @@ class ControllerSettings:
     """Seconds between passes while provisioned environments are still starting."""
     watch_period: float = 2.0
     """Seconds between passes while shims with provisioned or on-demand versions run."""
-    idle_timeout: float = 300.0
+    idle_timeout: float = defaults.KEEP_WARM
     """Seconds an idle environment (and an unreferenced version's shim) is kept warm."""
     max_environments: int = 64
     """Environments per shim at most."""
-    concurrency_limit: int = 1000
+    concurrency_limit: int = defaults.CONCURRENCY_LIMIT
     """The regional limit: environments busy at once across all functions."""
     every_version: bool = False
     """Keep every published version deployed (Kubernetes: a Deployment scaled to zero costs
@@ -138,9 +139,7 @@ class Controller:
                     async with asyncio.timeout(period):
                         await self._wake.wait()
         finally:
-            forward.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await forward
+            await cancel_and_wait([forward])
 
     async def _forward_store_changes(self) -> None:
         seen = self.store.revision

@@ -4,13 +4,13 @@ metrics, and the resources that need cleaning up."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import redis.asyncio as aioredis
 from aiohttp import web
 
 from klambda.api.iam import Directory
+from klambda.api.tasks import cancel_and_wait
 from klambda.gateway.async_queue import AsyncQueue, Dispatcher
 from klambda.gateway.auth import Authenticator, TokenReviewer
 from klambda.gateway.control_plane import ControlPlane
@@ -77,11 +77,7 @@ def create_app(
             tasks.append(asyncio.create_task(dispatcher.run(), name="async-dispatcher"))
             tasks.append(asyncio.create_task(pollers.run(), name="event-source-pollers"))
         yield
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(tasks)
         if redis_client is not None:
             await redis_client.aclose()
         await client.close()

@@ -15,8 +15,10 @@ import logging
 import time
 from typing import Any
 
+from klambda.api import defaults
 from klambda.api import world as world_mod
 from klambda.api.routes import LATEST
+from klambda.api.tasks import cancel_and_wait
 from klambda.gateway.routing import RoutingTable
 from klambda.kube import names
 from klambda.kube.client import KubeClient, KubeError
@@ -38,7 +40,7 @@ class KubeView:
         context: world_mod.RouteContext,
         namespaces: list[str] | None = None,
         concurrency_limit: int = 1000,
-        keep_warm: float = 300.0,
+        keep_warm: float = defaults.KEEP_WARM,
     ) -> None:
         self.client = client
         self.table = table
@@ -76,11 +78,7 @@ class KubeView:
         ]
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         await self.store.stop()
 
     async def _rebuild_forever(self) -> None:

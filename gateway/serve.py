@@ -50,7 +50,9 @@ async def run(
         await view.start()
         await asyncio.gather(directory.keys.synced.wait(), directory.accounts.synced.wait())
         app = create_app(settings, table, directory, view, TokenReviewer(client, directory))
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, shutdown_timeout=settings.shutdown_grace
+        )
         await runner.setup()
         await web.TCPSite(runner, settings.host, settings.port, reuse_address=True).start()
         log.info("gateway serving on %s:%d", settings.host, settings.port)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from klambda.api import defaults
+
 MB = 1024 * 1024
 
 
@@ -11,13 +13,13 @@ MB = 1024 * 1024
 class GatewaySettings:
     host: str = "127.0.0.1"
     """Address the gateway binds; loopback unless told otherwise."""
-    port: int = 8080
+    port: int = defaults.GATEWAY_PORT
     """Port for function URLs, the Invoke API and /metrics."""
     url_domain: str = "lambda-url.localhost"
     """Host-name suffix of host-based function URLs: ``<url-id>.<url_domain>``."""
-    region: str = "us-east-1"
+    region: str = defaults.REGION
     """Region in ARNs and signatures."""
-    default_namespace: str = "default"
+    default_namespace: str = defaults.NAMESPACE
     """Namespace used when a URL id or function name does not say one."""
     max_sync_payload: int = 6 * MB
     """Largest synchronous request payload (Lambda: 6 MB)."""
@@ -31,11 +33,13 @@ class GatewaySettings:
     """Stable consumer name of this gateway's dispatcher (default: host name and pid)."""
     init_allowance: float = 10.0
     """Seconds added to a function's timeout for a cold start's init phase (Lambda: 10 s)."""
-    concurrency_limit: int = 1000
+    concurrency_limit: int = defaults.CONCURRENCY_LIMIT
     """The regional limit: invocations in flight at once across all functions."""
-    keep_warm: float = 300.0
+    keep_warm: float = defaults.KEEP_WARM
     """Kubernetes: seconds a version may go unused before its pods scale back to provisioned."""
     prune_interval: float = 2.0
     """Seconds between closing streams to shims that no route names (draining after a roll)."""
     activation_timeout: float = 30.0
     """Seconds to wait for the platform to start a version that has no running shim."""
+    shutdown_grace: float = defaults.SHUTDOWN_GRACE
+    """On stop: seconds requests in flight get to finish before they are cut off."""

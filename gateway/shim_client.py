@@ -17,14 +17,11 @@ from typing import Any
 import grpc
 
 from klambda.gateway.errors import ServiceError, TooManyRequests
-from klambda.protos import shim_pb2, shim_pb2_grpc
+from klambda.protos import MESSAGE_OPTIONS, shim_pb2, shim_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-CHANNEL_OPTIONS = [
-    ("grpc.max_receive_message_length", 8 * 1024 * 1024),
-    ("grpc.max_send_message_length", 8 * 1024 * 1024),
-]
+CHANNEL_OPTIONS = MESSAGE_OPTIONS
 
 
 class ShimUnavailable(ServiceError):

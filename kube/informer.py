@@ -8,11 +8,11 @@ Consumers read the cache and are told that something changed; they never act on 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
 
+from klambda.api.tasks import cancel_and_wait
 from klambda.kube.client import Gone, KubeClient, KubeError
 
 log = logging.getLogger(__name__)
@@ -113,8 +113,4 @@ class Informers:
         await asyncio.gather(*(i.synced.wait() for i in self.informers))
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)

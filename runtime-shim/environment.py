@@ -22,6 +22,7 @@ from typing import Any
 
 from klambda.api.lifecycle import die_with_parent
 from klambda.api.shim_config import ShimConfig
+from klambda.api.tasks import cancel_and_wait
 from klambda.shim import errors, logs
 from klambda.shim.runtimes import execution_env
 
@@ -207,9 +208,7 @@ class Environment:
         """Kills the runtime and closes its log stream; the environment is gone."""
         await self.kill()
         if self._follower is not None:  # it copies what is left, then stops
-            self._follower.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._follower
+            await cancel_and_wait([self._follower])
         if self.stream is not None:
             self.stream.close()
         if self._status_fd >= 0:

@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+from klambda.api.tasks import cancel_and_wait
 from klambda.shim.environment import MEMORY_POLL_SECONDS, Environment, State
 
 log = logging.getLogger(__name__)
@@ -263,11 +264,7 @@ class EnvironmentPool:
     async def close(self) -> None:
         """Stops every environment; in-flight invocations must have been drained first."""
         self._closed = True
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         envs = list(self._all)
         self._all.clear()
         self._idle.clear()

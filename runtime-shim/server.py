@@ -12,7 +12,7 @@ import sys
 import grpc
 
 from klambda.api.shim_config import ShimConfig
-from klambda.protos import shim_pb2_grpc
+from klambda.protos import MESSAGE_OPTIONS, shim_pb2_grpc
 from klambda.shim.runtimes import RuntimeUnavailable, resolve_command
 from klambda.shim.service import ShimService
 from klambda.shim.shim import Shim
@@ -49,8 +49,7 @@ async def serve(config: ShimConfig, ready_fd: int | None) -> int:
     await shim.start()
     server = grpc.aio.server(
         options=[
-            ("grpc.max_receive_message_length", 8 * 1024 * 1024),
-            ("grpc.max_send_message_length", 8 * 1024 * 1024),
+            *MESSAGE_OPTIONS,
             # a second shim on the same address must fail, not silently share its traffic
             ("grpc.so_reuseport", 0),
         ]

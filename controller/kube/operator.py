@@ -9,7 +9,6 @@ wire: the logic lives in the controller.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
@@ -18,7 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from klambda.api import defaults
 from klambda.api.routes import LATEST, EventSource, FunctionRoute
+from klambda.api.tasks import cancel_and_wait
 from klambda.controller.controller import Controller, ControllerSettings
 from klambda.controller.kube.builders import KubeSettings
 from klambda.controller.kube.platform import KubePlatform
@@ -37,13 +38,13 @@ class OperatorSettings:
     """Kubeconfig path; in a pod the service account is used."""
     namespaces: list[str] | None = None
     """Namespaces to watch; None watches all."""
-    lease_namespace: str = "default"
+    lease_namespace: str = defaults.NAMESPACE
     """Where the leader-election Lease lives (the operator's own namespace)."""
     identity: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     """This replica's name in the Lease."""
-    gateway_url: str = "http://klambda-gateway"
+    gateway_url: str = defaults.PUBLIC_URL
     """Base URL of the gateway, for function URLs in status."""
-    region: str = "us-east-1"
+    region: str = defaults.REGION
     """Region in ARNs."""
     resync_period: float = 10.0
     """Seconds between passes when nothing changed."""
@@ -140,11 +141,7 @@ async def run(settings: OperatorSettings, stop: asyncio.Event | None = None) -> 
         stopping.cancel()
         return code
     finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(tasks)
         if leading and not leader.lost.is_set():
             await leader.release()
         await store.stop()

@@ -28,7 +28,7 @@ from klambda.api.types import Code, FunctionSpec, SecretKeyRef
 from klambda.controller.code import CodeBundle, CodeChanged, CodeFetchFailed, prepare_local
 from klambda.controller.platform import Observation, StartFailed
 from klambda.controller.reconcile import RunningShim, ShimKey
-from klambda.protos import shim_pb2, shim_pb2_grpc
+from klambda.protos import MESSAGE_OPTIONS, shim_pb2, shim_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class ShimProcess:
 
     def stub(self) -> shim_pb2_grpc.ShimStub:
         if self.channel is None:
-            self.channel = grpc.aio.insecure_channel(self.address)
+            self.channel = grpc.aio.insecure_channel(self.address, options=MESSAGE_OPTIONS)
         return shim_pb2_grpc.ShimStub(self.channel)
 
 

@@ -210,7 +210,11 @@ async def platform(c: Cluster, port: int) -> AsyncIterator[tuple[asyncio.Task[in
     gateway = asyncio.create_task(
         run_gateway(
             GatewaySettings(
-                host="127.0.0.1", port=port, keep_warm=KEEP_WARM, redis_url=c.redis_url
+                host="127.0.0.1",
+                port=port,
+                keep_warm=KEEP_WARM,
+                redis_url=c.redis_url,
+                shutdown_grace=2.0,  # a request still waiting on a pod is not this test's
             ),
             str(c.kubeconfig),
             namespaces,
