@@ -13,15 +13,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from klambda.api.objects import ApiObject
+from klambda.api.reasons import Reason
 from klambda.api.routes import LATEST
 from klambda.api.types import AliasSpec, VersionSpec
 
-# Reasons
-VERSION_NOT_FOUND = "VersionNotFound"
-FUNCTION_NOT_FOUND = "FunctionNotFound"
-DUPLICATE_ALIAS = "DuplicateAlias"
-PROVISIONED_EXCEEDS_RESERVED = "ProvisionedExceedsReserved"
-PROVISIONED_EXCEEDS_LIMIT = "ProvisionedExceedsLimit"
+VERSION_NOT_FOUND = Reason.VERSION_NOT_FOUND
+FUNCTION_NOT_FOUND = Reason.FUNCTION_NOT_FOUND
+DUPLICATE_ALIAS = Reason.DUPLICATE_ALIAS
+PROVISIONED_EXCEEDS_RESERVED = Reason.PROVISIONED_EXCEEDS_RESERVED
+PROVISIONED_EXCEEDS_LIMIT = Reason.PROVISIONED_EXCEEDS_LIMIT
 
 
 def alias_name(obj: ApiObject) -> str:
@@ -39,7 +39,7 @@ class AliasPlan:
     weights: dict[str, float]
     provisioned: dict[str, int]
     """Provisioned environments this alias asks of each version."""
-    problem: tuple[str, str] | None = None
+    problem: tuple[Reason, str] | None = None
     """(Reason, message) when the alias cannot route."""
 
     @property
@@ -66,7 +66,7 @@ class FunctionPlan:
     aliases: list[AliasPlan] = field(default_factory=list)
     provisioned: dict[str, int] = field(default_factory=dict)
     """Total provisioned environments per version."""
-    problem: tuple[str, str] | None = None
+    problem: tuple[Reason, str] | None = None
 
 
 def plan_function(

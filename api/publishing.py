@@ -14,17 +14,18 @@ from typing import Any
 
 from klambda.api import schema
 from klambda.api.objects import ApiObject
+from klambda.api.reasons import Reason
 from klambda.api.types import FunctionSpec, VersionSpec
 
 # Per-qualifier or function-wide settings, not part of a version (Lambda's rules).
 UNVERSIONED = ("url", "description", "reservedConcurrency", "policy")
 
 # Reasons
-PUBLISHED = "Published"
-UNCHANGED = "Unchanged"
-PRECONDITION_FAILED = "PreconditionFailed"
-FUNCTION_NOT_FOUND = "FunctionNotFound"
-FUNCTION_NOT_READY = "FunctionNotReady"
+PUBLISHED = Reason.PUBLISHED
+UNCHANGED = Reason.UNCHANGED
+PRECONDITION_FAILED = Reason.PRECONDITION_FAILED
+FUNCTION_NOT_FOUND = Reason.FUNCTION_NOT_FOUND
+FUNCTION_NOT_READY = Reason.FUNCTION_NOT_READY
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,7 @@ class Assignment:
     obj: ApiObject
     version: str | None
     """The number given, or None when it cannot be published (yet)."""
-    reason: str
+    reason: Reason
     message: str
     snapshot: Snapshot | None = None
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from klambda.api import defaults
 from klambda.api.policy import Policy
+from klambda.api.reasons import Reason
 from klambda.api.types import FunctionUrl
 
 LATEST = "$LATEST"
@@ -130,7 +131,7 @@ class EventSource:
 
     namespace: str
     name: str
-    problem: tuple[str, str] | None
+    problem: tuple[Reason, str] | None
     """Why it cannot deliver (reason, message); None when it can."""
     route: EventSourceRoute | None
     """What the gateway's pollers run; None when disabled or it cannot deliver."""

@@ -17,6 +17,7 @@ from klambda.api.arn import account_for, function_arn, queue_arn
 from klambda.api.configuration import function_configuration, revision_id
 from klambda.api.objects import ApiObject
 from klambda.api.policy import parse_policy
+from klambda.api.reasons import Reason
 from klambda.api.routes import (
     LATEST,
     AliasRoute,
@@ -137,7 +138,7 @@ class Runtime:
     """What a platform (or the gateway's watch of it) knows of one version's environments."""
 
     endpoints: tuple[str, ...] = ()
-    problem: tuple[str, str] | None = None
+    problem: tuple[Reason, str] | None = None
     """(Reason, message) why the version cannot run."""
     code_sha256: str = ""
     code_size: int = 0
@@ -167,9 +168,7 @@ def _target(
             configuration=configuration,
         )
     reason, message = runtime.problem
-    problem_type = (
-        "InvalidRuntimeException" if reason == "InvalidRuntime" else "ResourceNotReadyException"
-    )
+    problem_type = reason.lambda_error
     return VersionTarget(
         version, (), timeout, f"{reason}: {message}", problem_type, False, configuration
     )
@@ -252,19 +251,22 @@ def build_route(
     )
 
 
-def event_source_problem(world: World, obj: ApiObject) -> tuple[str, str] | None:
+def event_source_problem(world: World, obj: ApiObject) -> tuple[Reason, str] | None:
     """Why a mapping cannot deliver (reason, message); None when it can."""
     spec: EventSourceMappingSpec = obj.spec
     fn = world.functions.get((obj.namespace, spec.function_name))
     if fn is None:
-        return "FunctionNotFound", f'Function "{spec.function_name}" not found'
+        return Reason.FUNCTION_NOT_FOUND, f'Function "{spec.function_name}" not found'
     qualifier = spec.qualifier
     if qualifier in (None, LATEST):
         return None
     key = (obj.namespace, spec.function_name)
     aliases = {a.spec.name or a.name for a in world.aliases.get(key, [])}
     if qualifier not in world.numbered(key) and qualifier not in aliases:
-        return "QualifierNotFound", f"{spec.function_name} has no version or alias {qualifier!r}"
+        return (
+            Reason.QUALIFIER_NOT_FOUND,
+            f"{spec.function_name} has no version or alias {qualifier!r}",
+        )
     return None
 
 

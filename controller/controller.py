@@ -23,6 +23,7 @@ from klambda.api import defaults, publishing
 from klambda.api import world as world_mod
 from klambda.api.arn import account_for, function_arn
 from klambda.api.objects import ApiObject
+from klambda.api.reasons import Reason
 from klambda.api.routes import (
     LATEST,
     EventSource,
@@ -91,7 +92,7 @@ class ControllerSettings:
 @dataclass
 class Failure:
     config_hash: str
-    reason: str
+    reason: Reason
     message: str
     permanent: bool
     attempts: int = 1
@@ -292,7 +293,7 @@ class Controller:
             )
             problem = handler_problem(want.spec, bundle.files)
             if problem is not None:
-                raise StartFailed("InvalidHandler", problem, permanent=True)
+                raise StartFailed(Reason.INVALID_HANDLER, problem, permanent=True)
             config = self._shim_config(want)
             await self.platform.start(config, bundle, want.spec)
         except StartFailed as e:

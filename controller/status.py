@@ -8,25 +8,23 @@ does, as Kubernetes conventions ask.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from klambda.api import schema
 from klambda.api.objects import ApiObject
+from klambda.api.reasons import Reason
 from klambda.api.routes import EventSource
+from klambda.api.types import Condition
 
 if TYPE_CHECKING:
     from klambda.api.publishing import Assignment
 
 READY = "Ready"
-# Reasons
-REASON_READY = "EnvironmentReady"
-REASON_RECONCILING = "Reconciling"
-REASON_THROTTLED = "Throttled"
-REASON_ALIAS_READY = "AliasReady"
-REASON_PROVISIONING = "Provisioning"
 
 
 class FailureLike(Protocol):
-    reason: str
+    reason: Reason
     message: str
     permanent: bool
 
@@ -35,26 +33,49 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
+ConditionStatus = Literal["True", "False", "Unknown"]
+
+
 def ready_condition(
     previous: list[dict[str, Any]],
-    status: str,
-    reason: str,
+    status: ConditionStatus,
+    reason: Reason,
     message: str,
     generation: int,
     now: str | None = None,
 ) -> dict[str, Any]:
+    """The Ready condition (typed: ``api.types.Condition``) in its wire form; its transition
+    time moves only when its status does."""
     old = next((c for c in previous if c.get("type") == READY), None)
     changed = old is None or old.get("status") != status
-    return {
-        "type": READY,
-        "status": status,
-        "reason": reason,
-        "message": message,
-        "lastTransitionTime": (
-            (now or _now()) if old is None or changed else old["lastTransitionTime"]
-        ),
-        "observedGeneration": generation,
-    }
+    since = (now or _now()) if old is None or changed else str(old["lastTransitionTime"])
+    condition = Condition(READY, status, reason, message, since, generation)
+    return dict(schema.dump(condition))
+
+
+Mark = Callable[[list[dict[str, Any]], Reason, str, int, str | None], dict[str, Any]]
+"""One of the ``mark_*`` helpers below."""
+
+
+def mark_ready(
+    previous: list[dict[str, Any]], reason: Reason, message: str, generation: int, now: str | None
+) -> dict[str, Any]:
+    """Ready=True."""
+    return ready_condition(previous, "True", reason, message, generation, now)
+
+
+def mark_failed(
+    previous: list[dict[str, Any]], reason: Reason, message: str, generation: int, now: str | None
+) -> dict[str, Any]:
+    """Ready=False: ``reason`` says why and whether waiting helps (``Reason.permanent``)."""
+    return ready_condition(previous, "False", reason, message, generation, now)
+
+
+def mark_unknown(
+    previous: list[dict[str, Any]], reason: Reason, message: str, generation: int, now: str | None
+) -> dict[str, Any]:
+    """Ready=Unknown: on its way."""
+    return ready_condition(previous, "Unknown", reason, message, generation, now)
 
 
 def function_status(
@@ -75,28 +96,23 @@ def function_status(
     configuration) takes invocations; ``failure``: why the latest configuration did not start;
     ``warning``: a setting that cannot be honoured (e.g. a reservation that does not fit).
     """
+    mark: Mark
     if current and fn.spec.reserved_concurrency == 0:
-        status, reason, state = "False", REASON_THROTTLED, "Active"
+        mark, reason, state = mark_failed, Reason.THROTTLED, "Active"
         message = "reservedConcurrency is 0: every invocation is throttled (429)"
     elif current:
-        status, reason, message, state = (
-            "True",
-            REASON_READY,
-            "ready to serve invocations",
-            "Active",
-        )
+        mark, reason, state = mark_ready, Reason.ENVIRONMENT_READY, "Active"
+        message = "ready to serve invocations"
     elif failure is not None:
-        status, reason, state = "False", failure.reason, "Active" if serving else "Failed"
+        mark, reason, state = mark_failed, failure.reason, "Active" if serving else "Failed"
         message = failure.message
         if serving:
             message += "; the previous configuration keeps serving"
     else:
-        status, reason, message, state = "Unknown", REASON_RECONCILING, "starting", "Pending"
+        mark, reason, message, state = mark_unknown, Reason.RECONCILING, "starting", "Pending"
     if warning:
         message += f"; {warning}"
-    conditions = [
-        ready_condition(previous.get("conditions", []), status, reason, message, fn.generation, now)
-    ]
+    conditions = [mark(previous.get("conditions", []), reason, message, fn.generation, now)]
     last_modified = previous.get("lastModified") or ""
     if previous.get("observedGeneration") != fn.generation:
         last_modified = now or _now()
@@ -116,15 +132,9 @@ def version_status(
 ) -> dict[str, Any]:
     """Status of a Version object after publishing: its number and snapshot, or why not."""
     ok = a.version is not None
-    waiting = a.reason in ("FunctionNotReady",)
-    cond = ready_condition(
-        previous.get("conditions", []),
-        "True" if ok else "Unknown" if waiting else "False",
-        a.reason,
-        a.message,
-        a.obj.generation,
-        now,
-    )
+    waiting = a.reason is Reason.FUNCTION_NOT_READY
+    mark = mark_ready if ok else mark_unknown if waiting else mark_failed
+    cond = mark(previous.get("conditions", []), a.reason, a.message, a.obj.generation, now)
     out: dict[str, Any] = {**previous, "observedGeneration": a.obj.generation, "conditions": [cond]}
     if ok and a.snapshot is not None:
         out.update(
@@ -141,24 +151,23 @@ def alias_status(
     *,
     arn: str,
     url: str,
-    problem: tuple[str, str] | None,
+    problem: tuple[Reason, str] | None,
     provisioned: tuple[int, int, int],
     now: str | None = None,
 ) -> dict[str, Any]:
     requested, allocated, ready = provisioned
+    mark: Mark
     if problem is not None:
-        status, (reason, message) = "False", problem
+        mark, (reason, message) = mark_failed, problem
     elif ready < allocated:
-        status, reason = "False", REASON_PROVISIONING
+        mark, reason = mark_failed, Reason.PROVISIONING
         message = f"{ready} of {allocated} provisioned environments ready"
     else:
-        status, reason, message = "True", REASON_ALIAS_READY, "routing invocations"
+        mark, reason, message = mark_ready, Reason.ALIAS_READY, "routing invocations"
     out: dict[str, Any] = {
         "observedGeneration": obj.generation,
         "conditions": [
-            ready_condition(
-                obj.status.get("conditions", []), status, reason, message, obj.generation, now
-            )
+            mark(obj.status.get("conditions", []), reason, message, obj.generation, now)
         ],
         "aliasArn": arn,
         "url": url,
@@ -177,18 +186,17 @@ def event_source_status(
 ) -> dict[str, Any]:
     enabled = bool(obj.spec.enabled)
     problem = source.problem
+    mark: Mark
     if problem is not None:
-        status, (reason, message) = "False", problem
+        mark, (reason, message) = mark_failed, problem
     elif enabled:
-        status, reason, message = "True", "Polling", "delivering the queue's messages"
+        mark, reason, message = mark_ready, Reason.POLLING, "delivering the queue's messages"
     else:
-        status, reason, message = "True", "Disabled", "enabled is false: messages wait"
+        mark, reason, message = mark_ready, Reason.DISABLED, "enabled is false: messages wait"
     return {
         "observedGeneration": obj.generation,
         "conditions": [
-            ready_condition(
-                obj.status.get("conditions", []), status, reason, message, obj.generation, now
-            )
+            mark(obj.status.get("conditions", []), reason, message, obj.generation, now)
         ],
         "state": "Enabled" if enabled else "Disabled",
         "eventSourceArn": source.configuration["EventSourceArn"],

@@ -17,6 +17,7 @@ from typing import Any
 
 from klambda.api import defaults
 from klambda.api import world as world_mod
+from klambda.api.reasons import Reason
 from klambda.api.routes import LATEST
 from klambda.api.tasks import cancel_and_wait
 from klambda.gateway.routing import RoutingTable
@@ -29,7 +30,6 @@ from klambda.kube.workloads import deployments_path, pods_path, ready_endpoints
 log = logging.getLogger(__name__)
 
 ROUTED_KINDS = ("Function", "Version", "Alias", "EventSourceMapping")
-PROBLEM_REASONS = ("InvalidRuntime", "CodeFetchFailed", "CodeTooLarge", "InvalidSpec")
 
 
 class KubeView:
@@ -115,8 +115,9 @@ class KubeView:
                 ready: dict[str, Any] = next(
                     (c for c in fn.status.get("conditions", []) if c.get("type") == "Ready"), {}
                 )
-                if ready.get("status") == "False" and ready.get("reason") in PROBLEM_REASONS:
-                    problem = (ready["reason"], ready.get("message", ""))
+                reason = Reason.of(str(ready.get("reason", "")))
+                if ready.get("status") == "False" and reason and reason.blocks_invocations:
+                    problem = (reason, str(ready.get("message", "")))
             return world_mod.Runtime(endpoints, problem)
 
         for key, fn in world.functions.items():

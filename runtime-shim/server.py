@@ -11,6 +11,7 @@ import sys
 
 import grpc
 
+from klambda.api.reasons import Reason
 from klambda.api.shim_config import ShimConfig
 from klambda.protos import MESSAGE_OPTIONS, shim_pb2_grpc
 from klambda.shim.runtimes import RuntimeUnavailable, resolve_command
@@ -38,12 +39,12 @@ async def serve(config: ShimConfig, ready_fd: int | None) -> int:
             else await resolve_command(config.runtime, config.handler, config.code_dir)
         )
     except RuntimeUnavailable as e:
-        _report(ready_fd, {"error": str(e), "reason": "InvalidRuntime"})
+        _report(ready_fd, {"error": str(e), "reason": Reason.INVALID_RUNTIME})
         return 3
     missing = [name for name in config.inherited_environment if name not in os.environ]
     if missing:  # the platform resolves secretRefs before starting a shim; never start without
         message = f"secret values were not provided for {', '.join(missing)}"
-        _report(ready_fd, {"error": message, "reason": "SecretNotFound"})
+        _report(ready_fd, {"error": message, "reason": Reason.SECRET_NOT_FOUND})
         return 3
     shim = Shim(config, command)
     await shim.start()

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from klambda.api.reasons import Reason
 from klambda.api.shim_config import ShimConfig
 from klambda.api.types import Code, FunctionSpec
 from klambda.controller.code import CodeBundle, CodeFetchFailed, fetch_files
@@ -127,7 +128,7 @@ class KubePlatform:
             return CodeBundle(digest, 0, KubeCode(None))
         if code.zip is not None and not code.zip.startswith(("http://", "https://")):
             raise StartFailed(
-                "CodeFetchFailed",
+                Reason.CODE_FETCH_FAILED,
                 f"zip {code.zip!r} is a local path: on Kubernetes give an http(s) URL",
                 permanent=True,
             )
@@ -135,17 +136,17 @@ class KubePlatform:
             fetched = await fetch_files(code, config_maps)
         except CodeFetchFailed as e:
             where = f"{code.zip}: " if code.zip else ""
-            raise StartFailed("CodeFetchFailed", f"{where}{e}") from e
+            raise StartFailed(Reason.CODE_FETCH_FAILED, f"{where}{e}") from e
         if pinned_sha256 is not None and pinned_sha256 != fetched.sha256:
             raise StartFailed(
-                "CodeFetchFailed",
+                Reason.CODE_FETCH_FAILED,
                 f"the code of version {version} is gone and its source now holds other code",
                 permanent=True,
             )
         stored = builders.config_map_bytes(fetched.files)
         if stored > CODE_LIMIT:
             raise StartFailed(
-                "CodeTooLarge",
+                Reason.CODE_TOO_LARGE,
                 f"{stored} bytes of code do not fit a ConfigMap ({CODE_LIMIT} at most)",
                 permanent=True,
             )
@@ -182,7 +183,7 @@ class KubePlatform:
                 return
             except Conflict:
                 continue
-        raise StartFailed("Conflict", f"{path} kept changing; will retry")
+        raise StartFailed(Reason.CONFLICT, f"{path} kept changing; will retry")
 
     # ------------------------------------------------------------------ changes
 
@@ -196,7 +197,7 @@ class KubePlatform:
         key = (config.namespace, config.function_name, config.version)
         owner = self.owner_of(key)
         if owner is None:
-            raise StartFailed("OwnerNotFound", "the owning object is gone")
+            raise StartFailed(Reason.OWNER_NOT_FOUND, "the owning object is gone")
         code_map, items = "", list[dict[str, str]]()
         if code.ref.files is not None:  # not an image
             code_map, items = await self._ensure_code(
@@ -227,7 +228,7 @@ class KubePlatform:
             await self._apply(objs.network_policy)
             await self._apply(objs.deployment)
         except KubeError as e:
-            raise StartFailed("ApplyFailed", str(e)) from e
+            raise StartFailed(Reason.APPLY_FAILED, str(e)) from e
 
     async def _apply(self, manifest: dict[str, Any]) -> None:
         """Create, or replace what exists (level-based: the manifest is the whole truth)."""
@@ -247,7 +248,7 @@ class KubePlatform:
             existing = await self.client.get(path)
             if not _owned_by_us(existing, meta["ownerReferences"][0]["uid"]):
                 raise StartFailed(
-                    "NotOwned",
+                    Reason.NOT_OWNED,
                     f"{kind} {meta['name']} exists and is not klambda's: refusing to change it",
                     permanent=True,
                 ) from None

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from klambda.api.objects import ApiObject
+from klambda.api.reasons import Reason
 from klambda.api.schema import ValidationError
 from klambda.kube.client import KubeClient, KubeError, NotFound, path_for
 from klambda.kube.objects import ObjectCache, object_path
@@ -51,7 +52,7 @@ class KubeStore(ObjectCache):
                 {
                     "type": "Ready",
                     "status": "False",
-                    "reason": "InvalidSpec",
+                    "reason": Reason.INVALID_SPEC,
                     "message": str(e),
                     "observedGeneration": generation,
                 }

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from klambda.api.reasons import Reason
 from klambda.api.shim_config import ShimConfig
 from klambda.api.types import Code, FunctionSpec
 from klambda.controller.code import CodeBundle
@@ -17,13 +18,14 @@ from klambda.controller.reconcile import RunningShim, ShimKey
 
 
 class StartFailed(Exception):
-    """A shim could not start. ``reason`` is a condition Reason; ``permanent`` stops retries."""
+    """A shim could not start. ``permanent`` (default: the Reason's) stops retries until the
+    spec changes."""
 
-    def __init__(self, reason: str, message: str, *, permanent: bool = False) -> None:
+    def __init__(self, reason: Reason, message: str, *, permanent: bool | None = None) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
-        self.permanent = permanent
+        self.permanent = reason.permanent if permanent is None else permanent
 
 
 @dataclass(frozen=True)

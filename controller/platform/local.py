@@ -23,6 +23,7 @@ from typing import BinaryIO
 import grpc
 
 from klambda.api.lifecycle import die_with_parent
+from klambda.api.reasons import Reason
 from klambda.api.shim_config import ShimConfig
 from klambda.api.types import Code, FunctionSpec, SecretKeyRef
 from klambda.controller.code import CodeBundle, CodeChanged, CodeFetchFailed, prepare_local
@@ -89,7 +90,7 @@ class LocalPlatform:
     ) -> CodeBundle[Path]:
         if code.image is not None:
             raise StartFailed(
-                "ImageNotSupported",
+                Reason.IMAGE_NOT_SUPPORTED,
                 "container image functions run on Kubernetes only: klambda up runs functions "
                 "as local processes (use code.inline, configMap or zip here)",
                 permanent=True,
@@ -97,9 +98,9 @@ class LocalPlatform:
         try:
             return await prepare_local(code, self.code_root, config_maps, pinned_sha256, version)
         except CodeChanged as e:
-            raise StartFailed("CodeFetchFailed", str(e), permanent=True) from e
+            raise StartFailed(Reason.CODE_FETCH_FAILED, str(e), permanent=True) from e
         except CodeFetchFailed as e:
-            raise StartFailed("CodeFetchFailed", str(e)) from e
+            raise StartFailed(Reason.CODE_FETCH_FAILED, str(e)) from e
 
     async def start(self, config: ShimConfig, code: CodeBundle[Path], spec: FunctionSpec) -> None:
         config = replace(config, code_dir=str(code.ref))
@@ -190,27 +191,25 @@ class LocalPlatform:
         except TimeoutError:
             await self._terminate(shim, grace=0)
             message = f"the shim did not start within {READY_TIMEOUT}s"
-            raise StartFailed("ShimStartFailed", message) from None
+            raise StartFailed(Reason.SHIM_START_FAILED, message) from None
         finally:
             os.close(read_fd)
         if not report:
             await self._terminate(shim, grace=0)
             raise StartFailed(
-                "ShimStartFailed", f"the shim exited during start-up (see {run_dir / stem}.log)"
+                Reason.SHIM_START_FAILED,
+                f"the shim exited during start-up (see {run_dir / stem}.log)",
             )
         try:
             message = json.loads(report)
             assert isinstance(message, dict) and ("error" in message or "port" in message)
         except (ValueError, AssertionError):
             await self._terminate(shim, grace=0)
-            raise StartFailed("ShimStartFailed", f"the shim reported {report!r}") from None
+            raise StartFailed(Reason.SHIM_START_FAILED, f"the shim reported {report!r}") from None
         if "error" in message:
             await self._terminate(shim, grace=0)
-            raise StartFailed(
-                message.get("reason", "ShimStartFailed"),
-                message["error"],
-                permanent=message.get("reason") == "InvalidRuntime",
-            )
+            reason = Reason.of(str(message.get("reason", ""))) or Reason.SHIM_START_FAILED
+            raise StartFailed(reason, message["error"])
         shim.address = f"{config.grpc_host}:{message['port']}"
         shim.provisioned = config.provisioned_concurrency
         log.info("shim %s/%s:%s ready at %s (pid %d)", *key, shim.address, process.pid)
@@ -267,11 +266,12 @@ def resolve_secret_refs(
         data = secrets.get(ref.name)
         if data is None:
             raise StartFailed(
-                "SecretNotFound", f'Secret "{ref.name}" not found in namespace {namespace} ({var})'
+                Reason.SECRET_NOT_FOUND,
+                f'Secret "{ref.name}" not found in namespace {namespace} ({var})',
             )
         if ref.key not in data:
             raise StartFailed(
-                "SecretNotFound", f'Secret "{ref.name}" has no key "{ref.key}" ({var})'
+                Reason.SECRET_NOT_FOUND, f'Secret "{ref.name}" has no key "{ref.key}" ({var})'
             )
         values[var] = data[ref.key]
     return values
