@@ -16,6 +16,16 @@ from klambda.cli import commands
 from klambda.cli.state import NotRunning, default_data_dir
 
 
+def _keep_warm(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--keep-warm",
+        type=float,
+        default=defaults.KEEP_WARM,
+        metavar="SECONDS",
+        help=f"{what} (default %(default)s)",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -44,13 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--region", default=defaults.REGION, help="region in ARNs (default %(default)s)"
     )
-    up.add_argument(
-        "--keep-warm",
-        type=float,
-        default=defaults.KEEP_WARM,
-        metavar="SECONDS",
-        help="how long idle environments stay warm (default %(default)s)",
-    )
+    _keep_warm(up, "how long idle environments stay warm")
     up.add_argument(
         "--concurrency-limit",
         type=int,
@@ -125,6 +129,7 @@ def _parser() -> argparse.ArgumentParser:
         default=100.0,
         help="sustained requests per second to the API server (default %(default)s)",
     )
+    _keep_warm(op, "how long an unused version keeps pods beyond its provisioned concurrency")
     op.add_argument(
         "--api-burst",
         type=int,
@@ -141,14 +146,7 @@ def _parser() -> argparse.ArgumentParser:
     gw.add_argument("--redis-url", help="Redis for asynchronous invocations")
     gw.add_argument("--region", default=defaults.REGION)
     gw.add_argument("--concurrency-limit", type=int, default=defaults.CONCURRENCY_LIMIT)
-    gw.add_argument(
-        "--keep-warm",
-        type=float,
-        default=defaults.KEEP_WARM,
-        metavar="SECONDS",
-        help="how long an unused version keeps pods beyond its provisioned concurrency "
-        "(default %(default)s)",
-    )
+    _keep_warm(gw, "how long after its last use this gateway reports a version as used")
     gw.add_argument(
         "--shutdown-grace",
         type=float,
@@ -248,6 +246,7 @@ def _operator(args: argparse.Namespace) -> int:
         region=args.region,
         api_qps=args.api_qps,
         api_burst=args.api_burst,
+        keep_warm=args.keep_warm,
     )
     return _until_signalled(lambda stop: run_operator(settings, stop))
 

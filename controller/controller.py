@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from klambda.api import aliases as aliases_mod
-from klambda.api import defaults, publishing
+from klambda.api import defaults, publishing, scaling
 from klambda.api import world as world_mod
 from klambda.api.arn import account_for, function_arn
 from klambda.api.objects import ApiObject
@@ -151,8 +151,9 @@ class Controller:
     # ------------------------------------------------------------------ activation
 
     def touch(self, namespace: str, name: str, version: str) -> None:
-        """The gateway ran ``version``: keep its shim while it is in use."""
-        self._used[(namespace, name, version)] = time.monotonic()
+        """The gateway ran ``version`` (its demand report, in process): keep its shim while it
+        is in use."""
+        self._used[(namespace, name, version)] = time.time()
 
     async def activate(self, namespace: str, name: str, version: str, timeout: float) -> None:
         """Starts the shim of an unreferenced version and waits until it takes invocations."""
@@ -191,6 +192,7 @@ class Controller:
         # starting is activatable, so callers wait for it rather than reach the old target.
         self._publish_routes(world, plans)
         await self._carry_out(world, desired, plans)
+        await asyncio.gather(*(self.platform.scale(key) for key in desired))
         await self._observe(desired)
         self._publish_routes(world, plans)
         for gone in self._published - set(world.functions):
@@ -210,7 +212,8 @@ class Controller:
     def _desired(
         self, world: World, plans: dict[tuple[str, str], aliases_mod.FunctionPlan]
     ) -> dict[ShimKey, DesiredShim]:
-        now = time.monotonic()
+        now = time.time()
+        running = self.platform.running()
         out: dict[ShimKey, DesiredShim] = {}
         for key, fn in world.functions.items():
             latest = latest_shim(fn, world.maps_in(fn.namespace), world.secrets_in(fn.namespace))
@@ -223,7 +226,11 @@ class Controller:
                 used = self._used.get(skey)
                 observed = self._observed.get(skey)
                 idle = observed.idle_seconds if observed else 0.0
-                recent = used is not None and min(now - used, idle) < self.settings.idle_timeout
+                # the same rule as a Deployment's size on Kubernetes: an unreferenced
+                # version runs while it was used within the keep-warm period
+                demand = [scaling.Demand(1, max(used, now - idle), now)] if used else []
+                runs = int(skey in running)
+                recent = scaling.desired_replicas(0, runs, demand, now, self.settings.idle_timeout)
                 if number in wanted or recent or self.settings.every_version:
                     out[skey] = DesiredShim(
                         *skey,

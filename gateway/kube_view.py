@@ -1,10 +1,10 @@
-"""The gateway on Kubernetes: routes from the API, endpoints from pods, scaling on demand.
+"""The gateway on Kubernetes: routes from the API, endpoints from pods, demand reports.
 
 Watches Functions, Versions, Aliases, EventSourceMappings and the function pods, and on any change
 rebuilds every route with the same pure logic the controller uses (``klambda.api.world``), so
-gateway and operator agree on where an invocation goes. A version with no ready pod is scaled
-up through its Deployment's scale subresource when invoked (and the call waits, bounded); a
-version idle for the keep-warm period is scaled back to its provisioned concurrency.
+gateway and operator agree on where an invocation goes. A version with no ready pod is asked
+for when invoked (a demand report, ``demand``: the operator scales it) and the call waits,
+bounded; the gateway never writes a Deployment's replicas.
 """
 
 from __future__ import annotations
@@ -20,16 +20,18 @@ from klambda.api import world as world_mod
 from klambda.api.reasons import Reason
 from klambda.api.routes import LATEST
 from klambda.api.tasks import cancel_and_wait
+from klambda.gateway.demand import DemandReporter
 from klambda.gateway.routing import RoutingTable
-from klambda.kube import names
-from klambda.kube.client import KubeClient, KubeError
+from klambda.kube.client import KubeClient
 from klambda.kube.informer import Informer
 from klambda.kube.objects import ObjectCache
-from klambda.kube.workloads import deployments_path, pods_path, ready_endpoints
+from klambda.kube.workloads import pods_path, ready_endpoints
 
 log = logging.getLogger(__name__)
 
 ROUTED_KINDS = ("Function", "Version", "Alias", "EventSourceMapping")
+ACTIVATION_REPORT_PERIOD = 1.0
+"""Seconds between repeated demand reports while an activation waits for a pod."""
 
 
 class KubeView:
@@ -39,8 +41,9 @@ class KubeView:
         table: RoutingTable,
         context: world_mod.RouteContext,
         namespaces: list[str] | None = None,
-        concurrency_limit: int = 1000,
+        concurrency_limit: int = defaults.CONCURRENCY_LIMIT,
         keep_warm: float = defaults.KEEP_WARM,
+        gateway_name: str = "gateway",
     ) -> None:
         self.client = client
         self.table = table
@@ -55,10 +58,9 @@ class KubeView:
             self._changed,
             label_selector="app.kubernetes.io/managed-by=klambda",
         )
+        self.demand = DemandReporter(client, gateway_name, keep_warm)
         self._dirty = asyncio.Event()
         self._published: set[tuple[str, str]] = set()
-        self._used: dict[tuple[str, str, str], float] = {}
-        self._growing: set[tuple[str, str, str]] = set()
         self._tasks: list[asyncio.Task[Any]] = []
 
     def _changed(self, *_: Any) -> None:
@@ -72,13 +74,12 @@ class KubeView:
         await self.pods.synced.wait()
         self.rebuild()
         self.table.mark_synced()
-        self._tasks += [
-            asyncio.create_task(self._rebuild_forever(), name="routes"),
-            asyncio.create_task(self._scale_down_forever(), name="scale-down"),
-        ]
+        self._tasks.append(asyncio.create_task(self._rebuild_forever(), name="routes"))
+        self.demand.start()
 
     async def stop(self) -> None:
         await cancel_and_wait(self._tasks)
+        await self.demand.stop()
         await self.store.stop()
 
     async def _rebuild_forever(self) -> None:
@@ -131,23 +132,25 @@ class KubeView:
         self._published = set(world.functions)
         self.table.publish_event_sources(world_mod.event_sources(world, self.context.region))
 
-    # ------------------------------------------------------------------ scaling (activator)
+    # ------------------------------------------------------------------ demand (activator)
 
     def touch(self, namespace: str, name: str, version: str) -> None:
-        self._used[(namespace, name, version)] = time.monotonic()
+        self.demand.touch((namespace, name, version))
 
     async def activate(self, namespace: str, name: str, version: str, timeout: float) -> None:
-        """Scales the version's Deployment up from zero and waits for a ready pod."""
+        """Asks for the version to run (a demand report; the operator scales it up) and waits
+        for a ready pod. The report is repeated while waiting: the Deployment may not exist
+        yet when a Function was only just created."""
         key = (namespace, name, version)
-        self.touch(namespace, name, version)
-        await self._scale(namespace, name, version, lambda current: max(current, 1))
         deadline = time.monotonic() + timeout
         while not ready_endpoints(self.pods.cache.values(), key):
-            if time.monotonic() > deadline:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
                 return
+            await self.demand.want(key, 1)
             self._dirty.clear()
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(deadline - time.monotonic()):
+                async with asyncio.timeout(min(remaining, ACTIVATION_REPORT_PERIOD)):
                     await self._dirty.wait()
         self.rebuild()
 
@@ -156,47 +159,4 @@ class KubeView:
 
         Fire and forget: this invocation waits in the shim's bounded queue meanwhile.
         """
-        key = (namespace, name, version)
-        if key in self._growing:
-            return
-        self._growing.add(key)
-        task = asyncio.create_task(
-            self._scale(namespace, name, version, lambda current: max(current, pods + 1))
-        )
-        self._tasks.append(task)
-
-        def grown(t: asyncio.Task[None]) -> None:
-            self._growing.discard(key)
-            self._tasks.remove(t)
-
-        task.add_done_callback(grown)
-
-    async def _scale(self, namespace: str, name: str, version: str, to: Any) -> None:
-        path = deployments_path(namespace, names.deployment_name(name, version), "scale")
-        try:
-            scale = await self.client.get(path)
-            current = int(scale.get("spec", {}).get("replicas", 0))
-            wanted = int(to(current))
-            if wanted != current:
-                await self.client.patch(path, {"spec": {"replicas": wanted}})
-        except KubeError as e:
-            log.warning("scaling %s/%s:%s failed: %s", namespace, name, version, e)
-
-    async def _scale_down_forever(self) -> None:
-        interval = max(1.0, min(self.keep_warm / 4, 30.0))
-        while True:
-            await asyncio.sleep(interval)
-            now = time.monotonic()
-            for key, used in list(self._used.items()):
-                if now - used < self.keep_warm:
-                    continue
-                del self._used[key]
-                floor = self._provisioned(key)
-                await self._scale(*key, lambda current, floor=floor: min(current, floor))
-
-    def _provisioned(self, key: tuple[str, str, str]) -> int:
-        world = world_mod.World.of(
-            self.store.list("Function"), self.store.list("Version"), self.store.list("Alias"), []
-        )
-        plan = world_mod.plan(world, self.concurrency_limit, 10_000).functions.get(key[:2])
-        return plan.provisioned.get(key[2], 0) if plan else 0
+        self.demand.want_soon((namespace, name, version), pods + 1)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 
 from aiohttp import web
 
@@ -39,6 +41,7 @@ async def run(
         namespaces,
         settings.concurrency_limit,
         keep_warm=settings.keep_warm,
+        gateway_name=settings.name or f"{socket.gethostname()}-{os.getpid()}",
     )
     directory = SecretDirectory(client)
     informers = [

@@ -36,7 +36,11 @@ class GatewaySettings:
     concurrency_limit: int = defaults.CONCURRENCY_LIMIT
     """The regional limit: invocations in flight at once across all functions."""
     keep_warm: float = defaults.KEEP_WARM
-    """Kubernetes: seconds a version may go unused before its pods scale back to provisioned."""
+    """Kubernetes: how long after its last use this gateway keeps reporting a version as used
+    (the operator's own keep-warm decides when pods go; set both alike)."""
+    name: str = ""
+    """Kubernetes: this replica's name in demand reports (default: host name and pid; in a pod,
+    the pod's name)."""
     prune_interval: float = 2.0
     """Seconds between closing streams to shims that no route names (draining after a roll)."""
     activation_timeout: float = 30.0

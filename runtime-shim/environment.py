@@ -1,35 +1,31 @@
-"""One execution environment: a runtime process that serves one invocation at a time.
+"""One execution environment: the Runtime API state machine of a runtime serving one
+invocation at a time.
 
 Lifecycle (Lambda's): spawn -> init (until the runtime's first ``/next``) -> invoke, invoke, ...
 A timeout, a crash or an init failure ends the environment; the pool then starts a fresh one.
 The Runtime API server (``runtime_api``) calls the ``on_*`` methods; ``invoke`` is called by the
-pool's user, one invocation at a time.
+pool's user, one invocation at a time. The process itself (spawn, memory, kill) is supervised by
+``process.RuntimeProcess``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import json
 import os
-import resource
-import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from klambda.api.lifecycle import die_with_parent
 from klambda.api.shim_config import ShimConfig
 from klambda.api.tasks import cancel_and_wait
 from klambda.shim import errors, logs
+from klambda.shim.process import RuntimeProcess
 from klambda.shim.runtimes import execution_env
 
 MEMORY_POLL_SECONDS = 0.05
-# Headroom over memorySize for the interpreter's and libraries' own mappings: the limit
-# bounds a runaway handler without making a 128 MB function unable to start.
-ADDRESS_SPACE_OVERHEAD_MB = 1024
 
 
 class State(enum.Enum):
@@ -101,14 +97,12 @@ class Environment:
     """External runtimes: called when the shim gives up on the runtime (it must restart)."""
     state: State = State.STARTING
     stream: logs.LogStream | None = None
-    process: asyncio.subprocess.Process | None = None
+    runtime: RuntimeProcess = field(default_factory=RuntimeProcess)
+    """The operating system's side: the process, its memory, its exit."""
     init_duration_ms: float | None = None
     init_error: _Reply | None = None
     last_used: float = field(default_factory=time.monotonic)
     _spawned_at: float = 0.0
-    _peak_mb: int = 0
-    _status_fd: int = -1
-    _oom: bool = False
     _ready: asyncio.Future[None] | None = None
     _waiter: asyncio.Future[Invocation] | None = None
     _pending: Invocation | None = None
@@ -116,7 +110,6 @@ class Environment:
     _current: Invocation | None = None
     _reply: asyncio.Future[_Reply] | None = None
     _exited: asyncio.Task[int] | None = None
-    _gone: asyncio.Event | None = None
     _follower: asyncio.Task[None] | None = None
 
     # ----------------------------------------------------------------- lifecycle
@@ -133,30 +126,17 @@ class Environment:
         if self.config.external_runtime:
             # The runtime runs beside the shim (an image's container); init ends at its first
             # /next, and it "exits" when the shim gives up on it (kill).
-            self._gone = asyncio.Event()
-            self._exited = asyncio.create_task(self._watch_exit(self._gone_code()))
-            return
-        self.process = await asyncio.create_subprocess_exec(
-            *self.command,
-            cwd=self.config.code_dir,
-            env=self._environ(),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=self.stream.fd,
-            stderr=self.stream.fd,
-            # its own process group, so a kill takes whatever it started as well; and it
-            # dies with the shim even if the shim is killed outright
-            start_new_session=True,
-            preexec_fn=die_with_parent(),
-        )
-        _limit_memory(self.process.pid, self.config.memory_size)
-        with contextlib.suppress(OSError):
-            self._status_fd = os.open(f"/proc/{self.process.pid}/status", os.O_RDONLY)
-        self._exited = asyncio.create_task(self._watch_exit(self.process.wait()))
-
-    async def _gone_code(self) -> int:
-        assert self._gone is not None
-        await self._gone.wait()
-        return -signal.SIGKILL
+            self.runtime.external()
+        else:
+            await self.runtime.spawn(
+                self.command,
+                self.config.code_dir,
+                self._environ(),
+                self.stream.fd,
+                self.config.memory_size,
+            )
+        assert self.runtime.exited is not None
+        self._exited = asyncio.create_task(self._watch_exit(self.runtime.exited))
 
     async def _watch_exit(self, ended: Awaitable[int]) -> int:
         code = await ended
@@ -192,13 +172,10 @@ class Environment:
 
     async def kill(self) -> None:
         """Kills the runtime (SIGKILL: Lambda discards, it does not ask) and waits for it."""
-        if self._gone is not None and not self._gone.is_set():
-            self._gone.set()
-            if self.on_abandon is not None:  # it may still run what we gave up on: restart it
-                self.on_abandon()
+        if self.runtime.abandon() and self.on_abandon is not None:
+            self.on_abandon()  # an external runtime may still run what we gave up on: restart it
         self.state = State.DEAD
-        if self.process is not None and self.process.returncode is None:
-            _kill_group(self.process)
+        self.runtime.kill()
         if self._exited is not None:
             await self._exited
         if self._waiter is not None and not self._waiter.done():
@@ -211,16 +188,14 @@ class Environment:
             await cancel_and_wait([self._follower])
         if self.stream is not None:
             self.stream.close()
-        if self._status_fd >= 0:
-            os.close(self._status_fd)
-            self._status_fd = -1
+        self.runtime.close()
 
     @property
     def pid(self) -> int | None:
-        return self.process.pid if self.process else None
+        return self.runtime.pid
 
     def _returncode(self) -> int | None:
-        return self.process.returncode if self.process else None
+        return self.runtime.returncode
 
     # ----------------------------------------------------------------- invocation
 
@@ -241,7 +216,7 @@ class Environment:
         if reply.error_type == "Sandbox.Timedout":
             duration_ms = timeout * 1000
         self._current = None
-        memory = self._peak_mb  # read by _conclude
+        memory = self.runtime.max_memory_used_mb(alive=False)  # read by _conclude
         cold_ms = self.init_duration_ms if self.init_type == "on-demand" else None
         self.stream.write(
             logs.end_line(inv.request_id)
@@ -268,7 +243,7 @@ class Environment:
     ) -> _Reply:
         """How the invocation ended: the runtime's reply, or the platform's verdict."""
         assert self.stream is not None and self._reply is not None
-        over_limit = self._oom or self.max_memory_used_mb() > self.config.memory_size
+        over_limit = self.runtime.oom or self.max_memory_used_mb() > self.config.memory_size
         if over_limit:
             await self.kill()
             reply = _Reply(errors.out_of_memory(inv.request_id), "Runtime.OutOfMemory")
@@ -292,9 +267,7 @@ class Environment:
 
         The pool calls this for busy environments every MEMORY_POLL_SECONDS.
         """
-        if self.max_memory_used_mb() > self.config.memory_size and self.process is not None:
-            self._oom = True
-            _kill_group(self.process)
+        self.runtime.enforce_memory(self.config.memory_size)
 
     def _deliver(self, inv: Invocation) -> None:
         """Hands the event to the runtime's pending ``/next``, or keeps it for the next one.
@@ -310,22 +283,8 @@ class Environment:
             self._pending = inv
 
     def max_memory_used_mb(self) -> int:
-        """Peak resident memory of the runtime process (VmHWM), in MB rounded up.
-
-        One pread of /proc/<pid>/status on an fd kept open: this runs on every invocation.
-        Once the process is gone the last reading stands (a crash or a timeout kill).
-        """
-        if self._status_fd < 0 or self.state is State.DEAD:
-            return self._peak_mb
-        try:
-            status = os.pread(self._status_fd, 4096, 0)
-        except OSError:
-            return self._peak_mb
-        at = status.find(b"VmHWM:")
-        if at >= 0:
-            kb = int(status[at + 6 : status.index(b"kB", at)])
-            self._peak_mb = max(self._peak_mb, -(-kb // 1024))
-        return self._peak_mb
+        """Peak resident memory of the runtime, in MB (the last reading once it is gone)."""
+        return self.runtime.max_memory_used_mb(alive=self.state is not State.DEAD)
 
     # ----------------------------------------------------------------- Runtime API side
 
@@ -396,27 +355,3 @@ def _reason(reply: _Reply) -> str:
         return str(json.loads(reply.payload)["errorMessage"]).split("Error: ", 1)[-1]
     except (ValueError, KeyError, TypeError):
         return reply.error_type or "unknown"
-
-
-def _limit_memory(pid: int, memory_mb: int) -> None:
-    """Bounds the runtime's address space.
-
-    Set from outside right after spawning rather than in a pre-exec hook: a hook forces a full
-    fork() of this multi-threaded (gRPC) process, where posix_spawn is both faster and safe.
-    The interpreter needs milliseconds before user code runs, so the limit is in place first.
-    """
-    limit = (memory_mb + ADDRESS_SPACE_OVERHEAD_MB) * 1024 * 1024
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        resource.prlimit(pid, resource.RLIMIT_AS, (limit, limit))
-
-
-def _kill_group(process: asyncio.subprocess.Process) -> None:
-    """SIGKILL to the runtime's process group (it leads one): helpers it forked go too.
-
-    Once the runtime is reaped its pid may belong to someone else: then nothing is sent."""
-    if process.returncode is not None:
-        return
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
-    with contextlib.suppress(ProcessLookupError):
-        process.send_signal(signal.SIGKILL)

@@ -56,6 +56,9 @@ class OperatorSettings:
     """Requests per second to the API server, sustained (client-go's QPS)."""
     api_burst: int = 200
     """Requests the operator may make at once before api_qps applies."""
+    keep_warm: float = defaults.KEEP_WARM
+    """Seconds a version may go unused (by the gateways' reports) before its pods scale back
+    to its provisioned concurrency."""
 
 
 class NoRoutes:
@@ -90,7 +93,9 @@ async def run(settings: OperatorSettings, stop: asyncio.Event | None = None) -> 
     stop = stop or asyncio.Event()
     client = KubeClient(KubeConfig.load(settings.kubeconfig), settings.api_qps, settings.api_burst)
     store = KubeStore(client, settings.namespaces)
-    platform = KubePlatform(client, KubeSettings(), owner_lookup(store))
+    platform = KubePlatform(
+        client, KubeSettings(), owner_lookup(store), keep_warm=settings.keep_warm
+    )
     controller = Controller(
         store,
         platform,

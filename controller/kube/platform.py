@@ -11,13 +11,14 @@ The platform never deletes what it does not own, and leaves everything running o
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from klambda.api import defaults, scaling
 from klambda.api.reasons import Reason
 from klambda.api.shim_config import ShimConfig
 from klambda.api.types import Code, FunctionSpec
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 
 CODE_LIMIT = 900 * 1024  # a ConfigMap holds at most 1 MiB, metadata included
 CONFLICT_RETRIES = 5
+PROVISIONED_ANNOTATION = "klambda.io/provisioned"
 
 
 @dataclass(frozen=True)
@@ -55,11 +57,15 @@ class KubePlatform:
         settings: builders.KubeSettings,
         owner_of: OwnerLookup,
         on_change: Callable[[], None] = lambda: None,
+        keep_warm: float = defaults.KEEP_WARM,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.client = client
         self.settings = settings
         self.owner_of = owner_of
         self.on_change = on_change
+        self.keep_warm = keep_warm
+        self.clock = clock
         selector = "app.kubernetes.io/managed-by=klambda"
         self.deployments = Informer(
             client, deployments_path(), self._changed, label_selector=selector
@@ -84,9 +90,7 @@ class KubePlatform:
             if not function or not slug or d["metadata"].get("deletionTimestamp"):
                 continue
             version = names.version_of_slug(slug)
-            provisioned = int(
-                d["metadata"].get("annotations", {}).get("klambda.io/provisioned", "0")
-            )
+            provisioned = _provisioned(d)
             out[(namespace, function, version)] = RunningShim(
                 namespace,
                 function,
@@ -104,7 +108,7 @@ class KubePlatform:
         if d is None:
             return None
         spec = d.get("spec", {})
-        provisioned = int(d["metadata"].get("annotations", {}).get("klambda.io/provisioned", "0"))
+        provisioned = _provisioned(d)
         ready = len(self.endpoints(key))
         return Observation(
             int(spec.get("replicas", 0)),
@@ -220,7 +224,7 @@ class KubePlatform:
             replicas=replicas,
             settings=self.settings,
         )
-        objs.deployment["metadata"].setdefault("annotations", {})["klambda.io/provisioned"] = str(
+        objs.deployment["metadata"].setdefault("annotations", {})[PROVISIONED_ANNOTATION] = str(
             config.provisioned_concurrency
         )
         try:
@@ -277,22 +281,55 @@ class KubePlatform:
                 log.warning("deleting %s: %s", path, e)
 
     async def provision(self, key: ShimKey, count: int) -> None:
+        """Sets the version's provisioned concurrency; its size follows (``scale``)."""
+        await self._resize(key, count)
+
+    async def scale(self, key: ShimKey) -> None:
+        """Sizes the version from its provisioned concurrency and the gateways' demand reports
+        (``klambda.api.scaling``). The operator is the only writer of ``replicas``."""
         d = self._deployment(key)
-        if d is None:
-            return
-        namespace, name = d["metadata"]["namespace"], d["metadata"]["name"]
-        replicas = max(count, int(d["spec"].get("replicas", 0)))
-        with contextlib.suppress(NotFound):
-            await self.client.patch(
-                deployments_path(namespace, name),
-                {
-                    "metadata": {"annotations": {"klambda.io/provisioned": str(count)}},
-                    "spec": {"replicas": replicas},
-                },
+        if d is not None:
+            await self._resize(key, _provisioned(d))
+
+    async def _resize(self, key: ShimKey, provisioned: int) -> None:
+        """Writes replicas (and the provisioned annotation) with the resourceVersion it decided
+        from; on 409 someone changed the Deployment meanwhile: read it again, decide again."""
+        d = self._deployment(key)
+        for _ in range(CONFLICT_RETRIES):
+            if d is None:
+                return
+            meta = d["metadata"]
+            current = int(d["spec"].get("replicas", 0))
+            demands = scaling.demands_of(meta.get("annotations") or {})
+            target = scaling.desired_replicas(
+                provisioned, current, demands, self.clock(), self.keep_warm
             )
+            if target == current and _provisioned(d) == provisioned:
+                return
+            path = deployments_path(meta["namespace"], meta["name"])
+            patch = {
+                "metadata": {
+                    "annotations": {PROVISIONED_ANNOTATION: str(provisioned)},
+                    "resourceVersion": meta["resourceVersion"],
+                },
+                "spec": {"replicas": target},
+            }
+            try:
+                await self.client.patch(path, patch)
+                return
+            except NotFound:
+                return
+            except Conflict:
+                d = await self.client.get(path)
+        log.warning("%s/%s:%s kept changing; sizing it again next pass", *key)
 
     async def close(self) -> None:
         """Leaves every Deployment running: the operator stopping is not the functions stopping."""
+
+
+def _provisioned(deployment: dict[str, Any]) -> int:
+    annotations = deployment["metadata"].get("annotations") or {}
+    return int(annotations.get(PROVISIONED_ANNOTATION, "0"))
 
 
 def _owned_by_us(obj: dict[str, Any], uid: str) -> bool:

@@ -81,6 +81,12 @@ class Platform(Protocol):
         """Sets how many environments the shim of ``key`` keeps initialised."""
         ...
 
+    async def scale(self, key: ShimKey) -> None:
+        """Sizes the running version from its provisioned concurrency and the demand this
+        platform observes (``klambda.api.scaling``); called every pass. The one writer of a
+        version's size."""
+        ...
+
     async def observe(self, key: ShimKey) -> Observation | None:
         """The shim's own report, or None when it cannot be reached."""
         ...

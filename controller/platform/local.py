@@ -129,6 +129,10 @@ class LocalPlatform:
             return
         shim.provisioned = count
 
+    async def scale(self, key: ShimKey) -> None:
+        """Nothing to size: one shim runs a version here and grows its environments itself;
+        whether it runs at all the controller decides by the same rule (``_desired``)."""
+
     async def observe(self, key: ShimKey) -> Observation | None:
         shim = self._current.get(key)
         if shim is None:

@@ -201,6 +201,7 @@ async def platform(c: Cluster, port: int) -> AsyncIterator[tuple[asyncio.Task[in
                 kubeconfig=str(c.kubeconfig),
                 gateway_url=c.gateway_url,
                 resync_period=2.0,
+                keep_warm=KEEP_WARM,
                 namespaces=namespaces,
                 lease_namespace=c.namespace,
             ),
