@@ -33,15 +33,20 @@ SLOW_STEP = 1.0
 class Shutdown:
     """The stop request (first signal), the skip-the-drain request (second) and the backstop."""
 
-    def __init__(self, grace: float, out: TextIO = sys.stderr) -> None:
+    def __init__(
+        self, grace: float, out: TextIO = sys.stderr, slack: float = BACKSTOP_SLACK
+    ) -> None:
         self.grace = grace
+        self.slack = slack
         self.requested = asyncio.Event()
         self.forced = asyncio.Event()
         self.step = "starting"
         self._out = out
         self._watchdog: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def install(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.signalled)
 
@@ -55,7 +60,7 @@ class Shutdown:
         self._arm()
 
     def _arm(self) -> None:
-        deadline = self.grace + BACKSTOP_SLACK
+        deadline = self.grace + self.slack
         self._watchdog = threading.Thread(
             target=self._backstop, args=(deadline,), name="shutdown-backstop", daemon=True
         )
@@ -66,6 +71,7 @@ class Shutdown:
         message = f"shutdown did not finish within {after:.0f}s (waiting on: {self.step}); exiting"
         log.error(message)
         print(f"klambda: {message}", file=sys.stderr, flush=True)
+        self._log_tasks()
         for handler in logging.getLogger().handlers:
             stream = getattr(handler, "stream", None)
             if stream is not None and hasattr(stream, "fileno"):
@@ -73,6 +79,16 @@ class Shutdown:
                     stream.flush()
                     faulthandler.dump_traceback(file=stream, all_threads=True)
         os._exit(1)  # children get their parent-death signal
+
+    def _log_tasks(self) -> None:
+        """Best effort, from this thread: what each asyncio task was waiting in."""
+        if self._loop is None:
+            return
+        with contextlib.suppress(Exception):
+            for task in list(asyncio.all_tasks(self._loop)):
+                frames = task.get_stack(limit=3)
+                where = " <- ".join(f"{f.f_code.co_name}:{f.f_lineno}" for f in frames)
+                log.error("task %s waits in %s", task.get_name(), where or "(not started)")
 
     def named(
         self, name: str, fn: Callable[[], Awaitable[object]], drain: bool = False

@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 5.0
+CLOSE_TIMEOUT = 2.0
+"""Seconds a shim told to stop now (the platform is shutting down) gets before SIGKILL: its
+invocations were drained by the gateway already, and shutdown has a bound to keep."""
 
 
 @dataclass
@@ -146,7 +149,7 @@ class LocalPlatform:
         )
 
     async def close(self) -> None:
-        """Stops every shim now (SIGINT; SIGKILL after STOP_TIMEOUT), retiring ones included:
+        """Stops every shim now (SIGINT; SIGKILL after CLOSE_TIMEOUT), retiring ones included:
         a retiring shim's drain may be as long as its function's timeout, and shutdown of
         the whole platform must not wait for that (the gateway has drained already)."""
         shims = list(self._current.values())
@@ -156,7 +159,7 @@ class LocalPlatform:
             task.cancel()
         await asyncio.gather(*retiring, return_exceptions=True)
         shims += retiring.values()
-        await asyncio.gather(*(self._terminate(s, grace=STOP_TIMEOUT, drain=False) for s in shims))
+        await asyncio.gather(*(self._terminate(s, grace=CLOSE_TIMEOUT, drain=False) for s in shims))
 
     # ------------------------------------------------------------------ processes
 

@@ -21,6 +21,8 @@ from redis.exceptions import RedisError
 from klambda.api.lifecycle import die_with_parent
 
 START_TIMEOUT = 10.0
+STOP_TIMEOUT = 2.0
+"""Seconds Redis gets to exit after SIGTERM (it syncs its append-only file first)."""
 
 
 class RedisUnavailable(Exception):
@@ -114,12 +116,13 @@ class EmbeddedRedis:
                     raise
                 await asyncio.sleep(0.05)
 
-    async def stop(self) -> None:
+    async def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """SIGTERM (Redis writes its append-only file and exits); SIGKILL after ``timeout``."""
         if self.process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 self.process.send_signal(signal.SIGTERM)
             try:
-                await asyncio.wait_for(self.process.wait(), 10)
+                await asyncio.wait_for(self.process.wait(), timeout)
             except TimeoutError:
                 self.process.kill()
                 await self.process.wait()
