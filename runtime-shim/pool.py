@@ -43,8 +43,10 @@ class EnvironmentPool:
         max_environments: int,
         idle_timeout: float,
         acquire_timeout: float,
+        on_gone: Callable[[Environment], Awaitable[None]] | None = None,
     ) -> None:
         self._create = create
+        self._on_gone = on_gone
         self.max_environments = max_environments
         self.idle_timeout = idle_timeout
         self.acquire_timeout = acquire_timeout
@@ -57,6 +59,7 @@ class EnvironmentPool:
         self._freed = asyncio.Condition()
         self._changed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._burials: set[asyncio.Task[None]] = set()
         self._closed = False
         self.last_activity = time.monotonic()
         self._busy = 0
@@ -118,13 +121,32 @@ class EnvironmentPool:
         self._changed.set()
 
     def environment_exited(self, env: Environment) -> None:
-        """An environment's process ended on its own (crash, kill): drop it, maybe replace."""
+        """An environment's process ended on its own (crash, kill): drop it, maybe replace.
+
+        A busy one is cleaned up when its invocation ends (``release``). An idle one is cleaned
+        up here, at once: left in the pool it would hold its place (with one environment per
+        pod, every later invocation would be throttled), its Runtime API port and its fds.
+        """
+        idle = env in self._idle or env in self._idle_provisioned
         if env in self._idle:
             self._idle.remove(env)
         if env in self._idle_provisioned:
             self._idle_provisioned.remove(env)
+        if idle and env in self._all and not self._closed:
+            self._all.discard(env)
+            task = asyncio.get_running_loop().create_task(self._bury(env), name="bury-environment")
+            self._burials.add(task)
+            task.add_done_callback(self._burials.discard)
         if env.provisioned:
             self._changed.set()
+
+    async def _bury(self, env: Environment) -> None:
+        log.warning("environment pid=%s exited while idle; it will be replaced", env.pid)
+        await env.stop()
+        if self._on_gone is not None:
+            await self._on_gone(env)
+        async with self._freed:  # an invocation waiting for room may start a new one now
+            self._freed.notify()
 
     # ------------------------------------------------------------------ invocations
 
@@ -265,6 +287,8 @@ class EnvironmentPool:
         """Stops every environment; in-flight invocations must have been drained first."""
         self._closed = True
         await cancel_and_wait(self._tasks)
+        if self._burials:
+            await asyncio.wait(set(self._burials))
         envs = list(self._all)
         self._all.clear()
         self._idle.clear()

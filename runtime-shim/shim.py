@@ -46,6 +46,7 @@ class Shim:
             config.max_environments,
             config.idle_timeout,
             config.acquire_timeout,
+            on_gone=self.runtime_api.detach,
         )
         self._inflight: set[asyncio.Task[Outcome]] = set()
 

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import re
+import signal
 from pathlib import Path
 
 import pytest
@@ -352,3 +353,29 @@ async def test_logs_reach_stdout_for_kubectl_logs(tmp_path: Path) -> None:
     text = stdout.read_text()  # the shim has stopped: the follower copied everything
     start = text.index("START RequestId: r-out")
     assert start < text.index("handling hello") < text.index("REPORT RequestId: r-out")
+
+
+async def test_an_environment_that_dies_while_idle_is_replaced(tmp_path: Path) -> None:
+    """One environment per shim (every Kubernetes pod): if it dies between invocations, the
+    next invocation gets a fresh one instead of a 429 forever."""
+    config = shim_config(tmp_path, {"app.py": APP}, max_environments=1, acquire_timeout=1.0)
+    async with running_shim(config, tmp_path) as shim:
+        first = json.loads((await shim.invoke()).payload)
+        os.kill(first["pid"], signal.SIGKILL)  # dies while idle (an OOM kill, a crash)
+        for _ in range(100):  # until the shim has seen it go
+            if _gone(first["pid"]):
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.2)
+        again = json.loads((await shim.invoke()).payload)
+        third = json.loads((await shim.invoke()).payload)
+    assert again["count"] == 1 and again["pid"] != first["pid"]  # a new environment
+    assert third["pid"] == again["pid"]  # which is then reused
+
+
+def _gone(pid: int) -> bool:
+    """Reaped, or a zombie waiting to be."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
