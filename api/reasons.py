@@ -56,6 +56,11 @@ class Reason(enum.StrEnum):
     NOT_OWNED = "NotOwned"
     CONFLICT = "Conflict"
     APPLY_FAILED = "ApplyFailed"
+    QUEUE_VISIBILITY_TIMEOUT_TOO_SHORT = (
+        "QueueVisibilityTimeoutTooShort",
+        "InvalidParameterValueException",
+        True,
+    )
     FUNCTION_NOT_FOUND = "FunctionNotFound", "ResourceNotFoundException"
     QUALIFIER_NOT_FOUND = "QualifierNotFound", "ResourceNotFoundException"
     VERSION_NOT_FOUND = "VersionNotFound", "ResourceNotFoundException"

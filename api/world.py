@@ -257,16 +257,44 @@ def event_source_problem(world: World, obj: ApiObject) -> tuple[Reason, str] | N
     fn = world.functions.get((obj.namespace, spec.function_name))
     if fn is None:
         return Reason.FUNCTION_NOT_FOUND, f'Function "{spec.function_name}" not found'
-    qualifier = spec.qualifier
-    if qualifier in (None, LATEST):
-        return None
     key = (obj.namespace, spec.function_name)
-    aliases = {a.spec.name or a.name for a in world.aliases.get(key, [])}
-    if qualifier not in world.numbered(key) and qualifier not in aliases:
+    timeouts = _timeouts(world, key, fn, spec.qualifier)
+    if timeouts is None:
         return (
             Reason.QUALIFIER_NOT_FOUND,
-            f"{spec.function_name} has no version or alias {qualifier!r}",
+            f"{spec.function_name} has no version or alias {spec.qualifier!r}",
         )
+    visibility, timeout = spec.queue.visibility_timeout, max(timeouts)
+    if visibility < timeout:  # Lambda's rule, and its words
+        return (
+            Reason.QUEUE_VISIBILITY_TIMEOUT_TOO_SHORT,
+            f"Queue visibility timeout: {visibility} seconds is less than Function timeout: "
+            f"{timeout} seconds",
+        )
+    return None
+
+
+def _timeouts(
+    world: World, key: tuple[str, str], fn: ApiObject, qualifier: str | None
+) -> list[int] | None:
+    """Timeouts of the versions ``qualifier`` may invoke (an alias: each of its versions);
+    None when it names nothing."""
+    numbered = world.numbered(key)
+
+    def timeout_of(version: str) -> int:
+        if version == LATEST or version not in numbered:
+            return int(fn.spec.timeout)
+        return int(publishing.spec_of(numbered[version].status).timeout)
+
+    if qualifier in (None, LATEST):
+        return [int(fn.spec.timeout)]
+    if qualifier in numbered:
+        return [timeout_of(qualifier)]
+    for a in world.aliases.get(key, []):
+        if (a.spec.name or a.name) == qualifier:
+            spec: AliasSpec = a.spec
+            weights = spec.routing_config.additional_version_weights if spec.routing_config else {}
+            return [timeout_of(v) for v in (spec.function_version, *weights)]
     return None
 
 

@@ -7,7 +7,10 @@ Lambda's rules (``klambda.api.policy``). Secrets are never logged.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -41,6 +44,10 @@ def signed_request(request: web.Request, body: bytes) -> sigv4.Request:
     return sigv4.Request(request.method, path, request.query_string, headers, body)
 
 
+POLICY_CACHE_SIZE = 1024
+"""Distinct identity-policy sets kept parsed."""
+
+
 class TokenReviewer(Protocol):
     """Vouches for bearer tokens (Kubernetes ServiceAccount tokens through TokenReview)."""
 
@@ -54,7 +61,7 @@ class Authenticator:
         self.directory = directory
         self.region = region
         self.tokens = tokens
-        self._parsed: dict[tuple[str, int], tuple[Policy, ...]] = {}
+        self._parsed: OrderedDict[str, tuple[Policy, ...]] = OrderedDict()
 
     async def authenticate(self, request: web.Request, body: bytes) -> Identity:
         """The caller: a SigV4-signed access key, or (in a cluster) a ServiceAccount token."""
@@ -83,10 +90,17 @@ class Authenticator:
         return Identity(principal, key.access_key_id, self._policies(principal))
 
     def _policies(self, principal: Principal) -> tuple[Policy, ...]:
-        cache_key = (principal.arn, id(principal.policies))
+        """The principal's identity policies, parsed once per content (keyed by a digest of
+        the JSON: a changed policy is a new key at once) in a bounded LRU."""
+        text = json.dumps(principal.policies, sort_keys=True, separators=(",", ":"))
+        cache_key = hashlib.sha256(text.encode()).hexdigest()
         parsed = self._parsed.get(cache_key)
         if parsed is None:
             parsed = self._parsed[cache_key] = tuple(principal.parsed_policies())
+            if len(self._parsed) > POLICY_CACHE_SIZE:
+                self._parsed.popitem(last=False)
+        else:
+            self._parsed.move_to_end(cache_key)
         return parsed
 
 

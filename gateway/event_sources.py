@@ -39,6 +39,20 @@ from klambda.gateway.routing import RoutingTable
 log = logging.getLogger(__name__)
 
 GROUP = "klambda"
+MOVE_SCRIPT = """
+local kind = redis.call('TYPE', KEYS[2])['ok']
+if kind ~= 'stream' and kind ~= 'none' then
+  return redis.error_reply('WRONGTYPE the dead-letter queue ' .. KEYS[2] .. ' holds a ' .. kind)
+end
+for i = 2, #ARGV, 2 do
+  redis.call('XADD', KEYS[2], '*', 'body', ARGV[i + 1])
+  redis.call('XACK', KEYS[1], ARGV[1], ARGV[i])
+  redis.call('XDEL', KEYS[1], ARGV[i])
+end
+return (#ARGV - 1) / 2
+"""
+"""Moves messages (ARGV: group, then id and body of each) from the queue (KEYS[1]) to the
+dead-letter queue (KEYS[2]), checking first, so each is in exactly one place."""
 IDLE_BLOCK_MS = 1000
 ERROR_PAUSE = 1.0
 FIRST_RECEIVE_MEMORY = 10_000
@@ -204,14 +218,16 @@ class QueuePoller:
         return out
 
     async def _redrive(self, dead: list[Message]) -> None:
-        """Onto the dead-letter queue and off this one in one MULTI/EXEC: both or neither."""
+        """Onto the dead-letter queue and off this one, atomically (a Lua script that checks
+        first: MULTI/EXEC would not undo an XADD that fails at run time, and the XACK/XDEL
+        after it would lose the message). On failure the messages stay where they were."""
         assert self.route.dead_letter_key is not None
-        async with self.client.pipeline(transaction=True) as pipe:
-            for m in dead:
-                pipe.xadd(self.route.dead_letter_key, {"body": m.body})
-            pipe.xack(self.route.queue_key, GROUP, *[m.message_id for m in dead])
-            pipe.xdel(self.route.queue_key, *[m.message_id for m in dead])
-            await pipe.execute()
+        args: list[str] = [GROUP]
+        for m in dead:
+            args += [m.message_id, m.body]
+        await self.client.eval(
+            MOVE_SCRIPT, 2, self.route.queue_key, self.route.dead_letter_key, *args
+        )
         for m in dead:
             self._first_receive.pop(m.message_id, None)
         log.info(

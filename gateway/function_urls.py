@@ -10,6 +10,7 @@ function's own.
 from __future__ import annotations
 
 import json
+import logging
 
 from aiohttp import web
 
@@ -23,6 +24,8 @@ from klambda.gateway.invoking import Invocation, Invoker
 from klambda.gateway.requests import read_body
 from klambda.gateway.settings import GatewaySettings
 from klambda.gateway.url_event import BadFunctionResponse, HttpRequest, build_event, build_response
+
+log = logging.getLogger(__name__)
 
 PATH_PREFIX = "/lambda-url/"
 ACTION = "lambda:InvokeFunctionUrl"
@@ -151,19 +154,18 @@ class FunctionUrls:
         return None
 
     def _response(self, payload: bytes, function_error: str, request_id: str) -> web.Response:
+        """The caller's answer. A function error or an unusable response is Lambda's plain
+        ``502 Internal Server Error``: the detail (a stack trace, server paths) is for the
+        function's log, never for whoever calls a URL."""
         headers = {"x-amzn-RequestId": request_id}
         if function_error:
-            headers["X-Amz-Function-Error"] = function_error
-            return web.Response(
-                status=502, body=payload, content_type="application/json", headers=headers
-            )
+            log.info("function URL request %s: function error (%s)", request_id, function_error)
+            return _internal_error(headers)
         try:
             http = build_response(payload)
         except BadFunctionResponse as e:
-            body = json.dumps({"Message": f"Internal Server Error: {e}"}).encode()
-            return web.Response(
-                status=502, body=body, content_type="application/json", headers=headers
-            )
+            log.warning("function URL request %s: invalid function response: %s", request_id, e)
+            return _internal_error(headers)
         response = web.Response(status=http.status, body=http.body, headers=headers)
         for key, value in http.headers:
             if key.lower() == "content-type":
@@ -171,3 +173,7 @@ class FunctionUrls:
             else:
                 response.headers.add(key, value)
         return response
+
+
+def _internal_error(headers: dict[str, str]) -> web.Response:
+    return web.Response(status=502, text="Internal Server Error", headers=headers)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -173,6 +174,7 @@ def _described_response(result: dict[str, Any]) -> HttpResponse:
                 headers.append((str(name), _header_value(value)))
     for cookie in result.get("cookies") or []:
         headers.append(("Set-Cookie", str(cookie)))
+    headers = _checked(headers)
     if not any(k.lower() == "content-type" for k, _ in headers):
         headers.append(("Content-Type", "application/json"))
     return HttpResponse(status, headers, _body(result))
@@ -182,6 +184,38 @@ def _header_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+# The gateway frames its own responses: a function's framing or hop-by-hop headers would
+# desynchronise the connection (Content-Length: 0 with a body splits the response in two for
+# a pooling proxy), so they are dropped, as Lambda drops them (RFC 9110 7.6.1, RFC 9112 6).
+DROPPED_HEADERS = frozenset(
+    {
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "upgrade",
+        "te",
+        "trailer",
+    }
+)
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+
+
+def _checked(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The headers to send: framing and hop-by-hop ones dropped; a name that is not an HTTP
+    token or a value holding a control character makes the response invalid."""
+    out = []
+    for name, value in headers:
+        if not _TOKEN.match(name):
+            raise BadFunctionResponse(f"header name {name!r} is not valid")
+        if any((ord(c) < 32 and c != "\t") or ord(c) == 127 for c in value):
+            raise BadFunctionResponse(f"header {name!r} has a control character in its value")
+        if name.lower() not in DROPPED_HEADERS:
+            out.append((name, value))
+    return out
 
 
 def _body(result: dict[str, Any]) -> bytes:

@@ -22,6 +22,7 @@ metadata: {name: %(fn)s}
 spec:
   runtime: python3.11
   handler: app.handler
+  timeout: 1  # within the short visibility timeouts these tests use (Lambda's rule)
   environment: {variables: {OUT: "%(out)s"}}
   code:
     inline:
@@ -204,7 +205,7 @@ metadata: {name: durable}
 spec:
   runtime: python3.11
   handler: app.handler
-  timeout: 10
+  timeout: 4
   environment: {variables: {OUT: "%s"}}
   code:
     inline:
@@ -223,7 +224,7 @@ spec:
   functionName: durable
   batchSize: 1
   scalingConfig: {maximumConcurrency: 2}
-  queue: {name: durable, visibilityTimeout: 2}
+  queue: {name: durable, visibilityTimeout: 4}
 """
 
 

@@ -122,3 +122,37 @@ def test_invalid_mappings(spec: dict[str, Any], message: str) -> None:
     with pytest.raises(ValidationError) as info:
         esm(**spec)
     assert message in json.dumps([str(e) for e in info.value.errors])
+
+
+@pytest.mark.parametrize(
+    ("visibility", "timeout", "problem"),
+    [
+        (30, 3, None),
+        (30, 30, None),  # equal is allowed, as Lambda allows it
+        (
+            30,
+            60,
+            "Queue visibility timeout: 30 seconds is less than Function timeout: 60 seconds",
+        ),
+    ],
+)
+def test_visibility_timeout_must_cover_the_function_timeout(
+    visibility: int, timeout: int, problem: str | None
+) -> None:
+    """Lambda refuses such a mapping: a message still being processed would become visible
+    again, be delivered twice, or reach the dead-letter queue although it succeeded."""
+    fn = copy.deepcopy(FN)
+    fn["spec"]["timeout"] = timeout
+    world = world_mod.World.of(
+        [parse_object(fn)],
+        [],
+        [],
+        [],
+        event_sources=[esm(queue={"name": "q", "visibilityTimeout": visibility})],
+    )
+    (source,) = world_mod.event_sources(world, "us-east-1")
+    if problem is None:
+        assert source.problem is None and source.route is not None
+    else:
+        assert source.problem == ("QueueVisibilityTimeoutTooShort", problem)
+        assert source.route is None  # nothing is polled

@@ -130,3 +130,24 @@ def test_base64_response_body_is_decoded() -> None:
 def test_malformed_responses_are_refused(result: object) -> None:
     with pytest.raises(BadFunctionResponse):
         build_response(json.dumps(result).encode())
+
+
+def test_framing_and_hop_by_hop_headers_are_dropped() -> None:
+    headers = {
+        "Content-Length": "0",
+        "Transfer-Encoding": "chunked",
+        "Connection": "close",
+        "Keep-Alive": "timeout=5",
+        "Upgrade": "h2c",
+        "X-Mine": "kept",
+    }
+    r = build_response(json.dumps({"statusCode": 200, "headers": headers, "body": "b"}).encode())
+    assert dict(r.headers) == {"X-Mine": "kept", "Content-Type": "application/json"}
+
+
+@pytest.mark.parametrize(
+    "headers", [{"Bad Name": "x"}, {"": "x"}, {"X-Split": "a\r\nInjected: yes"}, {"X": "a\x00"}]
+)
+def test_invalid_header_names_or_values_are_refused(headers: dict[str, str]) -> None:
+    with pytest.raises(BadFunctionResponse):
+        build_response(json.dumps({"statusCode": 200, "headers": headers}).encode())

@@ -1,0 +1,69 @@
+"""The dead-letter move on a real Redis: a message is in exactly one place, whatever fails."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from klambda.api.routes import EventSourceRoute
+from klambda.controller.platform.redis_server import EmbeddedRedis
+from klambda.gateway.event_sources import GROUP, QueuePoller
+
+ROUTE = EventSourceRoute(
+    namespace="default",
+    name="m",
+    function="fn",
+    qualifier=None,
+    queue_key="klambda:queue:default:jobs",
+    queue_arn="arn:aws:sqs:us-east-1:000000000000:jobs",
+    max_receive_count=1,
+    dead_letter_key="klambda:queue:default:jobs-dlq",
+)
+
+
+@pytest.fixture
+async def client(tmp_path: Path) -> AsyncIterator[aioredis.Redis]:
+    server = await EmbeddedRedis.start(tmp_path / "redis")
+    redis_client = aioredis.Redis.from_url(server.url)
+    try:
+        yield redis_client
+    finally:
+        await redis_client.aclose()
+        await server.stop()
+
+
+async def _received_once(client: aioredis.Redis) -> tuple[QueuePoller, list[Any]]:
+    await client.xadd(ROUTE.queue_key, {"body": "poison"})
+    poller = QueuePoller(ROUTE, client, invoker=None)  # type: ignore[arg-type]
+    await poller._ensure_group()
+    messages = await poller._receive()
+    assert [m.body for m in messages] == ["poison"]
+    return poller, messages
+
+
+async def test_a_dead_letter_move_takes_the_message_off_the_queue(
+    client: aioredis.Redis,
+) -> None:
+    poller, messages = await _received_once(client)
+    await poller._redrive(messages)
+    assert [f[b"body"] for _, f in await client.xrange(ROUTE.dead_letter_key)] == [b"poison"]
+    assert await client.xlen(ROUTE.queue_key) == 0
+    assert (await client.xpending(ROUTE.queue_key, GROUP))["pending"] == 0
+
+
+async def test_a_failed_dead_letter_move_leaves_the_message_where_it_was(
+    client: aioredis.Redis,
+) -> None:
+    """The DLQ key holds a string (someone's mistake): XADD fails at run time, which MULTI/EXEC
+    does not roll back; the message must stay in its queue, not vanish."""
+    poller, messages = await _received_once(client)
+    await client.set(ROUTE.dead_letter_key, "not a stream")
+    with pytest.raises(Exception, match=r"WRONGTYPE|not a stream"):
+        await poller._redrive(messages)
+    assert await client.get(ROUTE.dead_letter_key) == b"not a stream"
+    assert [f[b"body"] for _, f in await client.xrange(ROUTE.queue_key)] == [b"poison"]
+    assert (await client.xpending(ROUTE.queue_key, GROUP))["pending"] == 1  # still in flight
