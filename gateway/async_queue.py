@@ -143,7 +143,9 @@ class Dispatcher:
                 task.add_done_callback(self._done)
 
     async def _requeue_inflight(self) -> None:
-        """On shutdown, unfinished deliveries go back to the stream (at least once)."""
+        """On shutdown, deliveries cut off go back to the stream as new entries, which any
+        dispatcher reads at once (at least once: one cut off just after its invocation ended
+        runs again)."""
         with contextlib.suppress(RedisError):
             for entry_id, event in list(self._inflight.items()):
                 async with self.client.pipeline(transaction=True) as pipe:
@@ -175,8 +177,12 @@ class Dispatcher:
         self._inflight[entry_id] = event
         try:
             await self._deliver_once(entry_id, event)
-        finally:
-            self._inflight.pop(entry_id, None)
+        except asyncio.CancelledError:
+            raise  # stopped mid-delivery: it stays in _inflight, for _requeue_inflight
+        except BaseException:
+            self._inflight.pop(entry_id, None)  # still pending: reclaimed like any other
+            raise
+        self._inflight.pop(entry_id, None)
 
     async def _deliver_once(self, entry_id: bytes | str, event: AsyncEvent) -> None:
         try:

@@ -1,0 +1,63 @@
+"""Async events in flight when a dispatcher stops go back to the stream at once (a restarted
+gateway with another name would otherwise find them only after ~16 minutes, as another
+consumer's pending entries)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from klambda.controller.platform.redis_server import EmbeddedRedis
+from klambda.gateway.async_queue import GROUP, STREAM, AsyncEvent, AsyncQueue, Dispatcher
+
+
+class Table:
+    async def wait_synced(self) -> None:
+        return None
+
+
+class StuckInvoker:
+    """An invocation that is still running when the dispatcher is told to stop."""
+
+    def __init__(self) -> None:
+        self.table = Table()
+        self.started = asyncio.Event()
+
+    async def invoke(self, invocation: Any) -> Any:
+        self.started.set()
+        await asyncio.Event().wait()
+
+
+@pytest.fixture
+async def client(tmp_path: Path) -> AsyncIterator[aioredis.Redis]:
+    server = await EmbeddedRedis.start(tmp_path / "redis")
+    redis_client = aioredis.Redis.from_url(server.url)
+    try:
+        yield redis_client
+    finally:
+        await redis_client.aclose()
+        await server.stop()
+
+
+async def test_events_in_flight_are_queued_again_when_the_dispatcher_stops(
+    client: aioredis.Redis,
+) -> None:
+    event = AsyncEvent("req-1", "default", "fn", None, "{}", time.time())
+    await AsyncQueue(client).enqueue(event)
+    invoker = StuckInvoker()
+    dispatcher = Dispatcher(client, invoker, consumer="gateway-pod-a")  # type: ignore[arg-type]
+    running = asyncio.create_task(dispatcher.run())
+    await asyncio.wait_for(invoker.started.wait(), 10)
+    running.cancel()
+    await asyncio.gather(running, return_exceptions=True)
+
+    entries = await client.xrange(STREAM)
+    assert [AsyncEvent.decode(f[b"event"]).request_id for _, f in entries] == ["req-1"]
+    pending = await client.xpending(STREAM, GROUP)
+    assert pending["pending"] == 0  # a new entry any dispatcher reads now, not a stuck one
