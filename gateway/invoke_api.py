@@ -120,11 +120,13 @@ class InvokeApi:
 
 
 def _json_payload(body: bytes) -> bytes:
+    """The payload, which must be JSON in UTF-8 as Lambda's is (Python's json alone would also
+    take UTF-16 or UTF-32 bytes, which no runtime can read)."""
     if not body.strip():
         return b"{}"
     try:
-        json.loads(body)
-    except ValueError as e:
+        json.loads(body.decode("utf-8"))
+    except ValueError as e:  # UnicodeDecodeError included
         raise InvalidRequestContent(f"Could not parse request body into json: {e}") from e
     return body
 

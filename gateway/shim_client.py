@@ -17,11 +17,11 @@ from typing import Any
 import grpc
 
 from klambda.gateway.errors import ServiceError, TooManyRequests
-from klambda.protos import MESSAGE_OPTIONS, shim_pb2, shim_pb2_grpc
+from klambda.protos import CLIENT_OPTIONS, shim_pb2, shim_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-CHANNEL_OPTIONS = MESSAGE_OPTIONS
+CHANNEL_OPTIONS = CLIENT_OPTIONS
 
 
 class ShimUnavailable(ServiceError):

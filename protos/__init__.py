@@ -17,3 +17,25 @@ MESSAGE_OPTIONS = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
 ]
 """gRPC options both ends of the shim contract use."""
+
+KEEPALIVE_SECONDS = 5
+"""The gateway pings each shim stream this often, and gives up on a shim that does not answer
+a ping within as long again: a silent shim costs a call seconds, not its whole deadline."""
+CLIENT_OPTIONS = [
+    *MESSAGE_OPTIONS,
+    ("grpc.keepalive_time_ms", KEEPALIVE_SECONDS * 1000),
+    ("grpc.keepalive_timeout_ms", KEEPALIVE_SECONDS * 1000),
+    # the C core enforces a keepalive's wait through its ping timeout (grpc/grpc#39239)
+    ("grpc.http2.ping_timeout_ms", KEEPALIVE_SECONDS * 1000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+]
+"""The gateway's channel to a shim."""
+SERVER_OPTIONS = [
+    *MESSAGE_OPTIONS,
+    # accept the gateway's pings (by default a server allows one per 5 minutes, then GOAWAY)
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_recv_ping_interval_without_data_ms", KEEPALIVE_SECONDS * 1000 // 2),
+    ("grpc.http2.max_ping_strikes", 0),
+]
+"""The shim's server."""

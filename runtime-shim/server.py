@@ -13,7 +13,7 @@ import grpc
 
 from klambda.api.reasons import Reason
 from klambda.api.shim_config import ShimConfig
-from klambda.protos import MESSAGE_OPTIONS, shim_pb2_grpc
+from klambda.protos import SERVER_OPTIONS, shim_pb2_grpc
 from klambda.shim.runtimes import RuntimeUnavailable, resolve_command
 from klambda.shim.service import ShimService
 from klambda.shim.shim import Shim
@@ -50,7 +50,7 @@ async def serve(config: ShimConfig, ready_fd: int | None) -> int:
     await shim.start()
     server = grpc.aio.server(
         options=[
-            *MESSAGE_OPTIONS,
+            *SERVER_OPTIONS,
             # a second shim on the same address must fail, not silently share its traffic
             ("grpc.so_reuseport", 0),
         ]

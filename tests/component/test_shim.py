@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -379,3 +380,19 @@ def _gone(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
     except OSError:
         return True
+
+
+async def test_a_silent_shim_costs_a_call_seconds_not_its_deadline(config, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A shim that stops answering (its node froze, a network partition) is found out by the
+    stream's keepalive pings, so a call fails in seconds instead of waiting out its deadline."""
+    async with running_shim(config, tmp_path) as shim:
+        await shim.invoke()
+        shim.process.send_signal(signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            with pytest.raises(ServiceError):
+                await shim.invoke(timeout=60)
+            took = time.monotonic() - started
+        finally:
+            shim.process.send_signal(signal.SIGCONT)
+    assert took < 30, f"the call waited {took:.1f}s for a silent shim"

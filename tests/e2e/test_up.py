@@ -100,6 +100,16 @@ def test_invoke_bad_json_is_refused_clearly(platform: Platform) -> None:
     assert status == 400
     assert headers["x-amzn-ErrorType"] == "InvalidRequestContentException"
     assert json.loads(body)["Message"].startswith("Could not parse request body into json")
+    # JSON, but not UTF-8 (Python's json would take UTF-16): refused the same way, both
+    # synchronously and as an Event, never an unshaped 500
+    utf16 = '{"name": "ada"}'.encode("utf-16")
+    for extra in ({}, {"X-Amz-Invocation-Type": "Event"}):
+        status, headers, body = platform.http(
+            "POST", "/2015-03-31/functions/hello/invocations", utf16, extra
+        )
+        assert status == 400, (extra, body)
+        assert headers["x-amzn-ErrorType"] == "InvalidRequestContentException"
+        assert json.loads(body)["Message"].startswith("Could not parse request body into json")
 
 
 def test_function_errors_through_urls_are_a_plain_502(platform: Platform) -> None:
