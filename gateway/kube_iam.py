@@ -10,10 +10,13 @@ the policy of a Secret labelled ``klambda.io/serviceaccount=<name>`` there, if a
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import hashlib
 import json
 import logging
 import time
+from collections import OrderedDict
 from typing import Any
 
 from klambda.api.iam import AccessKey, Principal
@@ -25,6 +28,9 @@ log = logging.getLogger(__name__)
 PRINCIPAL_LABEL = "klambda.io/principal"
 SERVICE_ACCOUNT_LABEL = "klambda.io/serviceaccount"
 TOKEN_CACHE_SECONDS = 60.0
+NEGATIVE_CACHE_SECONDS = 10.0
+TOKEN_CACHE_SIZE = 4096
+REVIEWS_AT_ONCE = 8
 
 
 def _decoded(secret: dict[str, Any], key: str) -> str | None:
@@ -85,17 +91,53 @@ class SecretDirectory:
 
 
 class TokenReviewer:
-    """Asks the API server who a bearer token belongs to (cached briefly)."""
+    """Asks the API server who a bearer token belongs to.
+
+    Answers are cached by the token's digest (never the token itself) in a bounded LRU: valid
+    tokens for TOKEN_CACHE_SECONDS, unknown ones for NEGATIVE_CACHE_SECONDS only (junk tokens
+    cost one review each, then little memory). Concurrent requests with one token share one
+    review, and at most REVIEWS_AT_ONCE reviews are in flight, so a flood of junk tokens cannot
+    turn into a flood of API calls.
+    """
 
     def __init__(self, client: KubeClient, directory: SecretDirectory) -> None:
         self.client = client
         self.directory = directory
-        self._cache: dict[str, tuple[float, Principal | None]] = {}
+        self._cache: OrderedDict[str, tuple[float, Principal | None]] = OrderedDict()
+        self._running: dict[str, asyncio.Future[Principal | None]] = {}
+        self._slots = asyncio.Semaphore(REVIEWS_AT_ONCE)
 
     async def review(self, token: str) -> Principal | None:
-        hit = self._cache.get(token)
-        if hit and time.monotonic() - hit[0] < TOKEN_CACHE_SECONDS:
-            return hit[1]
+        key = hashlib.sha256(token.encode()).hexdigest()
+        hit = self._cache.get(key)
+        if hit is not None:
+            at, principal = hit
+            ttl = TOKEN_CACHE_SECONDS if principal is not None else NEGATIVE_CACHE_SECONDS
+            if time.monotonic() - at < ttl:
+                self._cache.move_to_end(key)
+                return principal
+        running = self._running.get(key)
+        if running is not None:
+            return await asyncio.shield(running)
+        future: asyncio.Future[Principal | None] = asyncio.get_running_loop().create_future()
+        self._running[key] = future
+        try:
+            async with self._slots:
+                principal = await self._ask(token)
+        except BaseException as e:
+            future.set_exception(e)
+            future.exception()  # retrieved: waiters, if any, get it too
+            raise
+        finally:
+            self._running.pop(key, None)
+        future.set_result(principal)
+        self._cache[key] = (time.monotonic(), principal)
+        self._cache.move_to_end(key)
+        while len(self._cache) > TOKEN_CACHE_SIZE:
+            self._cache.popitem(last=False)
+        return principal
+
+    async def _ask(self, token: str) -> Principal | None:
         body = {
             "apiVersion": "authentication.k8s.io/v1",
             "kind": "TokenReview",
@@ -114,5 +156,4 @@ class TokenReviewer:
         if status.get("authenticated") and username.startswith("system:serviceaccount:"):
             _, _, namespace, name = username.split(":", 3)
             principal = self.directory.service_account(namespace, name)
-        self._cache[token] = (time.monotonic(), principal)
         return principal
