@@ -63,6 +63,13 @@ def _parser() -> argparse.ArgumentParser:
         help="regional limit on invocations in flight (default %(default)s)",
     )
     up.add_argument(
+        "--durability",
+        choices=["default", "strict"],
+        default="default",
+        help="embedded Redis: strict syncs every accepted event to disk before it is "
+        "acknowledged; default syncs every second (see docs/operations.md)",
+    )
+    up.add_argument(
         "--shutdown-grace",
         type=float,
         default=defaults.SHUTDOWN_GRACE,
@@ -148,6 +155,15 @@ def _parser() -> argparse.ArgumentParser:
     gw.add_argument("--concurrency-limit", type=int, default=defaults.CONCURRENCY_LIMIT)
     _keep_warm(gw, "how long after its last use this gateway reports a version as used")
     gw.add_argument(
+        "--trusted-proxy",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        dest="trusted_proxies",
+        help="a proxy in front of the gateway (e.g. the ingress) whose X-Forwarded-For gives "
+        "the client's address for aws:SourceIp (repeatable; default none: the TCP peer)",
+    )
+    gw.add_argument(
         "--shutdown-grace",
         type=float,
         default=defaults.SHUTDOWN_GRACE,
@@ -189,6 +205,7 @@ def _up(args: argparse.Namespace) -> int:
         idle_timeout=args.keep_warm,
         concurrency_limit=args.concurrency_limit,
         shutdown_grace=args.shutdown_grace,
+        durability="always" if args.durability == "strict" else "everysec",
     )
     if args.concurrency_limit < 100:
         print(
@@ -264,6 +281,7 @@ def _gateway(args: argparse.Namespace) -> int:
         concurrency_limit=args.concurrency_limit,
         keep_warm=args.keep_warm,
         shutdown_grace=args.shutdown_grace,
+        trusted_proxies=tuple(args.trusted_proxies),
     )
     return _until_signalled(
         lambda stop: run_gateway(settings, args.kubeconfig, args.namespaces, args.public_url, stop)

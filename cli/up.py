@@ -52,6 +52,8 @@ class UpOptions:
     region: str = defaults.REGION
     idle_timeout: float = defaults.KEEP_WARM
     concurrency_limit: int = defaults.CONCURRENCY_LIMIT
+    durability: str = "everysec"
+    """Embedded Redis's appendfsync: ``everysec``, or ``always`` (``--durability strict``)."""
     shutdown_grace: float = defaults.SHUTDOWN_GRACE
     """Seconds in-flight invocations get to finish after Ctrl-C (a second Ctrl-C skips it)."""
 
@@ -168,7 +170,7 @@ async def _run(
             redis_url = options.redis_url
         else:
             try:
-                redis = await EmbeddedRedis.start(data_dir / "redis")
+                redis = await EmbeddedRedis.start(data_dir / "redis", durability=options.durability)
             except RedisUnavailable as e:
                 raise UpError(str(e)) from e
             stack.push_async_callback(step("the embedded Redis", redis.stop))

@@ -12,7 +12,8 @@ from aiohttp import web
 from klambda.api.iam import Directory
 from klambda.api.tasks import cancel_and_wait
 from klambda.gateway.async_queue import AsyncQueue, Dispatcher
-from klambda.gateway.auth import Authenticator, TokenReviewer
+from klambda.gateway.auth import SOURCE_IP, Authenticator, TokenReviewer
+from klambda.gateway.client_ip import client_ip, networks
 from klambda.gateway.control_plane import ControlPlane
 from klambda.gateway.event_sources import EventSourcePollers
 from klambda.gateway.function_urls import PATH_PREFIX, FunctionUrls, host_url_id
@@ -26,6 +27,8 @@ from klambda.gateway.shim_client import ShimClient
 INVOKER = web.AppKey("invoker", Invoker)
 METRICS = web.AppKey("metrics", Metrics)
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
+DISPATCHER_STOP_TIMEOUT = 3.0
+"""Seconds the async dispatcher gets to stop by itself (it requeues what was in flight)."""
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -45,6 +48,15 @@ def create_app(
     redis_client = aioredis.Redis.from_url(settings.redis_url) if settings.redis_url else None
     queue = AsyncQueue(redis_client) if redis_client is not None else None
     invoke_api = InvokeApi(invoker, settings, authenticator, queue)
+
+    trusted = networks(settings.trusted_proxies)
+
+    @web.middleware
+    async def client_address(request: web.Request, handler: Handler) -> web.StreamResponse:
+        request[SOURCE_IP] = client_ip(
+            request.remote, request.headers.get("X-Forwarded-For"), trusted
+        )
+        return await handler(request)
 
     @web.middleware
     async def host_form_urls(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -74,9 +86,13 @@ def create_app(
             )
             app[DISPATCHER] = dispatcher
             pollers = EventSourcePollers(table, redis_client, invoker)
-            tasks.append(asyncio.create_task(dispatcher.run(), name="async-dispatcher"))
+            dispatching = asyncio.create_task(dispatcher.run(), name="async-dispatcher")
             tasks.append(asyncio.create_task(pollers.run(), name="event-source-pollers"))
         yield
+        if redis_client is not None:
+            app[DISPATCHER].stop()
+            await asyncio.wait({dispatching}, timeout=DISPATCHER_STOP_TIMEOUT)
+            tasks.append(dispatching)  # cancelled only if it did not stop by itself
         await cancel_and_wait(tasks)
         if redis_client is not None:
             await redis_client.aclose()
@@ -84,7 +100,8 @@ def create_app(
 
     # Bodies are read by the handlers with Lambda's limits; aiohttp's own cap only backs it up.
     app = web.Application(
-        middlewares=[host_form_urls], client_max_size=settings.max_sync_payload + 1024 * 1024
+        middlewares=[client_address, host_form_urls],
+        client_max_size=settings.max_sync_payload + 1024 * 1024,
     )
     app[INVOKER] = invoker
     app[METRICS] = metrics

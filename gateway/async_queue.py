@@ -100,7 +100,15 @@ class Dispatcher:
         self._tasks: set[asyncio.Task[None]] = set()
         self._move_due = client.register_script(_MOVE_DUE)
         self._inflight: dict[bytes | str, AsyncEvent] = {}
+        self._stopping = asyncio.Event()
         self.delivered = 0
+
+    def stop(self) -> None:
+        """Asks ``run`` to return after its current round (at most one blocking read, 0.5 s):
+        deliveries in flight are then cut off and queued again. Stopping by a flag, not by
+        cancelling the loop in the middle of a Redis command, where redis-py may swallow the
+        cancellation and the loop would go on."""
+        self._stopping.set()
 
     async def run(self) -> None:
         await self._ensure_group()
@@ -108,7 +116,7 @@ class Dispatcher:
         await self.invoker.table.wait_synced()
         try:
             await self._recover()
-            while True:
+            while not self._stopping.is_set():
                 try:
                     await self._round()
                 except ResponseError as e:

@@ -104,12 +104,21 @@ class Authenticator:
         return parsed
 
 
+SOURCE_IP = web.RequestKey("source_ip", str)
+"""The client's address, set on every request by the gateway's middleware (``client_ip``)."""
+
+
+def source_ip(request: web.Request) -> str:
+    """The client's address: behind trusted proxies, from X-Forwarded-For (``client_ip``)."""
+    return request.get(SOURCE_IP) or request.remote or ""
+
+
 def context_keys(
     request: web.Request, identity: Identity | None, extra: Mapping[str, str] | None = None
 ) -> dict[str, str]:
     """Global condition keys (aws:*) plus service keys (lambda:*) for one request."""
     ctx = {
-        "aws:SourceIp": request.remote or "",
+        "aws:SourceIp": source_ip(request),
         "aws:SecureTransport": "true" if request.secure else "false",
         "aws:CurrentTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "aws:EpochTime": str(int(time.time())),

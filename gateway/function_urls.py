@@ -18,7 +18,7 @@ from klambda.api.policy import Ask, Caller, evaluate
 from klambda.api.routes import FunctionRoute, parse_url_id
 from klambda.api.types import FunctionUrl
 from klambda.gateway import cors as cors_mod
-from klambda.gateway.auth import Authenticator, Identity, authorize, context_keys
+from klambda.gateway.auth import Authenticator, Identity, authorize, context_keys, source_ip
 from klambda.gateway.errors import AccessDenied, LambdaError, ResourceNotFound, error_response
 from klambda.gateway.invoking import Invocation, Invoker
 from klambda.gateway.requests import read_body
@@ -97,7 +97,7 @@ class FunctionUrls:
                 raw_query=request.query_string,
                 headers=list(request.headers.items()),
                 body=body,
-                source_ip=request.remote or "",
+                source_ip=source_ip(request),
                 protocol=f"HTTP/{request.version.major}.{request.version.minor}",
                 domain=request.host.rsplit(":", 1)[0],
             ),

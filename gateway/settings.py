@@ -45,5 +45,8 @@ class GatewaySettings:
     """Seconds between closing streams to shims that no route names (draining after a roll)."""
     activation_timeout: float = 30.0
     """Seconds to wait for the platform to start a version that has no running shim."""
+    trusted_proxies: tuple[str, ...] = ()
+    """CIDRs of proxies in front of the gateway (an ingress) whose X-Forwarded-For is believed
+    for ``aws:SourceIp`` and a URL event's ``sourceIp``; empty: the TCP peer, always."""
     shutdown_grace: float = defaults.SHUTDOWN_GRACE
     """On stop: seconds requests in flight get to finish before they are cut off."""

@@ -73,7 +73,12 @@ class EmbeddedRedis:
     url: str
 
     @classmethod
-    async def start(cls, data_dir: Path, host: str = "127.0.0.1") -> EmbeddedRedis:
+    async def start(
+        cls, data_dir: Path, host: str = "127.0.0.1", durability: str = "everysec"
+    ) -> EmbeddedRedis:
+        """``durability``: Redis's ``appendfsync``: ``everysec`` (the default: on a power cut
+        or kernel crash, writes of the last second or so may be lost; a crash of Redis or of
+        klambda loses nothing) or ``always`` (fsync before every write is acknowledged)."""
         port = free_port(host)
         log = await asyncio.to_thread(_open_log, data_dir)
         try:
@@ -87,6 +92,8 @@ class EmbeddedRedis:
                 str(data_dir),
                 "--appendonly",
                 "yes",
+                "--appendfsync",
+                durability,
                 "--save",
                 "",
                 "--daemonize",

@@ -54,8 +54,8 @@ async def test_events_in_flight_are_queued_again_when_the_dispatcher_stops(
     dispatcher = Dispatcher(client, invoker, consumer="gateway-pod-a")  # type: ignore[arg-type]
     running = asyncio.create_task(dispatcher.run())
     await asyncio.wait_for(invoker.started.wait(), 10)
-    running.cancel()
-    await asyncio.gather(running, return_exceptions=True)
+    dispatcher.stop()  # as the gateway stops it
+    await asyncio.wait_for(running, 10)
 
     entries = await client.xrange(STREAM)
     assert [AsyncEvent.decode(f[b"event"]).request_id for _, f in entries] == ["req-1"]

@@ -108,3 +108,18 @@ def test_kill_9_during_applies_loses_nothing_acknowledged(tmp_path: Path) -> Non
         assert set(acknowledged) <= kept, set(acknowledged) - kept
     finally:
         stop_platform(again)
+
+
+def test_durability_strict_syncs_every_write(tmp_path: Path) -> None:
+    import redis
+
+    empty = tmp_path / "no-manifests"
+    empty.mkdir()
+    for flag, expected in ((("--durability", "strict"), "always"), ((), "everysec")):
+        p = start_platform(tmp_path / expected, str(empty), extra=flag)
+        try:
+            client = redis.Redis.from_url(p.state()["redis_url"])
+            assert client.config_get("appendfsync")["appendfsync"] == expected
+            client.close()
+        finally:
+            stop_platform(p)
