@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +55,28 @@ class ApiObject:
         if self.status:
             out["status"] = copy.deepcopy(self.status)
         return out
+
+
+def revive(stored: dict[str, Any], status: dict[str, Any] | None = None) -> ApiObject:
+    """An object as a store holds it (an API server's answer, or the local state file) back
+    into an ApiObject: validated like a manifest, with its stored metadata (uid, generation,
+    resourceVersion, ...) and status. Raises ValidationError as ``parse_object`` does."""
+    doc = copy.deepcopy(stored)
+    found = doc.pop("status", None) or {}
+    obj = parse_object(doc)
+    obj.manifest["metadata"] = doc.get("metadata", {})
+    obj.status = status if status is not None else found
+    return obj
+
+
+def select(
+    objects: Mapping[tuple[str, str, str], ApiObject], kind: str, namespace: str | None = None
+) -> list[ApiObject]:
+    """The objects of ``kind`` (in ``namespace``, or all), by namespace and name."""
+    return sorted(
+        (o for (k, ns, _), o in objects.items() if k == kind and namespace in (None, ns)),
+        key=lambda o: (o.namespace, o.name),
+    )
 
 
 def describe(doc: Any) -> str:

@@ -16,14 +16,15 @@ from klambda.cli import commands
 from klambda.cli.state import NotRunning, default_data_dir
 
 
-def _keep_warm(parser: argparse.ArgumentParser, what: str) -> None:
+def _seconds(parser: argparse.ArgumentParser, flag: str, default: float, what: str) -> None:
+    """A duration flag (its default from klambda.api.defaults)."""
     parser.add_argument(
-        "--keep-warm",
-        type=float,
-        default=defaults.KEEP_WARM,
-        metavar="SECONDS",
-        help=f"{what} (default %(default)s)",
+        flag, type=float, default=default, metavar="SECONDS", help=f"{what} (default %(default)s)"
     )
+
+
+def _keep_warm(parser: argparse.ArgumentParser, what: str) -> None:
+    _seconds(parser, "--keep-warm", defaults.KEEP_WARM, what)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -69,13 +70,11 @@ def _parser() -> argparse.ArgumentParser:
         help="embedded Redis: strict syncs every accepted event to disk before it is "
         "acknowledged; default syncs every second (see docs/operations.md)",
     )
-    up.add_argument(
+    _seconds(
+        up,
         "--shutdown-grace",
-        type=float,
-        default=defaults.SHUTDOWN_GRACE,
-        metavar="SECONDS",
-        help="on Ctrl-C, how long in-flight invocations get to finish; "
-        "a second Ctrl-C skips it (default %(default)s)",
+        defaults.SHUTDOWN_GRACE,
+        "on Ctrl-C, how long in-flight invocations get to finish; a second Ctrl-C skips it",
     )
 
     a = sub.add_parser("apply", parents=[common], help="create or update objects from manifests")
@@ -163,12 +162,11 @@ def _parser() -> argparse.ArgumentParser:
         help="a proxy in front of the gateway (e.g. the ingress) whose X-Forwarded-For gives "
         "the client's address for aws:SourceIp (repeatable; default none: the TCP peer)",
     )
-    gw.add_argument(
+    _seconds(
+        gw,
         "--shutdown-grace",
-        type=float,
-        default=defaults.SHUTDOWN_GRACE,
-        metavar="SECONDS",
-        help="on SIGTERM, how long requests in flight get to finish (default %(default)s)",
+        defaults.SHUTDOWN_GRACE,
+        "on SIGTERM, how long requests in flight get to finish",
     )
 
     k = sub.add_parser("keys", help="access keys of principals (SigV4 callers)")

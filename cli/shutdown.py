@@ -22,6 +22,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TextIO
 
+from klambda.api.tasks import cancel_and_wait
+
 log = logging.getLogger("klambda.shutdown")
 
 BACKSTOP_SLACK = 5.0
@@ -42,7 +44,6 @@ class Shutdown:
         self.forced = asyncio.Event()
         self.step = "starting"
         self._out = out
-        self._watchdog: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def install(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -61,10 +62,9 @@ class Shutdown:
 
     def _arm(self) -> None:
         deadline = self.grace + self.slack
-        self._watchdog = threading.Thread(
+        threading.Thread(
             target=self._backstop, args=(deadline,), name="shutdown-backstop", daemon=True
-        )
-        self._watchdog.start()
+        ).start()
 
     def _backstop(self, after: float) -> None:
         time.sleep(after)
@@ -114,9 +114,11 @@ class Shutdown:
         forced = asyncio.ensure_future(self.forced.wait())
         try:
             await asyncio.wait({task, forced}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            forced.cancel()
-            if not task.done():
-                task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        except BaseException:
+            await cancel_and_wait([forced, task])
+            raise
+        await cancel_and_wait([forced])
+        if task.done():
+            await task  # ended by itself: its outcome, errors included, is the step's
+        else:
+            await cancel_and_wait([task])  # cut short by a second signal

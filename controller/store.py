@@ -14,14 +14,12 @@ import time
 import uuid
 from typing import Any, Literal, Protocol
 
-from klambda.api.objects import ApiObject, parse_object
+from klambda.api.objects import ApiObject, revive, select
 from klambda.api.schema import FieldError, ValidationError, camel
 from klambda.api.types import IMMUTABLE_VERSION_FIELDS
 from klambda.controller.persistence import Key, Row, StateFile
 
 log = logging.getLogger(__name__)
-
-BOOKKEEPING = ("uid", "generation", "creationTimestamp", "resourceVersion")
 
 ApplyResult = Literal["created", "configured", "unchanged"]
 
@@ -63,13 +61,10 @@ class ObjectStore:
         rows, self._resource_version = state.load()
         for row in rows:
             try:
-                obj = parse_object(row.manifest)
+                obj = revive(row.manifest, row.status)
             except ValidationError as e:  # kept in the file, not served: say so, lose nothing
                 log.error("stored %s %s/%s no longer validates: %s", *row.key, e)
                 continue
-            meta = row.manifest.get("metadata", {})
-            obj.manifest["metadata"].update({k: meta[k] for k in BOOKKEEPING if k in meta})
-            obj.status = row.status
             self._objects[obj.key] = obj
         if rows:
             log.info("restored %d objects from %s", len(self._objects), state.path)
@@ -177,14 +172,7 @@ class ObjectStore:
         return obj
 
     def list(self, kind: str, namespace: str | None = None) -> list[ApiObject]:
-        return sorted(
-            (
-                o
-                for (k, ns, _), o in self._objects.items()
-                if k == kind and (namespace is None or ns == namespace)
-            ),
-            key=lambda o: (o.namespace, o.name),
-        )
+        return select(self._objects, kind, namespace)
 
     async def set_status(self, obj: ApiObject, status: dict[str, Any]) -> None:
         """Writes status (the /status subresource): no generation bump, no controller wake-up."""

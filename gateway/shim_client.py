@@ -21,8 +21,6 @@ from klambda.protos import CLIENT_OPTIONS, shim_pb2, shim_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-CHANNEL_OPTIONS = CLIENT_OPTIONS
-
 
 class ShimUnavailable(ServiceError):
     """The shim could not be reached; the invocation did not start there."""
@@ -94,7 +92,7 @@ class ShimClient:
     def _stub(self, address: str) -> shim_pb2_grpc.ShimStub:
         stub = self._stubs.get(address)
         if stub is None:
-            channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+            channel = grpc.aio.insecure_channel(address, options=CLIENT_OPTIONS)
             self._channels[address] = channel
             stub = self._stubs[address] = shim_pb2_grpc.ShimStub(channel)
         return stub

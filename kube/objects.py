@@ -10,11 +10,10 @@ model refuses is left out and reported to ``on_refused``.
 from __future__ import annotations
 
 import asyncio
-import copy
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from klambda.api.objects import ApiObject, parse_object
+from klambda.api.objects import ApiObject, revive, select
 from klambda.api.schema import ValidationError
 from klambda.api.types import GROUP, KINDS, VERSION
 from klambda.kube.client import KubeClient, path_for
@@ -94,28 +93,15 @@ class ObjectCache:
         self._changed.set()
 
     def _parse(self, raw: dict[str, Any]) -> ApiObject | None:
-        doc = copy.deepcopy(raw)
-        status = doc.pop("status", None) or {}
-        meta = doc.get("metadata", {})
         try:
-            obj = parse_object(doc)
+            return revive(raw)
         except ValidationError as e:
             if self._on_refused is not None:
                 self._on_refused(raw, e)
             return None
-        obj.manifest["metadata"] = meta
-        obj.status = status
-        return obj
 
     def list(self, kind: str, namespace: str | None = None) -> list[ApiObject]:
-        return sorted(
-            (
-                o
-                for (k, ns, _), o in self._objects.items()
-                if k == kind and (namespace is None or ns == namespace)
-            ),
-            key=lambda o: (o.namespace, o.name),
-        )
+        return select(self._objects, kind, namespace)
 
     def get(self, kind: str, namespace: str, name: str) -> ApiObject | None:
         return self._objects.get((kind, namespace, name))

@@ -6,14 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 import redis.asyncio as aioredis
 
-from klambda.controller.platform.redis_server import EmbeddedRedis
 from klambda.gateway.async_queue import GROUP, STREAM, AsyncEvent, AsyncQueue, Dispatcher
 
 
@@ -32,17 +28,6 @@ class StuckInvoker:
     async def invoke(self, invocation: Any) -> Any:
         self.started.set()
         await asyncio.Event().wait()
-
-
-@pytest.fixture
-async def client(tmp_path: Path) -> AsyncIterator[aioredis.Redis]:
-    server = await EmbeddedRedis.start(tmp_path / "redis")
-    redis_client = aioredis.Redis.from_url(server.url)
-    try:
-        yield redis_client
-    finally:
-        await redis_client.aclose()
-        await server.stop()
 
 
 async def test_events_in_flight_are_queued_again_when_the_dispatcher_stops(

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 
 from klambda.api.routes import EventSourceRoute
-from klambda.controller.platform.redis_server import EmbeddedRedis
 from klambda.gateway.event_sources import GROUP, QueuePoller
 
 ROUTE = EventSourceRoute(
@@ -23,17 +20,6 @@ ROUTE = EventSourceRoute(
     max_receive_count=1,
     dead_letter_key="klambda:queue:default:jobs-dlq",
 )
-
-
-@pytest.fixture
-async def client(tmp_path: Path) -> AsyncIterator[aioredis.Redis]:
-    server = await EmbeddedRedis.start(tmp_path / "redis")
-    redis_client = aioredis.Redis.from_url(server.url)
-    try:
-        yield redis_client
-    finally:
-        await redis_client.aclose()
-        await server.stop()
 
 
 async def _received_once(client: aioredis.Redis) -> tuple[QueuePoller, list[Any]]:
