@@ -157,3 +157,42 @@ def honoured_reservations(
                 f"regional limit ({regional_limit}) unreserved; {budget} can still be reserved"
             )
     return granted, refused
+
+
+class Reservations:
+    """Reserved concurrency granted across functions, kept current one function at a time:
+    a reconcile of one function records its own reservation here instead of reading every
+    other function. Cost per change: the functions that have a reservation."""
+
+    def __init__(self, regional_limit: int) -> None:
+        self.regional_limit = regional_limit
+        self._wanted: dict[tuple[str, str], tuple[tuple[str, str], int]] = {}
+        self.granted: dict[tuple[str, str], int] = {}
+        self.refused: dict[tuple[str, str], str] = {}
+
+    def update(
+        self, key: tuple[str, str], order: tuple[str, str], wanted: int | None
+    ) -> set[tuple[str, str]]:
+        """Records ``key``'s reservation (``wanted`` None: none, or the function is gone;
+        ``order``: its creation key, oldest first wins) and returns every function whose grant
+        or refusal changed, ``key`` included."""
+        new = None if wanted is None else (order, wanted)
+        if self._wanted.get(key) == new:
+            return set()
+        if new is None:
+            self._wanted.pop(key, None)
+        else:
+            self._wanted[key] = new
+        granted, refused = honoured_reservations(
+            {k: w for k, (_, w) in self._wanted.items()},
+            sorted(self._wanted, key=lambda k: self._wanted[k][0]),
+            self.regional_limit,
+        )
+        touched = set(granted) | set(refused) | set(self.granted) | set(self.refused)
+        changed = {
+            k
+            for k in touched
+            if (granted.get(k), refused.get(k)) != (self.granted.get(k), self.refused.get(k))
+        }
+        self.granted, self.refused = granted, refused
+        return changed | {key}

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,14 +68,82 @@ def revive(stored: dict[str, Any], status: dict[str, Any] | None = None) -> ApiO
     return obj
 
 
-def select(
-    objects: Mapping[tuple[str, str, str], ApiObject], kind: str, namespace: str | None = None
-) -> list[ApiObject]:
-    """The objects of ``kind`` (in ``namespace``, or all), by namespace and name."""
-    return sorted(
-        (o for (k, ns, _), o in objects.items() if k == kind and namespace in (None, ns)),
-        key=lambda o: (o.namespace, o.name),
-    )
+FunctionKey = tuple[str, str]
+"""(namespace, function name)"""
+FUNCTION_PARTS = ("Version", "Alias", "EventSourceMapping")
+"""Kinds that name a function (``spec.functionName``) and are reconciled with it."""
+
+
+def function_of(obj: ApiObject) -> FunctionKey | None:
+    """The function an object belongs to: itself, or the one its spec names."""
+    if obj.kind == "Function":
+        return (obj.namespace, obj.name)
+    if obj.kind in FUNCTION_PARTS:
+        return (obj.namespace, obj.spec.function_name)
+    return None
+
+
+class ObjectIndex:
+    """Objects by key, with the lookups a per-function reconcile makes, each costing what it
+    returns rather than a scan of every object: by kind and namespace, and a function's parts.
+
+    The local store and the Kubernetes object cache both hold their objects in one.
+    """
+
+    def __init__(self) -> None:
+        self._objects: dict[tuple[str, str, str], ApiObject] = {}
+        self._scopes: dict[tuple[str, str], dict[str, ApiObject]] = {}
+        self._parts: dict[tuple[str, FunctionKey], dict[str, ApiObject]] = {}
+
+    def put(self, obj: ApiObject) -> ApiObject | None:
+        """Stores ``obj`` (replacing the object with its key) and returns what it replaced."""
+        old = self.pop(obj.key)
+        self._objects[obj.key] = obj
+        self._scopes.setdefault((obj.kind, obj.namespace), {})[obj.name] = obj
+        owner = function_of(obj)
+        if owner is not None and obj.kind != "Function":
+            self._parts.setdefault((obj.kind, owner), {})[obj.name] = obj
+        return old
+
+    def pop(self, key: tuple[str, str, str]) -> ApiObject | None:
+        obj = self._objects.pop(key, None)
+        if obj is None:
+            return None
+        _discard(self._scopes, (obj.kind, obj.namespace), obj.name)
+        owner = function_of(obj)
+        if owner is not None and obj.kind != "Function":
+            _discard(self._parts, (obj.kind, owner), obj.name)
+        return obj
+
+    def get(self, kind: str, namespace: str, name: str) -> ApiObject | None:
+        return self._objects.get((kind, namespace, name))
+
+    def parts(self, kind: str, function: FunctionKey) -> list[ApiObject]:
+        """The Versions, Aliases or EventSourceMappings naming ``function``, by name."""
+        found = self._parts.get((kind, function), {})
+        return [found[name] for name in sorted(found)]
+
+    def keys(self) -> list[tuple[str, str, str]]:
+        return list(self._objects)
+
+    def __len__(self) -> int:
+        return len(self._objects)
+
+    def list(self, kind: str, namespace: str | None = None) -> list[ApiObject]:
+        """The objects of ``kind`` (in ``namespace``, or all), by namespace and name."""
+        if namespace is not None:
+            found = self._scopes.get((kind, namespace), {})
+            return [found[name] for name in sorted(found)]
+        scopes = sorted(ns for k, ns in self._scopes if k == kind)
+        return [o for ns in scopes for o in self.list(kind, ns)]
+
+
+def _discard(index: dict[Any, dict[str, ApiObject]], key: Any, name: str) -> None:
+    bucket = index.get(key)
+    if bucket is not None:
+        bucket.pop(name, None)
+        if not bucket:
+            del index[key]
 
 
 def describe(doc: Any) -> str:

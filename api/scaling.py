@@ -83,5 +83,17 @@ def desired_replicas(
     return max(provisioned, current, max((d.wanted for d in live), default=0))
 
 
+def next_change(demands: Iterable[Demand], now: float, keep_warm: float) -> float | None:
+    """Seconds until ``desired_replicas`` may answer differently by the clock alone (a
+    keep-warm period or a report running out), or None when no report counts any more."""
+    ends = [
+        end
+        for d in _live(demands, now)
+        for end in (d.last_used + keep_warm, d.reported + REPORT_TTL)
+        if end > now
+    ]
+    return min(ends) - now + 0.01 if ends else None
+
+
 def _live(demands: Iterable[Demand], now: float) -> list[Demand]:
     return [d for d in demands if now - d.reported <= REPORT_TTL]

@@ -99,7 +99,11 @@ class ShimConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> ShimConfig:
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        return cls.from_json(Path(path).read_text())
 
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True)
+    @classmethod
+    def from_json(cls, text: str) -> ShimConfig:
+        return cls.from_dict(json.loads(text))
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(asdict(self), indent=indent, sort_keys=True)

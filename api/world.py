@@ -8,30 +8,24 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from klambda.api import aliases as aliases_mod
 from klambda.api import publishing
-from klambda.api.arn import account_for, function_arn, queue_arn
+from klambda.api.arn import account_for, function_arn
 from klambda.api.configuration import function_configuration, revision_id
-from klambda.api.objects import ApiObject
+from klambda.api.objects import ApiObject, FunctionKey
 from klambda.api.policy import parse_policy
 from klambda.api.reasons import Reason
 from klambda.api.routes import (
     LATEST,
     AliasRoute,
-    EventSource,
-    EventSourceRoute,
     FunctionRoute,
     VersionTarget,
-    queue_key,
     url_id,
 )
 from klambda.api.types import (
-    DEFAULT_BATCHES_IN_FLIGHT,
     AliasSpec,
-    EventSourceMappingSpec,
     FunctionSpec,
 )
 
@@ -98,6 +92,32 @@ class World:
         return out
 
 
+class Objects(Protocol):
+    """Where a World is read from: the local store, or an informer cache."""
+
+    def find(self, kind: str, namespace: str, name: str) -> ApiObject | None: ...
+
+    def parts(self, kind: str, function: FunctionKey) -> list[ApiObject]: ...
+
+    def list(self, kind: str, namespace: str | None = None) -> list[ApiObject]: ...
+
+
+def function_world(objects: Objects, key: FunctionKey, data: bool = True) -> World:
+    """The objects one function's reconcile (or route) reads, and no other function's: the
+    function, its Versions, Aliases and EventSourceMappings, and (``data``) its namespace's
+    ConfigMaps and Secrets, which code and environment may name."""
+    namespace = key[0]
+    fn = objects.find("Function", *key)
+    return World.of(
+        [fn] if fn is not None else [],
+        objects.parts("Version", key),
+        objects.parts("Alias", key),
+        objects.list("ConfigMap", namespace) if data else (),
+        objects.list("Secret", namespace) if data else (),
+        objects.parts("EventSourceMapping", key),
+    )
+
+
 def _group(objects: Iterable[ApiObject]) -> dict[tuple[str, str], list[ApiObject]]:
     out: dict[tuple[str, str], list[ApiObject]] = {}
     for obj in objects:
@@ -115,22 +135,32 @@ class Plans:
 
 
 def plan(world: World, concurrency_limit: int, max_per_version: int) -> Plans:
+    """Every function's plan, reservations decided among all of them (tests and tools; the
+    controller and the gateway plan one function at a time with ``plan_function``)."""
     granted, refused = aliases_mod.honoured_reservations(
         {k: fn.spec.reserved_concurrency for k, fn in world.functions.items()},
         sorted(world.functions, key=lambda k: world.functions[k].creation_key),
         concurrency_limit,
     )
     functions = {
-        key: aliases_mod.plan_function(
-            key in world.functions,
-            world.numbered(key),
-            world.aliases.get(key, []),
-            granted.get(key),
-            max_per_version,
-        )
+        key: plan_function(world, key, granted.get(key), max_per_version)
         for key in set(world.functions) | set(world.aliases)
     }
     return Plans(functions, granted, refused)
+
+
+def plan_function(
+    world: World, key: FunctionKey, granted: int | None, max_per_version: int
+) -> aliases_mod.FunctionPlan:
+    """One function's aliases and provisioned concurrency; ``granted``: its honoured
+    reservation (``aliases.Reservations``)."""
+    return aliases_mod.plan_function(
+        key in world.functions,
+        world.numbered(key),
+        world.aliases.get(key, []),
+        granted,
+        max_per_version,
+    )
 
 
 @dataclass(frozen=True)
@@ -249,120 +279,3 @@ def build_route(
         ctx.url_of(*key) if fn.spec.url else "",
         str(fn.manifest["metadata"].get("creationTimestamp", "")),
     )
-
-
-def event_source_problem(world: World, obj: ApiObject) -> tuple[Reason, str] | None:
-    """Why a mapping cannot deliver (reason, message); None when it can."""
-    spec: EventSourceMappingSpec = obj.spec
-    fn = world.functions.get((obj.namespace, spec.function_name))
-    if fn is None:
-        return Reason.FUNCTION_NOT_FOUND, f'Function "{spec.function_name}" not found'
-    key = (obj.namespace, spec.function_name)
-    timeouts = _timeouts(world, key, fn, spec.qualifier)
-    if timeouts is None:
-        return (
-            Reason.QUALIFIER_NOT_FOUND,
-            f"{spec.function_name} has no version or alias {spec.qualifier!r}",
-        )
-    visibility, timeout = spec.queue.visibility_timeout, max(timeouts)
-    if visibility < timeout:  # Lambda's rule, and its words
-        return (
-            Reason.QUEUE_VISIBILITY_TIMEOUT_TOO_SHORT,
-            f"Queue visibility timeout: {visibility} seconds is less than Function timeout: "
-            f"{timeout} seconds",
-        )
-    return None
-
-
-def _timeouts(
-    world: World, key: tuple[str, str], fn: ApiObject, qualifier: str | None
-) -> list[int] | None:
-    """Timeouts of the versions ``qualifier`` may invoke (an alias: each of its versions);
-    None when it names nothing."""
-    numbered = world.numbered(key)
-
-    def timeout_of(version: str) -> int:
-        if version == LATEST or version not in numbered:
-            return int(fn.spec.timeout)
-        return int(publishing.spec_of(numbered[version].status).timeout)
-
-    if qualifier in (None, LATEST):
-        return [int(fn.spec.timeout)]
-    if qualifier in numbered:
-        return [timeout_of(qualifier)]
-    for a in world.aliases.get(key, []):
-        if (a.spec.name or a.name) == qualifier:
-            spec: AliasSpec = a.spec
-            weights = spec.routing_config.additional_version_weights if spec.routing_config else {}
-            return [timeout_of(v) for v in (spec.function_version, *weights)]
-    return None
-
-
-def event_sources(world: World, region: str) -> list[EventSource]:
-    """Every mapping with its problem, poller route and Lambda configuration, in name order."""
-    out = []
-    for obj in sorted(world.event_sources, key=lambda o: (o.namespace, o.name)):
-        problem = event_source_problem(world, obj)
-        route = _poller_route(obj, region) if obj.spec.enabled and problem is None else None
-        config = _mapping_configuration(obj, problem, region)
-        out.append(EventSource(obj.namespace, obj.name, problem, route, config))
-    return out
-
-
-def _poller_route(obj: ApiObject, region: str) -> EventSourceRoute:
-    spec: EventSourceMappingSpec = obj.spec
-    q = spec.queue
-    return EventSourceRoute(
-        namespace=obj.namespace,
-        name=obj.name,
-        function=spec.function_name,
-        qualifier=spec.qualifier,
-        queue_key=queue_key(obj.namespace, q.name),
-        queue_arn=queue_arn(region, account_for(obj.namespace), q.name),
-        batch_size=spec.batch_size,
-        batching_window=float(spec.maximum_batching_window_in_seconds),
-        visibility_timeout=float(q.visibility_timeout),
-        max_receive_count=q.max_receive_count,
-        dead_letter_key=(
-            queue_key(obj.namespace, q.dead_letter_queue) if q.dead_letter_queue else None
-        ),
-        report_failures="ReportBatchItemFailures" in spec.function_response_types,
-        region=region,
-        concurrency=(
-            spec.scaling_config.maximum_concurrency
-            if spec.scaling_config
-            else DEFAULT_BATCHES_IN_FLIGHT
-        ),
-    )
-
-
-def _mapping_configuration(
-    obj: ApiObject, problem: tuple[str, str] | None, region: str
-) -> dict[str, Any]:
-    """Lambda's EventSourceMappingConfiguration of a mapping."""
-    spec: EventSourceMappingSpec = obj.spec
-    account = account_for(obj.namespace)
-    qualifier = spec.qualifier if spec.qualifier != LATEST else None
-    created = str(obj.manifest["metadata"].get("creationTimestamp", ""))
-    out: dict[str, Any] = {
-        "UUID": str(obj.manifest["metadata"].get("uid", "")),
-        "BatchSize": spec.batch_size,
-        "MaximumBatchingWindowInSeconds": spec.maximum_batching_window_in_seconds,
-        "EventSourceArn": queue_arn(region, account, spec.queue.name),
-        "FunctionArn": function_arn(region, account, spec.function_name, qualifier),
-        "LastModified": _epoch(created),
-        "LastProcessingResult": f"PROBLEM: {problem[1]}" if problem else "OK",
-        "State": "Enabled" if spec.enabled else "Disabled",
-        "StateTransitionReason": "USER_INITIATED",
-        "FunctionResponseTypes": list(spec.function_response_types),
-    }
-    if spec.scaling_config is not None:
-        out["ScalingConfig"] = {"MaximumConcurrency": spec.scaling_config.maximum_concurrency}
-    return out
-
-
-def _epoch(iso: str) -> float:
-    try:
-        return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return 0.0

@@ -1,12 +1,14 @@
 """The operator at scale, against the Kubernetes API double.
 
-    python bench/bench_operator.py [--functions 1000]
+    python bench/bench_operator.py [--functions 1000] [--api-qps Q]
 
 Creates N Functions and times how long the operator (``klambda operator``, a subprocess) takes
 until every one reports Ready, against the baseline measured in the same run: the time the
 same API server takes to accept the N creations themselves. Also prints the resident memory of
 the operator and of the gateway (``klambda gateway``) before and after, per function.
-Needs the test extras (the API double lives in tests/).
+The operator's own API budget (``--api-qps``, default 100/s) bounds it: the requests by kind
+are printed, so a change that costs a request per function shows. Needs the test extras (the
+API double lives in tests/).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +70,7 @@ async def ready_count(client: KubeClient) -> int:
     )
 
 
-async def main(n: int) -> None:
+async def main(n: int, api_qps: float | None) -> None:
     async with KubeApiDouble(history_size=100_000) as api:
         for path in sorted((ROOT / "charts/klambda/crds").glob("*.yaml")):
             api.create(yaml.safe_load(path.read_text()))
@@ -79,7 +82,15 @@ async def main(n: int) -> None:
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         logs = {name: open(tmp / f"{name}.log", "w") for name in ("operator", "gateway")}  # noqa: SIM115
         operator = subprocess.Popen(
-            [*cli, "operator", "--kubeconfig", str(kubeconfig)], env=env, stderr=logs["operator"]
+            [
+                *cli,
+                "operator",
+                "--kubeconfig",
+                str(kubeconfig),
+                *(["--api-qps", str(api_qps)] if api_qps else []),
+            ],
+            env=env,
+            stderr=logs["operator"],
         )
         gateway = subprocess.Popen(
             [
@@ -130,11 +141,23 @@ async def main(n: int) -> None:
         f"  API requests by operator and gateway: {len(theirs)} ({len(theirs) / n:.1f} per "
         f"function), of which writes {writes} ({writes / n:.1f} per function)"
     )
+    kinds = Counter(f"{r.method} {_resource(r.path)}" for r in theirs)
+    print("    " + ", ".join(f"{k} {v}" for k, v in kinds.most_common()))
     for label, b, a in (("operator", base[0], after[0]), ("gateway", base[1], after[1])):
         print(
             f"  {label} memory: {b:6.1f} MB idle, {a:6.1f} MB with {n}: "
             f"{(a - b) * 1024 / n:6.1f} KB per function"
         )
+
+
+def _resource(path: str) -> str:
+    """``/api/v1/namespaces/default/configmaps/x`` -> ``configmaps``; subresources kept."""
+    parts = path.strip("/").split("/")
+    if "namespaces" in parts and len(parts) > parts.index("namespaces") + 2:
+        parts = parts[parts.index("namespaces") + 2 :]
+    else:
+        parts = parts[2:] if parts[0] == "api" else parts[3:]
+    return parts[0] + ("/" + parts[2] if len(parts) > 2 else "")
 
 
 def _bench_request(r: Any, functions: str) -> bool:
@@ -146,4 +169,6 @@ def _bench_request(r: Any, functions: str) -> bool:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--functions", type=int, default=1000)
-    asyncio.run(main(parser.parse_args().functions))
+    parser.add_argument("--api-qps", type=float, default=None, help="the operator's --api-qps")
+    args = parser.parse_args()
+    asyncio.run(main(args.functions, args.api_qps))

@@ -205,7 +205,8 @@ async def _run(
                 concurrency_limit=options.concurrency_limit,
             ),
         )
-        platform.on_change = controller.kick
+
+        platform.on_change = controller.shim_changed
 
         gateway_settings = GatewaySettings(
             host=options.host,
@@ -231,10 +232,7 @@ async def _run(
         admin_port = admin_sock.getsockname()[1]
         for obj in objects:
             await store.apply(obj)
-        try:
-            await controller.reconcile()
-        except Exception:  # the loop retries; a bad first pass must not stop the platform
-            log.exception("first reconcile pass failed")
+        await controller.sync()  # every object once: routes are complete before we say so
         loop_task = asyncio.create_task(controller.run(), name="controller")
 
         async def stop_controller() -> None:

@@ -18,6 +18,7 @@ from klambda.api.routes import EventSource
 from klambda.api.types import Condition
 
 if TYPE_CHECKING:
+    from klambda.api.aliases import AliasPlan, FunctionPlan
     from klambda.api.publishing import Assignment
 
 READY = "Ready"
@@ -179,6 +180,40 @@ def alias_status(
             "ready": ready,
         }
     return out
+
+
+def alias_provisioned(
+    a: AliasPlan, plan_: FunctionPlan, ready: dict[str, int]
+) -> tuple[int, int, int]:
+    """(requested, allocated, ready) provisioned environments of an alias; ``ready``: ready
+    environments per version. A version shared with other provisioned configurations (its own
+    or other aliases') is shared among them pro rata."""
+    requested = a.obj.spec.provisioned_concurrency
+    allocated = 0 if plan_.problem else sum(a.provisioned.values())
+    share = 0
+    for version, n in a.provisioned.items():
+        total = plan_.provisioned.get(version, 0)
+        if total:
+            share += min(n, ready.get(version, 0) * n // total)
+    return requested, allocated, share
+
+
+def version_provisioned(
+    obj: ApiObject, plan_: FunctionPlan, ready: int, number: str
+) -> dict[str, Any]:
+    """A Version's status with its own provisioned concurrency (its pro-rata share of the
+    ``ready`` environments of version ``number``)."""
+    requested = obj.spec.provisioned_concurrency
+    status = dict(obj.status)
+    if requested or status.get("provisionedConcurrency"):
+        total = plan_.provisioned.get(number, 0)
+        share = 0 if not total else min(requested, ready * requested // total)
+        status["provisionedConcurrency"] = {
+            "requested": requested,
+            "allocated": 0 if plan_.problem else requested,
+            "ready": share,
+        }
+    return status
 
 
 def event_source_status(

@@ -2,19 +2,20 @@
 
 Objects keep Kubernetes' bookkeeping (uid, resourceVersion from one counter, generation bumped
 only by spec changes, creationTimestamp), so the controller reconciles them exactly as it would
-reconcile custom resources. Watchers wait on ``changed`` and re-read everything (level-based).
+reconcile custom resources. Subscribers hear of each change (old, new), as an informer's
+handlers do; status writes, the controller's own output, are not changes.
 """
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any, Literal, Protocol
 
-from klambda.api.objects import ApiObject, revive, select
+from klambda.api.objects import ApiObject, FunctionKey, ObjectIndex, revive
 from klambda.api.schema import FieldError, ValidationError, camel
 from klambda.api.types import IMMUTABLE_VERSION_FIELDS
 from klambda.controller.persistence import Key, Row, StateFile
@@ -28,17 +29,27 @@ class NotFound(KeyError):
     """No such object."""
 
 
+Changed = Callable[[ApiObject | None, ApiObject | None], None]
+"""(old, new) of one change; None for absent."""
+
+
 class Store(Protocol):
     """What the controller reads and writes: the local store, or Kubernetes' informers."""
 
-    @property
-    def revision(self) -> int: ...
+    def subscribe(self, changed: Changed) -> None:
+        """Calls ``changed(old, new)`` on every change of an object's spec, labels or
+        existence (not on status writes)."""
+        ...
 
-    async def wait_for_change(self, seen: int) -> int: ...
+    def find(self, kind: str, namespace: str, name: str) -> ApiObject | None: ...
 
-    def list(self, kind: str, namespace: str | None = None) -> list[ApiObject]: ...
+    def parts(self, kind: str, function: FunctionKey) -> list[ApiObject]:
+        """The Versions, Aliases or EventSourceMappings naming ``function``."""
+        ...
 
     async def set_status(self, obj: ApiObject, status: dict[str, Any]) -> None: ...
+
+    def list(self, kind: str, namespace: str | None = None) -> list[ApiObject]: ...
 
 
 def _now() -> str:
@@ -49,10 +60,9 @@ class ObjectStore:
     """Objects in memory, written through to ``state`` (when given) before a change returns."""
 
     def __init__(self, state: StateFile | None = None) -> None:
-        self._objects: dict[tuple[str, str, str], ApiObject] = {}
+        self._index = ObjectIndex()
         self._resource_version = 0
-        self._revision = 0
-        self._changed = asyncio.Condition()
+        self._subscribers: list[Changed] = []
         self._state = state
         if state is not None:
             self._restore(state)
@@ -65,9 +75,9 @@ class ObjectStore:
             except ValidationError as e:  # kept in the file, not served: say so, lose nothing
                 log.error("stored %s %s/%s no longer validates: %s", *row.key, e)
                 continue
-            self._objects[obj.key] = obj
+            self._index.put(obj)
         if rows:
-            log.info("restored %d objects from %s", len(self._objects), state.path)
+            log.info("restored %d objects from %s", len(self._index), state.path)
 
     async def _save(self, changed: list[ApiObject], deleted: list[Key] | None = None) -> None:
         if self._state is None:
@@ -75,43 +85,31 @@ class ObjectStore:
         rows = [Row(o.key, o.manifest, o.status) for o in changed]
         await self._state.put(rows, deleted or [], self._resource_version)
 
-    @property
-    def revision(self) -> int:
-        """Counts changes the controller must react to (not status writes, its own output)."""
-        return self._revision
-
-    def _bump(self) -> str:
-        self._revision += 1
-        return self._next_resource_version()
+    def subscribe(self, changed: Changed) -> None:
+        self._subscribers.append(changed)
 
     def _next_resource_version(self) -> str:
         self._resource_version += 1
         return str(self._resource_version)
 
-    async def _notify(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
-
-    async def wait_for_change(self, seen: int) -> int:
-        """Returns the current revision once it differs from ``seen``."""
-        async with self._changed:
-            await self._changed.wait_for(lambda: self._revision != seen)
-            return self._revision
+    def _notify(self, old: ApiObject | None, new: ApiObject | None) -> None:
+        for changed in self._subscribers:
+            changed(old, new)
 
     async def apply(self, obj: ApiObject) -> tuple[ApiObject, ApplyResult]:
         """Creates or updates an object (by kind, namespace, name), as ``kubectl apply`` does."""
-        existing = self._objects.get(obj.key)
+        existing = self._index.get(*obj.key)
         meta = obj.manifest["metadata"]
         if existing is None:
             meta.update(
                 uid=str(uuid.uuid4()),
                 generation=1,
                 creationTimestamp=_now(),
-                resourceVersion=self._bump(),
+                resourceVersion=self._next_resource_version(),
             )
-            self._objects[obj.key] = obj
+            self._index.put(obj)
             await self._save([obj])
-            await self._notify()
+            self._notify(None, obj)
             return obj, "created"
         old_meta = existing.manifest["metadata"]
         content = _content(obj.manifest)
@@ -128,17 +126,17 @@ class ObjectStore:
             uid=old_meta["uid"],
             creationTimestamp=old_meta["creationTimestamp"],
             generation=generation,
-            resourceVersion=self._bump(),
+            resourceVersion=self._next_resource_version(),
         )
         obj.status = existing.status
-        self._objects[obj.key] = obj
+        self._index.put(obj)
         await self._save([obj])
-        await self._notify()
+        self._notify(existing, obj)
         return obj, "configured"
 
     def check_update(self, obj: ApiObject) -> list[FieldError]:
         """Why applying ``obj`` over the stored object is refused (immutable fields)."""
-        existing = self._objects.get(obj.key)
+        existing = self._index.get(*obj.key)
         if existing is None or obj.kind != "Version":
             return []
         return [
@@ -150,38 +148,44 @@ class ObjectStore:
     async def delete(self, kind: str, namespace: str, name: str) -> ApiObject:
         """Deletes an object; deleting a Function also deletes its Versions and Aliases, as
         Kubernetes' garbage collector does for objects it owns."""
-        obj = self._objects.pop((kind, namespace, name), None)
+        obj = self._index.pop((kind, namespace, name))
         if obj is None:
             raise NotFound(f'{kind.lower()} "{name}" not found in namespace "{namespace}"')
-        deleted = [obj.key]
+        deleted = [obj]
         if kind == "Function":
-            for key, dep in list(self._objects.items()):
-                owned = dep.kind in ("Version", "Alias") and dep.namespace == namespace
-                if owned and dep.spec.function_name == name:
-                    del self._objects[key]
-                    deleted.append(key)
-        self._bump()
-        await self._save([], deleted)
-        await self._notify()
+            for part in ("Version", "Alias"):
+                for dep in self._index.parts(part, (namespace, name)):
+                    self._index.pop(dep.key)
+                    deleted.append(dep)
+        self._next_resource_version()
+        await self._save([], [o.key for o in deleted])
+        for gone in deleted:
+            self._notify(gone, None)
         return obj
 
     def get(self, kind: str, namespace: str, name: str) -> ApiObject:
-        obj = self._objects.get((kind, namespace, name))
+        obj = self._index.get(kind, namespace, name)
         if obj is None:
             raise NotFound(f'{kind.lower()} "{name}" not found in namespace "{namespace}"')
         return obj
 
-    def list(self, kind: str, namespace: str | None = None) -> list[ApiObject]:
-        return select(self._objects, kind, namespace)
+    def find(self, kind: str, namespace: str, name: str) -> ApiObject | None:
+        return self._index.get(kind, namespace, name)
+
+    def parts(self, kind: str, function: FunctionKey) -> list[ApiObject]:
+        return self._index.parts(kind, function)
 
     async def set_status(self, obj: ApiObject, status: dict[str, Any]) -> None:
         """Writes status (the /status subresource): no generation bump, no controller wake-up."""
-        current = self._objects.get(obj.key)
+        current = self._index.get(*obj.key)
         if current is None or current.status == status:
             return
         current.status = copy.deepcopy(status)
         current.manifest["metadata"]["resourceVersion"] = self._next_resource_version()
         await self._save([current])
+
+    def list(self, kind: str, namespace: str | None = None) -> list[ApiObject]:
+        return self._index.list(kind, namespace)
 
 
 def _content(manifest: dict[str, Any]) -> Any:

@@ -1,8 +1,9 @@
 """The gateway on Kubernetes: routes from the API, endpoints from pods, demand reports.
 
-Watches Functions, Versions, Aliases, EventSourceMappings and the function pods, and on any change
-rebuilds every route with the same pure logic the controller uses (``klambda.api.world``), so
-gateway and operator agree on where an invocation goes. A version with no ready pod is asked
+Watches Functions, Versions, Aliases, EventSourceMappings and the function pods, and rebuilds
+the route of each function a change concerns (and no other) with the same pure logic the
+controller uses (``klambda.api.world``), so gateway and operator agree on where an invocation
+goes. A version with no ready pod is asked
 for when invoked (a demand report, ``demand``: the operator scales it) and the call waits,
 bounded; the gateway never writes a Deployment's replicas.
 """
@@ -15,8 +16,10 @@ import logging
 import time
 from typing import Any
 
-from klambda.api import defaults
+from klambda.api import defaults, event_sources
 from klambda.api import world as world_mod
+from klambda.api.aliases import Reservations
+from klambda.api.objects import ApiObject, FunctionKey, function_of
 from klambda.api.reasons import Reason
 from klambda.api.routes import LATEST
 from klambda.api.tasks import cancel_and_wait
@@ -25,7 +28,7 @@ from klambda.gateway.routing import RoutingTable
 from klambda.kube.client import KubeClient
 from klambda.kube.informer import Informer
 from klambda.kube.objects import ObjectCache
-from klambda.kube.workloads import pods_path, ready_endpoints
+from klambda.kube.workloads import function_key_of, pods_path, ready_endpoints, version_key_of
 
 log = logging.getLogger(__name__)
 
@@ -52,19 +55,40 @@ class KubeView:
         self.keep_warm = keep_warm
         # what routes are made of; not ConfigMaps (code), which only the operator reads
         self.store = ObjectCache(client, ROUTED_KINDS, namespaces)
+        self.store.subscribe(self._object_changed)
         self.pods = Informer(
             client,
             pods_path(),
-            self._changed,
+            self._pod_changed,
             label_selector="app.kubernetes.io/managed-by=klambda",
+            index=version_key_of,
         )
         self.demand = DemandReporter(client, gateway_name, keep_warm)
+        self.reservations = Reservations(concurrency_limit)
         self._dirty = asyncio.Event()
-        self._published: set[tuple[str, str]] = set()
+        self._pods_changed = asyncio.Event()
+        """Set on every pod change: activations waiting for a ready pod look again."""
+        self._functions: set[FunctionKey] = set()
+        self._mappings: set[tuple[str, str]] = set()
         self._tasks: list[asyncio.Task[Any]] = []
 
-    def _changed(self, *_: Any) -> None:
+    def _object_changed(self, old: ApiObject | None, new: ApiObject | None) -> None:
+        for obj in (old, new):
+            if obj is None:
+                continue
+            if obj.kind == "EventSourceMapping":
+                self._mappings.add((obj.namespace, obj.name))
+            function = function_of(obj)
+            if function is not None:
+                self._functions.add(function)
         self._dirty.set()
+
+    def _pod_changed(self, kind: str, old: Any, new: Any) -> None:
+        key = function_key_of(new or old)
+        if key is not None:
+            self._functions.add(key)
+            self._dirty.set()
+        self._pods_changed.set()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -72,6 +96,10 @@ class KubeView:
         self._tasks.append(asyncio.create_task(self.pods.run(), name="pods"))
         await self.store.start()
         await self.pods.synced.wait()
+        for fn in self.store.list("Function"):  # every grant known before any route
+            key = (fn.namespace, fn.name)
+            self.reservations.update(key, fn.creation_key, fn.spec.reserved_concurrency)
+        self._functions |= {(fn.namespace, fn.name) for fn in self.store.list("Function")}
         self.rebuild()
         self.table.mark_synced()
         self._tasks.append(asyncio.create_task(self._rebuild_forever(), name="routes"))
@@ -83,36 +111,40 @@ class KubeView:
         await self.store.stop()
 
     async def _rebuild_forever(self) -> None:
-        seen = self.store.revision
         while True:
-            change = asyncio.create_task(self.store.wait_for_change(seen))
-            dirty = asyncio.create_task(self._dirty.wait())
-            await asyncio.wait({change, dirty}, return_when=asyncio.FIRST_COMPLETED)
-            change.cancel()
-            dirty.cancel()
-            self._dirty.clear()
-            seen = self.store.revision
+            await self._dirty.wait()
             await asyncio.sleep(0.02)  # coalesce bursts of events into one rebuild
+            self._dirty.clear()
             self.rebuild()
 
     # ------------------------------------------------------------------ routes
 
     def rebuild(self) -> None:
-        world = world_mod.World.of(
-            self.store.list("Function"),
-            self.store.list("Version"),
-            self.store.list("Alias"),
-            (),
-            event_sources=self.store.list("EventSourceMapping"),
-        )
-        plans = world_mod.plan(world, self.concurrency_limit, 10_000)
-        pods = list(self.pods.cache.values())
+        """Rebuilds the routes of the functions and mappings changes concerned."""
+        while self._functions:
+            key = self._functions.pop()
+            self._rebuild_function(key)
+            # a mapping's problem follows its function's versions and timeouts
+            self._mappings |= {
+                (m.namespace, m.name) for m in self.store.parts("EventSourceMapping", key)
+            }
+        while self._mappings:
+            self._rebuild_mapping(*self._mappings.pop())
 
-        def runtime(key: tuple[str, str, str]) -> world_mod.Runtime:
-            endpoints = ready_endpoints(pods, key)
+    def _rebuild_function(self, key: FunctionKey) -> None:
+        world = world_mod.function_world(self.store, key, data=False)
+        fn = world.functions.get(key)
+        wanted = fn.spec.reserved_concurrency if fn is not None else None
+        order = fn.creation_key if fn is not None else ("", "")
+        self._functions |= self.reservations.update(key, order, wanted) - {key}
+        if fn is None:
+            self.table.withdraw(*key)
+            return
+
+        def runtime(version_key: tuple[str, str, str]) -> world_mod.Runtime:
+            endpoints = ready_endpoints(self.pods.indexed(version_key), version_key)
             problem = None
-            fn = world.functions.get((key[0], key[1]))
-            if key[2] == LATEST and fn is not None and not endpoints:
+            if version_key[2] == LATEST and not endpoints:
                 ready: dict[str, Any] = next(
                     (c for c in fn.status.get("conditions", []) if c.get("type") == "Ready"), {}
                 )
@@ -121,16 +153,17 @@ class KubeView:
                     problem = (reason, str(ready.get("message", "")))
             return world_mod.Runtime(endpoints, problem)
 
-        for key, fn in world.functions.items():
-            self.table.publish(
-                world_mod.build_route(
-                    self.context, world, fn, plans.functions[key], plans.granted.get(key), runtime
-                )
-            )
-        for key in self._published - set(world.functions):
-            self.table.withdraw(*key)
-        self._published = set(world.functions)
-        self.table.publish_event_sources(world_mod.event_sources(world, self.context.region))
+        granted = self.reservations.granted.get(key)
+        plan_ = world_mod.plan_function(world, key, granted, 10_000)
+        self.table.publish(world_mod.build_route(self.context, world, fn, plan_, granted, runtime))
+
+    def _rebuild_mapping(self, namespace: str, name: str) -> None:
+        obj = self.store.find("EventSourceMapping", namespace, name)
+        if obj is None:
+            self.table.withdraw_event_source(namespace, name)
+            return
+        world = world_mod.function_world(self.store, (namespace, obj.spec.function_name), False)
+        self.table.publish_event_source(event_sources.event_source(world, obj, self.context.region))
 
     # ------------------------------------------------------------------ demand (activator)
 
@@ -143,16 +176,16 @@ class KubeView:
         yet when a Function was only just created."""
         key = (namespace, name, version)
         deadline = time.monotonic() + timeout
-        while not ready_endpoints(self.pods.cache.values(), key):
+        while not ready_endpoints(self.pods.indexed(key), key):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
             await self.demand.want(key, 1)
-            self._dirty.clear()
+            self._pods_changed.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(min(remaining, ACTIVATION_REPORT_PERIOD)):
-                    await self._dirty.wait()
-        self.rebuild()
+                    await self._pods_changed.wait()
+        self._rebuild_function((namespace, name))
 
     def saturated(self, namespace: str, name: str, version: str, pods: int) -> None:
         """Every pod of the version is busy (one environment each): ask for one more.

@@ -17,8 +17,7 @@ class RoutingTable:
         self._accounts: dict[str, str] = {}
         self._reserved = 0
         self._synced = asyncio.Event()
-        self._event_sources: tuple[EventSourceRoute, ...] = ()
-        self._event_source_configs: dict[str, list[dict[str, Any]]] = {}
+        self._sources: dict[tuple[str, str], EventSource] = {}
         self.event_sources_changed = asyncio.Event()
         """Set whenever the event source mappings change (the pollers' supervisor waits on it)."""
 
@@ -36,23 +35,28 @@ class RoutingTable:
             (old.reserved_concurrency or 0) if old else 0
         )
 
-    def publish_event_sources(self, sources: list[EventSource]) -> None:
-        """Replaces every event source mapping at once (the platform knows them all): the
-        pollers' routes, and each mapping's Lambda configuration by namespace, enabled or not."""
-        configs: dict[str, list[dict[str, Any]]] = {}
-        for source in sources:
-            configs.setdefault(source.namespace, []).append(source.configuration)
-        self._event_source_configs = configs
-        new = tuple(s.route for s in sources if s.route is not None)
-        if new != self._event_sources:
-            self._event_sources = new
+    def publish_event_source(self, source: EventSource) -> None:
+        """Adds or replaces one event source mapping: its poller's route (None while it
+        cannot deliver or is disabled) and its Lambda configuration."""
+        key = (source.namespace, source.name)
+        old = self._sources.get(key)
+        self._sources[key] = source
+        if old is None or old.route != source.route:
+            self.event_sources_changed.set()
+
+    def withdraw_event_source(self, namespace: str, name: str) -> None:
+        old = self._sources.pop((namespace, name), None)
+        if old is not None and old.route is not None:
             self.event_sources_changed.set()
 
     def event_sources(self) -> tuple[EventSourceRoute, ...]:
-        return self._event_sources
+        """The pollers' routes, in name order."""
+        return tuple(
+            s.route for _, s in sorted(self._sources.items()) if s.route is not None
+        )
 
     def event_source_configurations(self, namespace: str) -> list[dict[str, Any]]:
-        return self._event_source_configs.get(namespace, [])
+        return [s.configuration for (ns, _), s in sorted(self._sources.items()) if ns == namespace]
 
     def withdraw(self, namespace: str, name: str) -> None:
         old = self._routes.pop((namespace, name), None)

@@ -3,13 +3,15 @@
 List, then watch from the list's resourceVersion; resume from the last version seen (bookmarks
 included) when the server closes the stream; re-list on 410 Gone; back off on transient errors.
 Consumers read the cache and are told that something changed; they never act on a single event.
+An optional index (client-go's Indexer) finds the cached objects sharing a value, e.g. the pods
+of one function version, without a scan of the cache.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 from klambda.api.tasks import cancel_and_wait
@@ -20,6 +22,8 @@ log = logging.getLogger(__name__)
 Key = tuple[str, str]  # (namespace, name)
 OnChange = Callable[[str, dict[str, Any] | None, dict[str, Any] | None], None]
 """(event type, old object, new object)"""
+IndexOf = Callable[[dict[str, Any]], Hashable | None]
+"""An object's index value, or None to leave it out of the index."""
 
 
 class Informer:
@@ -30,6 +34,7 @@ class Informer:
         on_change: OnChange,
         watch_timeout: int = 60,
         label_selector: str | None = None,
+        index: IndexOf | None = None,
     ) -> None:
         self.client = client
         self.path = path
@@ -37,6 +42,8 @@ class Informer:
         self.on_change = on_change
         self.watch_timeout = watch_timeout
         self.cache: dict[Key, dict[str, Any]] = {}
+        self.index_of = index
+        self._index: dict[Hashable, dict[Key, dict[str, Any]]] = {}
         self.synced = asyncio.Event()
         self._version = ""
 
@@ -44,6 +51,33 @@ class Informer:
     def key(obj: dict[str, Any]) -> Key:
         meta = obj.get("metadata", {})
         return (meta.get("namespace", ""), meta.get("name", ""))
+
+    def indexed(self, value: Hashable) -> list[dict[str, Any]]:
+        """The cached objects whose index value is ``value``."""
+        return list(self._index.get(value, {}).values())
+
+    def _put(self, key: Key, obj: dict[str, Any] | None) -> None:
+        """Caches ``obj`` under ``key`` (None: removes it), keeping the index current."""
+        old = self.cache.pop(key, None)
+        if self.index_of is not None and old is not None:
+            value = self.index_of(old)
+            bucket = self._index.get(value)
+            if bucket is not None:
+                bucket.pop(key, None)
+                if not bucket:
+                    del self._index[value]
+        if obj is None:
+            return
+        self.cache[key] = obj
+        if self.index_of is not None:
+            value = self.index_of(obj)
+            if value is not None:
+                self._index.setdefault(value, {})[key] = obj
+
+    def assume(self, obj: dict[str, Any]) -> None:
+        """Caches what a write of ours returned before its watch event arrives, so a reader
+        right after the write sees it (the event then replaces it, or a newer one does)."""
+        self._put(self.key(obj), obj)
 
     async def run(self) -> None:
         delay = 0.5
@@ -68,8 +102,11 @@ class Informer:
         for obj in fresh.values():
             obj.setdefault("kind", kind)
             obj.setdefault("apiVersion", api_version)
-        old = self.cache
-        self.cache = fresh
+        old = dict(self.cache)
+        for key in old.keys() - fresh.keys():
+            self._put(key, None)
+        for key, obj in fresh.items():
+            self._put(key, obj)
         self._version = str(listing.get("metadata", {}).get("resourceVersion", ""))
         for key in old.keys() - fresh.keys():
             self.on_change("DELETED", old[key], None)
@@ -90,10 +127,10 @@ class Informer:
             key = self.key(obj)
             old = self.cache.get(key)
             if kind == "DELETED":
-                self.cache.pop(key, None)
+                self._put(key, None)
                 self.on_change(kind, old, None)
             else:
-                self.cache[key] = obj
+                self._put(key, obj)
                 self.on_change(kind, old, obj)
 
 

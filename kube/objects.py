@@ -2,24 +2,26 @@
 
 The operator's store (klambda.controller.kube.store) and the gateway's view of the cluster both
 sit on it, each watching only the kinds it needs (the gateway does not watch ConfigMaps). Only
-changes a reader must react to bump ``revision``: a new or deleted object, a new generation,
-new labels, new ConfigMap data; status writes do not. An object the API server accepted but the
-model refuses is left out and reported to ``on_refused``.
+changes a reader must react to reach its subscribers, one object at a time (old, new): a new
+or deleted object, a new generation, new labels, new ConfigMap data; status writes do not. An
+object the API server accepted but the model refuses is left out (a deletion to subscribers)
+and reported to ``on_refused``.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from klambda.api.objects import ApiObject, revive, select
+from klambda.api.objects import ApiObject, FunctionKey, ObjectIndex, revive
 from klambda.api.schema import ValidationError
 from klambda.api.types import GROUP, KINDS, VERSION
 from klambda.kube.client import KubeClient, path_for
 from klambda.kube.informer import Informer, Informers
 
 Refused = Callable[[dict[str, Any], ValidationError], None]
+Changed = Callable[[ApiObject | None, ApiObject | None], None]
+"""(old, new): a subscriber's view of one change; None for absent."""
 
 
 def object_path(
@@ -37,18 +39,24 @@ class ObjectCache:
         kinds: Iterable[str],
         namespaces: list[str] | None = None,
         on_refused: Refused | None = None,
+        selectors: dict[str, str] | None = None,
     ) -> None:
         self.client = client
         self.namespaces = namespaces
         self.kinds = tuple(kinds)
         self._on_refused = on_refused
-        self._revision = 0
-        self._changed = asyncio.Event()
-        self._objects: dict[tuple[str, str, str], ApiObject] = {}
+        self._subscribers: list[Changed] = []
+        self._index = ObjectIndex()
         scopes: list[str | None] = list(namespaces) if namespaces else [None]  # None: all
+        selectors = selectors or {}
         self.informers = Informers(
             [
-                Informer(client, object_path(kind, ns), self._on_change)
+                Informer(
+                    client,
+                    object_path(kind, ns),
+                    self._on_change,
+                    label_selector=selectors.get(kind),
+                )
                 for kind in self.kinds
                 for ns in scopes
             ]
@@ -61,36 +69,24 @@ class ObjectCache:
     async def stop(self) -> None:
         await self.informers.stop()
 
-    @property
-    def revision(self) -> int:
-        return self._revision
-
-    async def wait_for_change(self, seen: int) -> int:
-        while self._revision == seen:
-            self._changed.clear()
-            await self._changed.wait()
-        return self._revision
+    def subscribe(self, changed: Changed) -> None:
+        """Calls ``changed(old, new)`` for every change a reader must react to."""
+        self._subscribers.append(changed)
 
     def _on_change(self, kind: str, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
         obj = new or old
         assert obj is not None
         meta = obj.get("metadata", {})
         key = (obj.get("kind", ""), meta.get("namespace", ""), meta.get("name", ""))
-        if new is None:
-            self._objects.pop(key, None)
-            self._bump()
+        parsed = self._parse(new) if new is not None else None
+        before = self._index.pop(key)
+        if parsed is not None:
+            self._index.put(parsed)
+        if before is None and parsed is None:
             return
-        parsed = self._parse(new)
-        if parsed is None:
-            self._objects.pop(key, None)
-        else:
-            self._objects[key] = parsed
-        if old is None or _meaningful(old, new):
-            self._bump()
-
-    def _bump(self) -> None:
-        self._revision += 1
-        self._changed.set()
+        if old is None or new is None or parsed is None or _meaningful(old, new):
+            for changed in self._subscribers:
+                changed(before, parsed)
 
     def _parse(self, raw: dict[str, Any]) -> ApiObject | None:
         try:
@@ -100,11 +96,14 @@ class ObjectCache:
                 self._on_refused(raw, e)
             return None
 
-    def list(self, kind: str, namespace: str | None = None) -> list[ApiObject]:
-        return select(self._objects, kind, namespace)
+    def find(self, kind: str, namespace: str, name: str) -> ApiObject | None:
+        return self._index.get(kind, namespace, name)
 
-    def get(self, kind: str, namespace: str, name: str) -> ApiObject | None:
-        return self._objects.get((kind, namespace, name))
+    def parts(self, kind: str, function: FunctionKey) -> list[ApiObject]:
+        return self._index.parts(kind, function)
+
+    def list(self, kind: str, namespace: str | None = None) -> list[ApiObject]:
+        return self._index.list(kind, namespace)
 
 
 def _meaningful(old: dict[str, Any], new: dict[str, Any]) -> bool:

@@ -25,6 +25,22 @@ def pods_path(namespace: str | None = None) -> str:
     return path_for("", "v1", "pods", namespace)
 
 
+def version_key_of(obj: dict[str, Any]) -> VersionKey | None:
+    """(namespace, function, version) of a Deployment or pod of klambda's, from its labels."""
+    meta = obj.get("metadata", {})
+    labels = meta.get("labels") or {}
+    function, slug = labels.get(names.FUNCTION_LABEL), labels.get(names.VERSION_LABEL)
+    if not function or not slug:
+        return None
+    return (meta.get("namespace", ""), function, names.version_of_slug(slug))
+
+
+def function_key_of(obj: dict[str, Any]) -> tuple[str, str] | None:
+    """(namespace, function) of a Deployment or pod of klambda's."""
+    key = version_key_of(obj)
+    return None if key is None else (key[0], key[1])
+
+
 def ready_endpoints(pods: Iterable[dict[str, Any]], key: VersionKey) -> tuple[str, ...]:
     """gRPC addresses of a version's pods that are Ready and not terminating."""
     namespace, function, version = key

@@ -88,21 +88,24 @@ class ShimHandle:
 
 
 async def start_shim(
-    config_path: Path,
+    config_path: Path | None,
     *,
+    config_env: str | None = None,
     env: dict[str, str] | None = None,
     stdout: Any = None,
     stderr: Any = asyncio.subprocess.DEVNULL,
 ) -> tuple[asyncio.subprocess.Process, int]:
     """``python -m klambda.shim`` with its ready report on a pipe, as the platforms start it;
-    returns the process and the pipe's read end (for ``read_report``)."""
+    returns the process and the pipe's read end (for ``read_report``). ``config_env``: the
+    settings are in that variable of ``env`` (as in a pod), not a file."""
+    where = ["--config-env", config_env] if config_env else [str(config_path)]
     read_fd, write_fd = os.pipe()
     try:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
             "klambda.shim",
-            str(config_path),
+            *where,
             "--ready-fd",
             str(write_fd),
             pass_fds=(write_fd,),

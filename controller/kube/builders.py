@@ -15,20 +15,23 @@ the heaviest tests, as Knative's builders do. Per version:
 
 from __future__ import annotations
 
-import base64
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from klambda.api.shim_config import ShimConfig
 from klambda.api.types import FunctionSpec
+from klambda.controller.kube.code_objects import code_volume
 from klambda.kube import names
 
 MB_PER_VCPU = 1769
 SHIM_OVERHEAD_MB = 96
 CODE_DIR = "/var/task"
-CONFIG_DIR = "/etc/klambda"
+SHIM_CONFIG_ENV = "KLAMBDA_SHIM_CONFIG"
+"""The shim container's variable holding its settings (JSON): part of the pod template, so a
+change of settings rolls the pods, and no object per version beyond its Deployment."""
+FUNCTIONS_POLICY = "klambda-functions"
+"""The NetworkPolicy of every function pod in a namespace: ingress from gateways only."""
 LOG_DIR = "/var/log/klambda"  # its own volume: logs must not eat the function's /tmp
 RUN_AS = 65532
 SHIM_RUNTIME = "provided.al2023"  # its image holds the shim (and python3) for image functions
@@ -65,9 +68,10 @@ class KubeSettings:
 
 @dataclass(frozen=True)
 class VersionObjects:
-    config: Manifest
     deployment: Manifest
-    network_policy: Manifest
+    egress_policy: Manifest | None
+    """The version's own NetworkPolicy, when its vpcConfig restricts egress; ingress is the
+    namespace's ``make_functions_policy``."""
 
 
 def _meta(name: str, namespace: str, labels: dict[str, str], owner: dict[str, Any]) -> Manifest:
@@ -80,75 +84,6 @@ def resources(memory_mb: int) -> Manifest:
         "requests": {"cpu": f"{cpu_millis}m", "memory": f"{memory_mb + SHIM_OVERHEAD_MB}Mi"},
         "limits": {"memory": f"{memory_mb + SHIM_OVERHEAD_MB}Mi"},
     }
-
-
-@dataclass(frozen=True)
-class CodeFiles:
-    """Code as a ConfigMap holds it: UTF-8 text in ``data``, anything else base64 in
-    ``binaryData`` (keys may not hold '/'), and the volume items putting each file at its path."""
-
-    data: dict[str, str]
-    binary_data: dict[str, str]
-    items: list[dict[str, str]]
-
-
-def code_files(files: Mapping[str, bytes]) -> CodeFiles:
-    data, binary, items = {}, {}, []
-    for i, path in enumerate(sorted(files)):
-        key = f"f{i}"
-        try:
-            data[key] = files[path].decode()
-        except UnicodeDecodeError:
-            binary[key] = base64.b64encode(files[path]).decode()
-        items.append({"key": key, "path": path})
-    return CodeFiles(data, binary, items)
-
-
-def config_map_bytes(files: Mapping[str, bytes]) -> int:
-    """How many bytes the code takes in its ConfigMap (binary files grow by a third)."""
-    stored = code_files(files)
-    return sum(len(v.encode()) for v in stored.data.values()) + sum(
-        len(v) for v in stored.binary_data.values()
-    )
-
-
-def make_code_config_map(
-    namespace: str, sha256: str, files: Mapping[str, bytes], owner: dict[str, Any]
-) -> Manifest:
-    """Shared by every version with this code, so each is an owner and none the controller:
-    the ConfigMap goes when the last of them does."""
-    stored = code_files(files)
-    owner = shared_owner(owner)
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {
-            **_meta(
-                names.code_config_map_name(sha256),
-                namespace,
-                {"app.kubernetes.io/managed-by": names.MANAGED_BY},
-                owner,
-            ),
-            "annotations": {
-                "klambda.io/code-sha256": sha256,
-                "klambda.io/code-items": json.dumps(stored.items),
-            },
-        },
-        "immutable": True,
-        "data": stored.data,
-        **({"binaryData": stored.binary_data} if stored.binary_data else {}),
-    }
-
-
-def shared_owner(owner: dict[str, Any]) -> dict[str, Any]:
-    return {**owner, "controller": False}
-
-
-def with_owner(refs: list[dict[str, Any]], owner: dict[str, Any]) -> list[dict[str, Any]] | None:
-    """``refs`` plus ``owner`` as a shared owner; None when it is already there."""
-    if any(r.get("uid") == owner.get("uid") for r in refs):
-        return None
-    return [*refs, shared_owner(owner)]
 
 
 def pod_shim_config(config: ShimConfig) -> ShimConfig:
@@ -188,16 +123,13 @@ def make_version_objects(
     owner: dict[str, Any],
     replicas: int,
     settings: KubeSettings,
+    code_annotations: Mapping[str, str] | None = None,
 ) -> VersionObjects:
+    """``code_annotations``: the code itself (``annotated_code``), carried by the pod template
+    instead of ``code_config_map``."""
     labels = names.labels(function, version)
     name = names.deployment_name(function, version)
     shim = pod_shim_config(config)
-    config_manifest = {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": _meta(names.config_map_name(function, version), namespace, labels, owner),
-        "data": {"shim.json": shim.to_json()},
-    }
     pod_labels = {**labels, names.CONFIG_HASH_LABEL: config.config_hash}
     deployment = {
         "apiVersion": "apps/v1",
@@ -218,27 +150,24 @@ def make_version_objects(
             "template": {
                 "metadata": {
                     "labels": pod_labels,
-                    "annotations": {names.VERSION_ANNOTATION: version},
+                    "annotations": {names.VERSION_ANNOTATION: version, **(code_annotations or {})},
                 },
-                "spec": _pod_spec(spec, shim, code_config_map, code_items, name, settings),
+                "spec": _pod_spec(
+                    spec,
+                    shim,
+                    code_volume(code_config_map, code_items, code_annotations is not None),
+                    settings,
+                ),
             },
         },
     }
-    return VersionObjects(
-        config_manifest,
-        deployment,
-        make_network_policy(namespace, name, labels, spec, owner, settings),
-    )
+    return VersionObjects(deployment, make_egress_policy(namespace, name, labels, spec, owner))
 
 
 def _pod_spec(
-    spec: FunctionSpec,
-    shim: ShimConfig,
-    code_config_map: str,
-    code_items: list[dict[str, str]],
-    name: str,
-    settings: KubeSettings,
+    spec: FunctionSpec, shim: ShimConfig, code: Manifest, settings: KubeSettings
 ) -> Manifest:
+    settings_env = {"name": SHIM_CONFIG_ENV, "value": shim.to_json(indent=None)}
     pod: Manifest = {
         "serviceAccountName": spec.role or "default",
         "automountServiceAccountToken": spec.role is not None,
@@ -256,7 +185,8 @@ def _pod_spec(
                 "name": "shim",
                 "image": settings.images[spec.runtime or SHIM_RUNTIME],
                 "imagePullPolicy": settings.image_pull_policy,
-                "command": ["python3", "-m", "klambda.shim", f"{CONFIG_DIR}/shim.json"],
+                "command": ["python3", "-m", "klambda.shim", "--config-env", SHIM_CONFIG_ENV],
+                "env": [settings_env],
                 "ports": [{"name": "grpc", "containerPort": names.GRPC_PORT}],
                 "readinessProbe": {"tcpSocket": {"port": names.GRPC_PORT}, "periodSeconds": 1},
                 "resources": resources(spec.memory_size),
@@ -267,18 +197,13 @@ def _pod_spec(
                 },
                 "volumeMounts": [
                     {"name": "code", "mountPath": CODE_DIR, "readOnly": True},
-                    {"name": "shim-config", "mountPath": CONFIG_DIR, "readOnly": True},
                     {"name": "tmp", "mountPath": "/tmp"},
                     {"name": "logs", "mountPath": LOG_DIR},
                 ],
             }
         ],
         "volumes": [
-            {
-                "name": "code",
-                "configMap": {"name": code_config_map, "items": code_items, "defaultMode": 0o555},
-            },
-            {"name": "shim-config", "configMap": {"name": f"{name}-shim"}},
+            code,
             {"name": "tmp", "emptyDir": {"sizeLimit": f"{spec.ephemeral_storage}Mi"}},
             {"name": "logs", "emptyDir": {"sizeLimit": "64Mi"}},
         ],
@@ -286,7 +211,7 @@ def _pod_spec(
     if spec.is_image:
         return _image_pod(pod, spec, shim, settings)
     if spec.secret_refs:  # the shim passes these on (ShimConfig.inherited_environment)
-        pod["containers"][0]["env"] = _secret_env(spec)
+        pod["containers"][0]["env"] += _secret_env(spec)
     return pod
 
 
@@ -316,7 +241,7 @@ def _image_pod(
     }
     shim_container["ports"].append({"name": "health", "containerPort": shim.health_port})
     shim_container["volumeMounts"] = [
-        m for m in shim_container["volumeMounts"] if m["name"] in ("shim-config", "logs")
+        m for m in shim_container["volumeMounts"] if m["name"] == "logs"
     ] + [{"name": "shim-tmp", "mountPath": "/tmp"}]
     variables = {
         "TZ": ":UTC",
@@ -360,35 +285,55 @@ def _image_pod(
     return pod
 
 
-def make_network_policy(
-    namespace: str,
-    name: str,
-    labels: dict[str, str],
-    spec: FunctionSpec,
-    owner: dict[str, Any],
-    settings: KubeSettings,
-) -> Manifest:
-    egress = spec.vpc_config.egress if spec.vpc_config else None
-    policy: Manifest = {
-        "podSelector": {"matchLabels": labels},
-        "policyTypes": ["Ingress"] + (["Egress"] if egress is not None else []),
-        "ingress": [
-            {
-                "from": [
-                    {
-                        "namespaceSelector": {},
-                        "podSelector": {"matchLabels": settings.gateway_labels},
-                    }
-                ],
-                "ports": [{"protocol": "TCP", "port": names.GRPC_PORT}],
-            }
-        ],
+def make_functions_policy(namespace: str, settings: KubeSettings) -> Manifest:
+    """One NetworkPolicy for every function pod of a namespace: they take connections only
+    from gateway pods, on the shim's port. (Policies add up: a version with vpcConfig also
+    has its own egress policy.)"""
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {
+            "name": FUNCTIONS_POLICY,
+            "namespace": namespace,
+            "labels": {"app.kubernetes.io/managed-by": names.MANAGED_BY},
+        },
+        "spec": {
+            "podSelector": {
+                "matchLabels": {
+                    "app.kubernetes.io/managed-by": names.MANAGED_BY,
+                    names.COMPONENT_LABEL: "function",
+                }
+            },
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {
+                    "from": [
+                        {
+                            "namespaceSelector": {},
+                            "podSelector": {"matchLabels": settings.gateway_labels},
+                        }
+                    ],
+                    "ports": [{"protocol": "TCP", "port": names.GRPC_PORT}],
+                }
+            ],
+        },
     }
-    if egress is not None:
-        policy["egress"] = list(egress)
+
+
+def make_egress_policy(
+    namespace: str, name: str, labels: dict[str, str], spec: FunctionSpec, owner: dict[str, Any]
+) -> Manifest | None:
+    """A version's egress allow-list (vpcConfig.egress), or None when egress is open."""
+    egress = spec.vpc_config.egress if spec.vpc_config else None
+    if egress is None:
+        return None
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
         "metadata": _meta(name, namespace, labels, owner),
-        "spec": policy,
+        "spec": {
+            "podSelector": {"matchLabels": labels},
+            "policyTypes": ["Egress"],
+            "egress": list(egress),
+        },
     }

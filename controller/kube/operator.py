@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from klambda.api import defaults
-from klambda.api.routes import LATEST, EventSource, FunctionRoute
+from klambda.api.routes import LATEST
 from klambda.api.tasks import cancel_and_wait
 from klambda.controller.controller import Controller, ControllerSettings
 from klambda.controller.kube.builders import KubeSettings
+from klambda.controller.kube.events import EVENTS_BURST, EVENTS_QPS, EventRecorder
 from klambda.controller.kube.platform import KubePlatform
 from klambda.controller.kube.store import KubeStore
 from klambda.controller.reconcile import ShimKey
@@ -61,28 +62,16 @@ class OperatorSettings:
     to its provisioned concurrency."""
 
 
-class NoRoutes:
-    """The operator does not route; the gateways build routes from the same objects."""
-
-    def publish(self, route: FunctionRoute) -> None: ...
-
-    def withdraw(self, namespace: str, name: str) -> None: ...
-
-    def publish_event_sources(self, sources: list[EventSource]) -> None: ...
-
-    def mark_synced(self) -> None: ...
-
-
 def owner_lookup(store: KubeStore) -> Any:
     def owner_of(key: ShimKey) -> dict[str, Any] | None:
         namespace, function, version = key
         if version == LATEST:
-            fn = store.get("Function", namespace, function)
+            fn = store.find("Function", namespace, function)
             if fn is None:
                 return None
             return names.owner_reference("Function", fn.name, fn.manifest["metadata"]["uid"])
-        for obj in store.list("Version", namespace):
-            if obj.spec.function_name == function and obj.status.get("version") == version:
+        for obj in store.parts("Version", (namespace, function)):
+            if obj.status.get("version") == version:
                 return names.owner_reference("Version", obj.name, obj.manifest["metadata"]["uid"])
         return None
 
@@ -91,15 +80,17 @@ def owner_lookup(store: KubeStore) -> Any:
 
 async def run(settings: OperatorSettings, stop: asyncio.Event | None = None) -> int:
     stop = stop or asyncio.Event()
-    client = KubeClient(KubeConfig.load(settings.kubeconfig), settings.api_qps, settings.api_burst)
-    store = KubeStore(client, settings.namespaces)
+    config = KubeConfig.load(settings.kubeconfig)
+    client = KubeClient(config, settings.api_qps, settings.api_burst)
+    events = EventRecorder(KubeClient(config, EVENTS_QPS, EVENTS_BURST))
+    store = KubeStore(client, settings.namespaces, events)
     platform = KubePlatform(
         client, KubeSettings(), owner_lookup(store), keep_warm=settings.keep_warm
     )
     controller = Controller(
         store,
         platform,
-        NoRoutes(),
+        None,  # the operator does not route: gateways build routes from the same objects
         ControllerSettings(
             data_dir=Path(tempfile.gettempdir()) / "klambda-operator",
             gateway_url=settings.gateway_url,
@@ -108,7 +99,7 @@ async def run(settings: OperatorSettings, stop: asyncio.Event | None = None) -> 
             every_version=True,
         ),
     )
-    platform.on_change = controller.kick
+    platform.on_change = controller.shim_changed
     leader = LeaderElection(
         client,
         settings.lease_namespace,
@@ -129,6 +120,7 @@ async def run(settings: OperatorSettings, stop: asyncio.Event | None = None) -> 
         waiter.cancel()
         leading = True
         await store.start()
+        events.start()
         tasks = [
             asyncio.create_task(platform.deployments.run(), name="deployments"),
             asyncio.create_task(platform.pods.run(), name="pods"),
@@ -150,4 +142,5 @@ async def run(settings: OperatorSettings, stop: asyncio.Event | None = None) -> 
         if leading and not leader.lost.is_set():
             await leader.release()
         await store.stop()
+        await events.stop()
         await client.close()

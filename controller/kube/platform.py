@@ -1,11 +1,14 @@
 """The Kubernetes platform: each function version is a Deployment of shim pods.
 
 Implements the controller's platform port with the pure builders (``builders``) and the API
-client: code goes into an immutable ConfigMap named by its CodeSha256, settings into a
-ConfigMap per version, pods come from a Deployment owned by the Function (for $LATEST) or the
-Version (published versions), so deleting either cascades. Replicas follow provisioned
-concurrency here; demand scales them through the Deployment's scale subresource (the gateway).
-The platform never deletes what it does not own, and leaves everything running on shutdown.
+client: small text code and the shim's settings go into the pod template (the code mounted by a
+downwardAPI volume), larger or binary code into an immutable ConfigMap named by its CodeSha256;
+pods come from a Deployment owned by the Function (for $LATEST) or the Version (published
+versions), so deleting either cascades; one NetworkPolicy per namespace admits only gateways to
+function pods. Starting a version costs one write (its Deployment), two with a code ConfigMap.
+Replicas follow provisioned concurrency and the gateways' demand reports (``scale``, the one
+writer). The platform never deletes what it does not own, and leaves everything running on
+shutdown.
 """
 
 from __future__ import annotations
@@ -19,17 +22,24 @@ from dataclasses import dataclass
 from typing import Any
 
 from klambda.api import defaults, scaling
+from klambda.api.objects import FunctionKey
 from klambda.api.reasons import Reason
 from klambda.api.shim_config import ShimConfig
 from klambda.api.types import Code, FunctionSpec
 from klambda.controller.code import CodeBundle, CodeFetchFailed, fetch_files
-from klambda.controller.kube import builders
+from klambda.controller.kube import builders, code_objects
 from klambda.controller.platform import Observation, StartFailed
 from klambda.controller.reconcile import RunningShim, ShimKey
 from klambda.kube import names
 from klambda.kube.client import Conflict, KubeClient, KubeError, NotFound, path_for
 from klambda.kube.informer import Informer
-from klambda.kube.workloads import deployments_path, pods_path, ready_endpoints
+from klambda.kube.workloads import (
+    deployments_path,
+    function_key_of,
+    pods_path,
+    ready_endpoints,
+    version_key_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -51,12 +61,14 @@ OwnerLookup = Callable[[ShimKey], dict[str, Any] | None]
 
 
 class KubePlatform:
+    pushes_observations = True  # pods and Deployments are watched: every change is announced
+
     def __init__(
         self,
         client: KubeClient,
         settings: builders.KubeSettings,
         owner_of: OwnerLookup,
-        on_change: Callable[[], None] = lambda: None,
+        on_change: Callable[[ShimKey], None] = lambda key: None,
         keep_warm: float = defaults.KEEP_WARM,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -68,12 +80,22 @@ class KubePlatform:
         self.clock = clock
         selector = "app.kubernetes.io/managed-by=klambda"
         self.deployments = Informer(
-            client, deployments_path(), self._changed, label_selector=selector
+            client,
+            deployments_path(),
+            self._changed,
+            label_selector=selector,
+            index=function_key_of,
         )
-        self.pods = Informer(client, pods_path(), self._changed, label_selector=selector)
+        self.pods = Informer(
+            client, pods_path(), self._changed, label_selector=selector, index=version_key_of
+        )
+        self._policies: set[str] = set()
+        """Namespaces whose functions' NetworkPolicy this operator made or found."""
 
     def _changed(self, kind: str, old: Any, new: Any) -> None:
-        self.on_change()
+        key = version_key_of(new or old)
+        if key is not None:
+            self.on_change(key)
 
     # ------------------------------------------------------------------ observation
 
@@ -81,27 +103,24 @@ class KubePlatform:
         namespace, function, version = key
         return self.deployments.cache.get((namespace, names.deployment_name(function, version)))
 
-    def running(self) -> dict[ShimKey, RunningShim]:
+    def running(self, function: FunctionKey | None = None) -> dict[ShimKey, RunningShim]:
+        found = (
+            self.deployments.cache.values()
+            if function is None
+            else self.deployments.indexed(function)
+        )
         out = {}
-        for (namespace, _), d in self.deployments.cache.items():
-            labels = d.get("metadata", {}).get("labels", {})
-            function = labels.get(names.FUNCTION_LABEL)
-            slug = labels.get(names.VERSION_LABEL)
-            if not function or not slug or d["metadata"].get("deletionTimestamp"):
+        for d in found:
+            key = version_key_of(d)
+            if key is None or d["metadata"].get("deletionTimestamp"):
                 continue
-            version = names.version_of_slug(slug)
-            provisioned = _provisioned(d)
-            out[(namespace, function, version)] = RunningShim(
-                namespace,
-                function,
-                version,
-                labels.get(names.CONFIG_HASH_LABEL, ""),
-                provisioned,
-            )
+            labels = d["metadata"].get("labels", {})
+            config_hash = labels.get(names.CONFIG_HASH_LABEL, "")
+            out[key] = RunningShim(*key, config_hash, _provisioned(d))
         return out
 
     def endpoints(self, key: ShimKey) -> tuple[str, ...]:
-        return ready_endpoints(self.pods.cache.values(), key)
+        return ready_endpoints(self.pods.indexed(key), key)
 
     async def observe(self, key: ShimKey) -> Observation | None:
         d = self._deployment(key)
@@ -147,7 +166,7 @@ class KubePlatform:
                 f"the code of version {version} is gone and its source now holds other code",
                 permanent=True,
             )
-        stored = builders.config_map_bytes(fetched.files)
+        stored = code_objects.config_map_bytes(fetched.files)
         if stored > CODE_LIMIT:
             raise StartFailed(
                 Reason.CODE_TOO_LARGE,
@@ -161,13 +180,13 @@ class KubePlatform:
     async def _ensure_code(
         self, namespace: str, sha: str, files: Mapping[str, bytes], owner: dict[str, Any]
     ) -> tuple[str, list[dict[str, str]]]:
-        manifest = builders.make_code_config_map(namespace, sha, files, owner)
+        manifest = code_objects.make_code_config_map(namespace, sha, files, owner)
         name = manifest["metadata"]["name"]
         try:
             await self.client.create(path_for("", "v1", "configmaps", namespace), manifest)
         except Conflict:  # identical code, already there (immutable): share it
             await self._add_owner(path_for("", "v1", "configmaps", namespace, name), owner)
-        return name, builders.code_files(files).items
+        return name, code_objects.code_files(files).items
 
     async def _add_owner(self, path: str, owner: dict[str, Any]) -> None:
         """Adds ``owner`` to the object's ownerReferences, so that garbage collection waits for
@@ -176,7 +195,7 @@ class KubePlatform:
         for _ in range(CONFLICT_RETRIES):
             current = await self.client.get(path)
             meta = current["metadata"]
-            refs = builders.with_owner(meta.get("ownerReferences") or [], owner)
+            refs = code_objects.with_owner(meta.get("ownerReferences") or [], owner)
             if refs is None:
                 return
             patch = {
@@ -203,7 +222,10 @@ class KubePlatform:
         if owner is None:
             raise StartFailed(Reason.OWNER_NOT_FOUND, "the owning object is gone")
         code_map, items = "", list[dict[str, str]]()
-        if code.ref.files is not None:  # not an image
+        annotated = code_objects.annotated_code(code.ref.files) if code.ref.files else None
+        if annotated is not None:  # small text code rides in the pod template
+            items = annotated.items
+        elif code.ref.files is not None:  # not an image
             code_map, items = await self._ensure_code(
                 config.namespace, code.sha256, code.ref.files, owner
             )
@@ -223,18 +245,44 @@ class KubePlatform:
             owner=owner,
             replicas=replicas,
             settings=self.settings,
+            code_annotations=annotated.data if annotated is not None else None,
         )
         objs.deployment["metadata"].setdefault("annotations", {})[PROVISIONED_ANNOTATION] = str(
             config.provisioned_concurrency
         )
         try:
-            await self._apply(objs.config)
-            await self._apply(objs.network_policy)
-            await self._apply(objs.deployment)
+            await self._ensure_functions_policy(config.namespace)
+            if objs.egress_policy is not None:
+                await self._apply(objs.egress_policy)
+            # seen at once by running(): the function's status says Ready in this reconcile
+            self.deployments.assume(await self._apply(objs.deployment))
         except KubeError as e:
             raise StartFailed(Reason.APPLY_FAILED, str(e)) from e
 
-    async def _apply(self, manifest: dict[str, Any]) -> None:
+    async def _ensure_functions_policy(self, namespace: str) -> None:
+        """The namespace's function NetworkPolicy, made once (and found, after a restart)."""
+        if namespace in self._policies:
+            return
+        manifest = builders.make_functions_policy(namespace, self.settings)
+        path = path_for("networking.k8s.io", "v1", "networkpolicies", namespace)
+        try:
+            await self.client.create(path, manifest)
+        except Conflict:
+            existing = await self.client.get(f"{path}/{builders.FUNCTIONS_POLICY}")
+            labels = existing.get("metadata", {}).get("labels") or {}
+            if labels.get("app.kubernetes.io/managed-by") != names.MANAGED_BY:
+                raise StartFailed(
+                    Reason.NOT_OWNED,
+                    f"NetworkPolicy {builders.FUNCTIONS_POLICY} exists and is not klambda's: "
+                    "refusing to change it",
+                    permanent=True,
+                ) from None
+            if existing.get("spec") != manifest["spec"]:
+                manifest["metadata"]["resourceVersion"] = existing["metadata"]["resourceVersion"]
+                await self.client.replace(f"{path}/{builders.FUNCTIONS_POLICY}", manifest)
+        self._policies.add(namespace)
+
+    async def _apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
         """Create, or replace what exists (level-based: the manifest is the whole truth)."""
         api_version, kind = manifest["apiVersion"], manifest["kind"]
         group, _, version = api_version.rpartition("/")
@@ -246,7 +294,7 @@ class KubePlatform:
         meta = manifest["metadata"]
         collection = path_for(group, version, plural, meta["namespace"])
         try:
-            await self.client.create(collection, manifest)
+            return await self.client.create(collection, manifest)
         except Conflict:
             path = path_for(group, version, plural, meta["namespace"], meta["name"])
             existing = await self.client.get(path)
@@ -265,7 +313,7 @@ class KubePlatform:
                 **manifest,
                 "metadata": {**meta, "resourceVersion": existing["metadata"]["resourceVersion"]},
             }
-            await self.client.replace(path, manifest)
+            return await self.client.replace(path, manifest)
 
     async def stop(self, key: ShimKey) -> None:
         namespace, function, version = key
@@ -273,10 +321,11 @@ class KubePlatform:
         for path in (
             deployments_path(namespace, name),
             path_for("networking.k8s.io", "v1", "networkpolicies", namespace, name),
-            path_for("", "v1", "configmaps", namespace, names.config_map_name(function, version)),
         ):
             try:
                 await self.client.delete(path)
+            except NotFound:
+                pass
             except KubeError as e:
                 log.warning("deleting %s: %s", path, e)
 
@@ -284,12 +333,15 @@ class KubePlatform:
         """Sets the version's provisioned concurrency; its size follows (``scale``)."""
         await self._resize(key, count)
 
-    async def scale(self, key: ShimKey) -> None:
+    async def scale(self, key: ShimKey) -> float | None:
         """Sizes the version from its provisioned concurrency and the gateways' demand reports
         (``klambda.api.scaling``). The operator is the only writer of ``replicas``."""
         d = self._deployment(key)
-        if d is not None:
-            await self._resize(key, _provisioned(d))
+        if d is None:
+            return None
+        await self._resize(key, _provisioned(d))
+        demands = scaling.demands_of(d["metadata"].get("annotations") or {})
+        return scaling.next_change(demands, self.clock(), self.keep_warm)
 
     async def _resize(self, key: ShimKey, provisioned: int) -> None:
         """Writes replicas (and the provisioned annotation) with the resourceVersion it decided
@@ -315,7 +367,7 @@ class KubePlatform:
                 "spec": {"replicas": target},
             }
             try:
-                await self.client.patch(path, patch)
+                self.deployments.assume(await self.client.patch(path, patch))
                 return
             except NotFound:
                 return

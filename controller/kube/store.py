@@ -12,23 +12,39 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
-from datetime import UTC, datetime
 from typing import Any
 
 from klambda.api.objects import ApiObject
 from klambda.api.reasons import Reason
 from klambda.api.schema import ValidationError
-from klambda.kube.client import KubeClient, KubeError, NotFound, path_for
+from klambda.controller.kube.events import EventRecorder
+from klambda.kube import names
+from klambda.kube.client import KubeClient, KubeError, NotFound
 from klambda.kube.objects import ObjectCache, object_path
 
 log = logging.getLogger(__name__)
 
 KINDS_WATCHED = ("Function", "Version", "Alias", "EventSourceMapping", "ConfigMap")
+USERS_CONFIG_MAPS = f"app.kubernetes.io/managed-by!={names.MANAGED_BY}"
+"""The ConfigMaps functions may read code from: users' own, not the code ConfigMaps the
+operator writes (never referenced by a Function, and up to ~900 KB each)."""
 
 
 class KubeStore(ObjectCache):
-    def __init__(self, client: KubeClient, namespaces: list[str] | None = None) -> None:
-        super().__init__(client, KINDS_WATCHED, namespaces, on_refused=self._refuse)
+    def __init__(
+        self,
+        client: KubeClient,
+        namespaces: list[str] | None = None,
+        events: EventRecorder | None = None,
+    ) -> None:
+        super().__init__(
+            client,
+            KINDS_WATCHED,
+            namespaces,
+            on_refused=self._refuse,
+            selectors={"ConfigMap": USERS_CONFIG_MAPS},
+        )
+        self.events = events
         self._writes: set[asyncio.Task[None]] = set()
         self._refused: dict[tuple[str, str, str], int] = {}
 
@@ -66,7 +82,7 @@ class KubeStore(ObjectCache):
 
     async def set_status(self, obj: ApiObject, status: dict[str, Any]) -> None:
         """Writes status through the /status subresource when it changed."""
-        current = self._objects.get(obj.key)
+        current = self.find(*obj.key)
         if current is None or current.status == status:
             return
         before = _ready(current.status)
@@ -74,42 +90,10 @@ class KubeStore(ObjectCache):
         obj.status = current.status
         await self._patch_status(obj.kind, obj.namespace, obj.name, status)
         after = _ready(status)
-        if after and (
-            before is None
-            or (before.get("status"), before.get("reason"))
-            != (after.get("status"), after.get("reason"))
-        ):
-            await self._event(current, after)
-
-    async def _event(self, obj: ApiObject, condition: dict[str, Any]) -> None:
-        """A Kubernetes Event for a Ready transition, so ``kubectl describe`` tells the story."""
-        meta = obj.manifest["metadata"]
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        event = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"generateName": f"{obj.name}.", "namespace": obj.namespace},
-            "involvedObject": {
-                "apiVersion": obj.manifest.get("apiVersion", ""),
-                "kind": obj.kind,
-                "name": obj.name,
-                "namespace": obj.namespace,
-                "uid": meta.get("uid", ""),
-                "resourceVersion": str(meta.get("resourceVersion", "")),
-            },
-            "reason": condition.get("reason", ""),
-            "message": condition.get("message", ""),
-            "type": "Normal" if condition.get("status") == "True" else "Warning",
-            "source": {"component": "klambda-operator"},
-            "reportingComponent": "klambda-operator",
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-        }
-        try:
-            await self.client.create(path_for("", "v1", "events", obj.namespace), event)
-        except KubeError as e:
-            log.debug("event for %s %s/%s not recorded: %s", obj.kind, obj.namespace, obj.name, e)
+        if after is None or self.events is None:
+            return
+        if before is None or _said(before) != _said(after):
+            self.events.record(current, after)
 
     async def _patch_status(
         self, kind: str, namespace: str, name: str, status: dict[str, Any]
@@ -122,6 +106,10 @@ class KubeStore(ObjectCache):
             pass
         except KubeError as e:
             log.warning("status of %s %s/%s not written: %s", kind, namespace, name, e)
+
+
+def _said(condition: dict[str, Any]) -> tuple[Any, Any]:
+    return condition.get("status"), condition.get("reason")
 
 
 def _ready(status: dict[str, Any]) -> dict[str, Any] | None:

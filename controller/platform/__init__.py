@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from klambda.api.objects import FunctionKey
 from klambda.api.reasons import Reason
 from klambda.api.shim_config import ShimConfig
 from klambda.api.types import Code, FunctionSpec
@@ -40,8 +41,16 @@ class Observation:
 
 
 class Platform(Protocol):
-    def running(self) -> dict[ShimKey, RunningShim]:
-        """Shims that run now, by key (the newest one per key)."""
+    """Adapters also call their ``on_change(key)`` (wired to ``Controller.shim_changed``) when
+    what runs for a version changed by itself: a shim died; on Kubernetes a Deployment or pod
+    changed."""
+
+    pushes_observations: bool
+    """True when every change of what ``observe`` reports is announced through
+    ``on_change`` (Kubernetes' watches); False when it must be polled (local shims' idleness)."""
+
+    def running(self, function: FunctionKey | None = None) -> dict[ShimKey, RunningShim]:
+        """Shims that run now, by key (the newest one per key): of ``function``, or all."""
         ...
 
     def endpoints(self, key: ShimKey) -> tuple[str, ...]:
@@ -81,10 +90,11 @@ class Platform(Protocol):
         """Sets how many environments the shim of ``key`` keeps initialised."""
         ...
 
-    async def scale(self, key: ShimKey) -> None:
+    async def scale(self, key: ShimKey) -> float | None:
         """Sizes the running version from its provisioned concurrency and the demand this
-        platform observes (``klambda.api.scaling``); called every pass. The one writer of a
-        version's size."""
+        platform observes (``klambda.api.scaling``); called on every reconcile of its function.
+        The one writer of a version's size. Returns the seconds after which the size may change
+        by the clock alone (a keep-warm period running out), or None."""
         ...
 
     async def observe(self, key: ShimKey) -> Observation | None:

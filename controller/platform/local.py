@@ -23,6 +23,7 @@ from typing import BinaryIO
 import grpc
 
 from klambda.api.lifecycle import die_with_parent
+from klambda.api.objects import FunctionKey
 from klambda.api.reasons import Reason
 from klambda.api.shim_config import ShimConfig
 from klambda.api.types import Code, FunctionSpec, SecretKeyRef
@@ -65,19 +66,21 @@ class LocalPlatform:
     code_root: Path
     drain_delay: float = 1.0
     python: str = sys.executable
-    on_change: Callable[[], None] = lambda: None
+    on_change: Callable[[ShimKey], None] = lambda key: None
+    pushes_observations = False  # a shim's idleness is read by asking it (observe)
     secrets: Callable[[str], Mapping[str, Mapping[str, str]]] = lambda namespace: {}
     """A namespace's Secrets by name (their data as text): the local store holds them, as the
     API server does on Kubernetes, where the kubelet resolves secretKeyRefs instead."""
     _current: dict[ShimKey, ShimProcess] = field(default_factory=dict)
     _retiring: dict[asyncio.Task[None], ShimProcess] = field(default_factory=dict)
 
-    def running(self) -> dict[ShimKey, RunningShim]:
+    def running(self, function: FunctionKey | None = None) -> dict[ShimKey, RunningShim]:
         return {
             key: RunningShim(
                 *key, config_hash=shim.config.config_hash, provisioned=shim.provisioned
             )
             for key, shim in self._current.items()
+            if function is None or key[:2] == function
         }
 
     def endpoints(self, key: ShimKey) -> tuple[str, ...]:
@@ -132,9 +135,10 @@ class LocalPlatform:
             return
         shim.provisioned = count
 
-    async def scale(self, key: ShimKey) -> None:
+    async def scale(self, key: ShimKey) -> float | None:
         """Nothing to size: one shim runs a version here and grows its environments itself;
-        whether it runs at all the controller decides by the same rule (``_desired``)."""
+        whether it runs at all the controller decides by the same rule (``desired_shims``)."""
+        return None
 
     async def observe(self, key: ShimKey) -> Observation | None:
         shim = self._current.get(key)
@@ -227,7 +231,7 @@ class LocalPlatform:
         if not shim.stopping and self._current.get(shim.key) is shim:
             log.warning("shim %s/%s:%s exited unexpectedly (code %s)", *shim.key, code)
             del self._current[shim.key]
-            self.on_change()
+            self.on_change(shim.key)
 
     def _retire(self, shim: ShimProcess) -> None:
         task = asyncio.create_task(self._drain(shim), name=f"retire-shim-{shim.process.pid}")

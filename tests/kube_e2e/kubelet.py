@@ -1,11 +1,12 @@
 """A "process kubelet" for tests: runs klambda's Deployments as local shim processes.
 
 It watches Deployments the operator created, and for each keeps ``spec.replicas`` pods of the
-current template: it writes a Pod object, materialises the pod's volumes (code and shim
-ConfigMaps) into a directory, starts ``python -m klambda.shim`` bound to a loopback address of
-its own (127.0.0.N, as a pod IP), and marks the Pod Ready once the shim reports ready. Pods of
-an old template or beyond the replica count are deleted first (so the gateway stops routing to
-them) and their processes drained. Deployment status is written back as the real controllers do.
+current template: it writes a Pod object, materialises the pod's volumes (the code
+ConfigMap) into a directory, starts ``python -m klambda.shim --config-env`` with the settings
+from the container's env, bound to a loopback address of its own (127.0.0.N, as a pod IP), and
+marks the Pod Ready once the shim reports ready. Pods of an old template or beyond the replica
+count are deleted first (so the gateway stops routing to them) and their processes drained.
+Deployment status is written back as the real controllers do.
 
 Containers after the first (a container image function's own container) run as processes too:
 ``IMAGES`` maps an image reference to what its container runs (a test registers its "images").
@@ -22,6 +23,7 @@ import contextlib
 import itertools
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -185,7 +187,7 @@ class ProcessKubelet:
             "spec": template["spec"],
         }
         await self.client.create(path_for("", "v1", "pods", namespace), body)
-        task = asyncio.get_running_loop().create_task(self._run(pod, template["spec"]))
+        task = asyncio.get_running_loop().create_task(self._run(pod, template))
         self._starting.add(task)
         task.add_done_callback(self._starting.discard)
         return pod
@@ -202,20 +204,22 @@ class ProcessKubelet:
             out[item["name"]] = base64.b64decode(secret["data"][ref["key"]]).decode()
         return out
 
-    async def _run(self, pod: PodProcess, spec: dict[str, Any]) -> None:
+    async def _run(self, pod: PodProcess, template: dict[str, Any]) -> None:
+        spec = template["spec"]
         root = self.work_dir / pod.name
-        await self._volumes(pod.namespace, spec, root)
-        config = json.loads((root / "etc-klambda" / "shim.json").read_text())
+        await self._volumes(pod.namespace, template, root)
+        shim = spec["containers"][0]
+        env = {**os.environ, **await self._env(pod.namespace, shim)}
+        variable = shim["command"][shim["command"].index("--config-env") + 1]
+        config = json.loads(env[variable])
         config.update(
             grpc_host=pod.ip,
             runtime_api_host=pod.ip,
             code_dir=str(root / "var-task"),
             log_dir=str(root / "logs"),
         )
-        path = root / "shim.json"
-        path.write_text(json.dumps(config))
-        env = {**os.environ, **await self._env(pod.namespace, spec["containers"][0])}
-        pod.process, read_fd = await start_shim(path, env=env)
+        env[variable] = json.dumps(config)
+        pod.process, read_fd = await start_shim(None, config_env=variable, env=env)
         try:
             report = await read_report(read_fd, timeout=None)  # a pod may take its time
         except asyncio.CancelledError:
@@ -295,13 +299,16 @@ class ProcessKubelet:
                 except (aiohttp.ClientError, TimeoutError):
                     failures += 1
 
-    async def _volumes(self, namespace: str, spec: dict[str, Any], root: Path) -> None:
+    async def _volumes(self, namespace: str, template: dict[str, Any], root: Path) -> None:
+        spec = template["spec"]
         mounts = {m["name"]: m["mountPath"] for m in spec["containers"][0]["volumeMounts"]}
         for volume in spec.get("volumes", []):
+            target = root / mounts.get(volume["name"], volume["name"]).strip("/").replace("/", "-")
+            if "downwardAPI" in volume:
+                _downward_api(volume["downwardAPI"], template["metadata"], target)
             cm = volume.get("configMap")
             if cm is None:
                 continue
-            target = root / mounts[volume["name"]].strip("/").replace("/", "-")
             target.mkdir(parents=True, exist_ok=True)
             found = await self.client.get(path_for("", "v1", "configmaps", namespace, cm["name"]))
             # as the kubelet does: data as UTF-8 text, binaryData as the bytes it encodes
@@ -338,3 +345,20 @@ class ProcessKubelet:
         except TimeoutError:
             proc.kill()
             await proc.wait()
+
+
+def _downward_api(source: dict[str, Any], meta: dict[str, Any], target: Path) -> None:
+    """A downwardAPI volume as the kubelet writes it: each item's file holds the pod field it
+    names (``metadata.annotations['k']``, ``metadata.labels['k']``, name, namespace)."""
+    target.mkdir(parents=True, exist_ok=True)
+    for item in source.get("items", []):
+        field_path = item["fieldRef"]["fieldPath"]
+        found = re.fullmatch(r"metadata\.(annotations|labels)\['([^']+)'\]", field_path)
+        if found:
+            value = (meta.get(found.group(1)) or {}).get(found.group(2), "")
+        else:
+            value = str(meta.get(field_path.removeprefix("metadata."), ""))
+        file = target / item["path"]
+        file.parent.mkdir(parents=True, exist_ok=True)
+        file.write_text(value)
+        file.chmod(item.get("mode", source.get("defaultMode", 0o644)))

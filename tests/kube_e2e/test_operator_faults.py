@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from klambda.controller.kube.code_objects import ANNOTATED_CODE_LIMIT
 from klambda.controller.kube.operator import OperatorSettings
 from klambda.controller.kube.operator import run as run_operator
 from klambda.kube.client import KubeClient, KubeConfig, NotFound, path_for
@@ -34,6 +36,14 @@ FUNCTION = {
 
 def function(name: str) -> dict[str, Any]:
     return {**FUNCTION, "metadata": {**FUNCTION["metadata"], "name": name}}
+
+
+def function_with_stored_code(name: str) -> dict[str, Any]:
+    """Code too large to ride in the pod template: it goes into a code ConfigMap."""
+    doc = copy.deepcopy(function(name))
+    inline = doc["spec"]["code"]["inline"]
+    inline["padding.py"] = "#" * (ANNOTATED_CODE_LIMIT + 1) + "\n"
+    return dict(doc)
 
 
 async def install_crds(api: KubeApiDouble) -> None:
@@ -179,7 +189,7 @@ async def test_code_shared_by_functions_outlives_each_of_them(tmp_path: Path) ->
 
         try:
             async with operator(kubeconfig, "op-a"):
-                await client.create(functions, function("first"))
+                await client.create(functions, function_with_stored_code("first"))
                 assert await eventually(lambda: deployment_of(client, "first"))
                 # the second user's patch meets a conflict once, and reads again
                 api.fail(
@@ -187,7 +197,7 @@ async def test_code_shared_by_functions_outlives_each_of_them(tmp_path: Path) ->
                     re.compile(r"/api/v1/namespaces/default/configmaps/klambda-code-.*"),
                     method="PATCH",
                 )
-                await client.create(functions, function("second"))
+                await client.create(functions, function_with_stored_code("second"))
                 assert await eventually(lambda: deployment_of(client, "second"))
 
                 async def both() -> bool:
@@ -252,7 +262,7 @@ async def test_leader_failover(tmp_path: Path) -> None:
         try:
             assert await eventually(lambda: _is(holder, "op-a"))
             async with operator(kubeconfig, "op-b", **fast):
-                await client.create(functions, function("first"))
+                await client.create(functions, function_with_stored_code("first"))
                 assert await eventually(lambda: deployment_of(client, "first"))
                 assert await holder() == "op-a"  # op-b waits its turn
                 a.cancel()  # op-a stops; the stand-by takes over

@@ -82,7 +82,7 @@ async def test_a_demand_report_and_a_provisioned_change_that_cross_both_count(
             await client.patch(
                 path, {"metadata": {"annotations": {annotation_key("gateway-a"): idle.encode()}}}
             )
-            platform.deployments.cache[("default", d["metadata"]["name"])] = await client.get(path)
+            platform.deployments.assume(await client.get(path))
             await platform.scale(KEY)
             assert (await client.get(path))["spec"]["replicas"] == 1
         finally:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from klambda.api import event_sources
 from klambda.api import world as world_mod
 from klambda.api.objects import parse_object
 from klambda.api.routes import EventSourceRoute
@@ -96,7 +97,7 @@ def test_pollers_run_enabled_mappings_of_existing_functions() -> None:
             esm(qualifier="live"),
         ],
     )
-    sources = world_mod.event_sources(world, "eu-west-1")
+    sources = event_sources.event_sources(world, "eu-west-1")
     (route,) = [s.route for s in sources if s.route is not None]
     assert route.queue_key == "klambda:queue:default:q"
     assert route.queue_arn.startswith("arn:aws:sqs:eu-west-1:")
@@ -150,7 +151,7 @@ def test_visibility_timeout_must_cover_the_function_timeout(
         [],
         event_sources=[esm(queue={"name": "q", "visibilityTimeout": visibility})],
     )
-    (source,) = world_mod.event_sources(world, "us-east-1")
+    (source,) = event_sources.event_sources(world, "us-east-1")
     if problem is None:
         assert source.problem is None and source.route is not None
     else:

@@ -10,10 +10,16 @@ from klambda.api.objects import parse_object
 from klambda.api.shim_config import ShimConfig
 from klambda.controller.kube.builders import (
     KubeSettings,
-    config_map_bytes,
-    make_code_config_map,
+    make_egress_policy,
+    make_functions_policy,
     make_version_objects,
     resources,
+)
+from klambda.controller.kube.code_objects import (
+    ANNOTATED_CODE_LIMIT,
+    annotated_code,
+    config_map_bytes,
+    make_code_config_map,
     with_owner,
 )
 from klambda.kube import names
@@ -37,6 +43,18 @@ def spec(**extra: Any) -> Any:
         },
     }
     return parse_object(doc).spec
+
+
+def shim_settings(objs: Any) -> dict[str, Any]:
+    """The shim's settings as its container gets them (the variable ``--config-env`` names)."""
+    shim = objs.deployment["spec"]["template"]["spec"]["containers"][0]
+    variable = shim["command"][shim["command"].index("--config-env") + 1]
+    (value,) = [e["value"] for e in shim["env"] if e["name"] == variable]
+    return dict(json.loads(value))
+
+
+def secret_env(container: dict[str, Any]) -> list[dict[str, Any]]:
+    return [e for e in container.get("env", []) if "valueFrom" in e]
 
 
 def build(fspec: Any, version: str = "$LATEST", pc: int = 0, replicas: int = 0) -> Any:
@@ -113,11 +131,13 @@ def test_secret_refs_become_secret_key_refs_not_config() -> None:
     fspec = spec(environment={"variables": {"STAGE": "prod"}, "secretRefs": refs})
     objs = build(fspec)
     container = objs.deployment["spec"]["template"]["spec"]["containers"][0]
-    assert container["env"] == [
+    assert secret_env(container) == [
         {"name": "API_KEY", "valueFrom": {"secretKeyRef": {"name": "k", "key": "v"}}},
         {"name": "DB_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}},
     ]
-    assert "env" not in build(spec()).deployment["spec"]["template"]["spec"]["containers"][0]
+    assert "DB_PASSWORD" not in json.dumps(shim_settings(objs))  # names only, never values
+    plain = build(spec()).deployment["spec"]["template"]["spec"]["containers"][0]
+    assert secret_env(plain) == []
 
 
 def image_spec(**extra: Any) -> Any:
@@ -159,26 +179,26 @@ def test_image_function_runs_its_image_beside_the_shim() -> None:
     assert env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] == "512"
     assert env["STAGE"] == "prod"
     assert env["TOKEN"] == {"secretKeyRef": {"name": "api", "key": "token"}}
-    assert "env" not in shim  # Secret values go to the function container only
+    assert secret_env(shim) == []  # Secret values go to the function container only
     assert function["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": 9002}
     assert function["livenessProbe"]["failureThreshold"] == 1
     assert function["resources"]["limits"]["memory"] == "512Mi"
     assert function["securityContext"]["readOnlyRootFilesystem"] is True
-    assert {v["name"] for v in pod["volumes"]} == {"shim-config", "tmp", "shim-tmp", "logs"}
-    settings = json.loads(objs.config["data"]["shim.json"])
+    assert {v["name"] for v in pod["volumes"]} == {"tmp", "shim-tmp", "logs"}
+    settings = shim_settings(objs)
     assert settings["external_runtime"] is True
     assert (settings["runtime_api_port"], settings["health_port"]) == (9001, 9002)
 
 
 def test_shim_settings_inside_the_pod() -> None:
     objs = build(spec(), version="3", pc=5)
-    shim = json.loads(objs.config["data"]["shim.json"])
+    shim = shim_settings(objs)
     where = (shim["code_dir"], shim["grpc_host"], shim["grpc_port"])
     assert where == ("/var/task", "0.0.0.0", 9000)
     assert (shim["log_dir"], shim["log_to_stdout"]) == ("/var/log/klambda", True)
     assert (shim["max_environments"], shim["provisioned_concurrency"], shim["prewarm"]) == (1, 1, 0)
     assert objs.deployment["metadata"]["name"] == "fn-hello-v3"
-    on_demand = json.loads(build(spec()).config["data"]["shim.json"])
+    on_demand = shim_settings(build(spec()))
     assert (on_demand["provisioned_concurrency"], on_demand["prewarm"]) == (0, 1)
 
 
@@ -188,13 +208,27 @@ def test_cpu_follows_memory_with_a_floor() -> None:
     assert resources(64)["requests"]["cpu"] == "50m"
 
 
-def test_network_policy() -> None:
-    np = build(spec()).network_policy["spec"]
-    assert np["policyTypes"] == ["Ingress"]
-    assert np["ingress"][0]["from"][0]["podSelector"]["matchLabels"] == names.GATEWAY_LABELS
+def test_network_policies() -> None:
+    """One ingress policy per namespace selects every function pod (only gateways connect);
+    a version with vpcConfig.egress adds its own egress policy (policies add up)."""
+    np = make_functions_policy("team", KubeSettings())
+    assert np["metadata"]["namespace"] == "team"
+    assert np["spec"]["policyTypes"] == ["Ingress"]
+    ingress = np["spec"]["ingress"][0]
+    assert ingress["from"][0]["podSelector"]["matchLabels"] == names.GATEWAY_LABELS
+    assert ingress["ports"] == [{"protocol": "TCP", "port": names.GRPC_PORT}]
+    pod_labels = build(spec()).deployment["spec"]["template"]["metadata"]["labels"]
+    assert np["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    assert build(spec()).egress_policy is None
     egress = [{"to": [{"ipBlock": {"cidr": "10.0.0.0/8"}}], "ports": [{"port": 5432}]}]
-    np = build(spec(vpcConfig={"egress": egress})).network_policy["spec"]
-    assert np["policyTypes"] == ["Ingress", "Egress"] and np["egress"] == egress
+    own = build(spec(vpcConfig={"egress": egress})).egress_policy
+    assert own["spec"]["policyTypes"] == ["Egress"] and own["spec"]["egress"] == egress
+    assert own["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    fspec = spec(vpcConfig={"egress": egress})
+    again = make_egress_policy(
+        "team", "fn-hello-latest", names.labels("hello", "$LATEST"), fspec, OWNER
+    )
+    assert again == own
 
 
 def test_code_config_map_keeps_paths_and_is_immutable() -> None:
@@ -237,3 +271,33 @@ def test_lease_expiry() -> None:
     assert not expired(spec, renewed + 14)
     assert expired(spec, renewed + 16)
     assert expired({}, renewed)  # never renewed: free to take
+
+
+def test_small_text_code_rides_in_the_pod_template() -> None:
+    """No code ConfigMap for small text code: the pod's own annotations hold it and a
+    downwardAPI volume puts each file at its path, read-only and executable like /var/task."""
+    files = {"app.py": b"def handler(e, c):\n    return 1\n", "lib/util.py": b"X = 1\n"}
+    annotated = annotated_code(files)
+    assert annotated is not None
+    fspec = spec()
+    objs = make_version_objects(
+        namespace="team", function="hello", version="$LATEST", spec=fspec,
+        config=ShimConfig("hello", "$LATEST", "python3.12", "app.handler", "/x", "arn", "/l"),
+        code_config_map="", code_items=annotated.items, owner=OWNER, replicas=0,
+        settings=KubeSettings(), code_annotations=annotated.data,
+    )  # fmt: skip
+    template = objs.deployment["spec"]["template"]
+    (code,) = [v for v in template["spec"]["volumes"] if v["name"] == "code"]
+    assert "configMap" not in code and code["downwardAPI"]["defaultMode"] == 0o555
+    annotations = template["metadata"]["annotations"]
+    by_path = {}
+    for item in code["downwardAPI"]["items"]:
+        key = item["fieldRef"]["fieldPath"].split("['")[1].rstrip("']")
+        by_path[item["path"]] = annotations[key].encode()
+    assert by_path == files
+
+
+def test_binary_or_large_code_needs_a_config_map() -> None:
+    assert annotated_code({"bin": b"\xff\xfe\x00"}) is None
+    assert annotated_code({"big.py": b"#" * (ANNOTATED_CODE_LIMIT + 1)}) is None
+    assert annotated_code({"ok.py": b"#" * ANNOTATED_CODE_LIMIT}) is not None
