@@ -34,7 +34,14 @@ from klambda.kube.client import KubeClient, KubeConfig, path_for
 from tests.helpers import free_port
 from tests.kube.double import KubeApiDouble
 
+IDLE_WINDOW = 20.0
 FUNCTIONS = path_for("klambda.io", "v1alpha1", "functions", "default")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mb(pid: int) -> float:
@@ -121,6 +128,10 @@ async def main(n: int, api_qps: float | None) -> None:
             ready = time.perf_counter() - t
             await asyncio.sleep(2.0)  # the gateway has seen every object too
             after = (rss_mb(operator.pid), rss_mb(gateway.pid))
+            # with nothing changing: the periodic resync is all the operator does
+            idle_cpu = cpu_seconds(operator.pid)
+            await asyncio.sleep(IDLE_WINDOW)
+            idle_cpu = (cpu_seconds(operator.pid) - idle_cpu) / IDLE_WINDOW
             theirs = [r for r in api.requests if not _bench_request(r, FUNCTIONS)]
             writes = sum(1 for r in theirs if r.method != "GET")
         finally:
@@ -143,6 +154,7 @@ async def main(n: int, api_qps: float | None) -> None:
     )
     kinds = Counter(f"{r.method} {_resource(r.path)}" for r in theirs)
     print("    " + ", ".join(f"{k} {v}" for k, v in kinds.most_common()))
+    print(f"  operator CPU with nothing changing (resync): {idle_cpu * 100:.1f}% of a core")
     for label, b, a in (("operator", base[0], after[0]), ("gateway", base[1], after[1])):
         print(
             f"  {label} memory: {b:6.1f} MB idle, {a:6.1f} MB with {n}: "
