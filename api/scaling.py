@@ -65,7 +65,7 @@ def demands_of(annotations: Mapping[str, str]) -> list[Demand]:
 
 def in_use(demands: Iterable[Demand], now: float, keep_warm: float) -> bool:
     """Some live report says the version was invoked within the keep-warm period."""
-    return any(now - d.last_used < keep_warm for d in _live(demands, now))
+    return any(now - d.last_used < keep_warm for d in live(demands, now))
 
 
 def desired_replicas(
@@ -77,10 +77,10 @@ def desired_replicas(
     has nor than ``provisioned`` (scaling down waits for the keep-warm period to pass). Idle:
     ``provisioned``.
     """
-    live = _live(demands, now)
-    if not any(now - d.last_used < keep_warm for d in live):
+    counted = live(demands, now)
+    if not any(now - d.last_used < keep_warm for d in counted):
         return provisioned
-    return max(provisioned, current, max((d.wanted for d in live), default=0))
+    return max(provisioned, current, max((d.wanted for d in counted), default=0))
 
 
 def next_change(demands: Iterable[Demand], now: float, keep_warm: float) -> float | None:
@@ -88,12 +88,13 @@ def next_change(demands: Iterable[Demand], now: float, keep_warm: float) -> floa
     keep-warm period or a report running out), or None when no report counts any more."""
     ends = [
         end
-        for d in _live(demands, now)
+        for d in live(demands, now)
         for end in (d.last_used + keep_warm, d.reported + REPORT_TTL)
         if end > now
     ]
     return min(ends) - now + 0.01 if ends else None
 
 
-def _live(demands: Iterable[Demand], now: float) -> list[Demand]:
+def live(demands: Iterable[Demand], now: float) -> list[Demand]:
+    """The reports that still count (made within REPORT_TTL)."""
     return [d for d in demands if now - d.reported <= REPORT_TTL]

@@ -1,27 +1,39 @@
 """Status of each kind, computed (pure) from what the controller observed.
 
-One ``Ready`` condition with a Reason constant and a message a user can act on; Lambda's
-``state``; ``observedGeneration``. ``lastTransitionTime`` only moves when the condition's status
-does, as Kubernetes conventions ask.
+Each status is built as its kind's typed status (``api.types``: FunctionStatus, VersionStatus,
+AliasStatus, EventSourceMappingStatus) and written in its wire form: one ``Ready`` condition
+with a Reason and a message a user can act on, set by ``mark_ready`` / ``mark_failed`` /
+``mark_unknown``; Lambda's ``state``; ``observedGeneration``. ``lastTransitionTime`` only moves
+when the condition's status does, as Kubernetes conventions ask.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from klambda.api import schema
 from klambda.api.objects import ApiObject
 from klambda.api.reasons import Reason
 from klambda.api.routes import EventSource
-from klambda.api.types import Condition
+from klambda.api.schema import ValidationError
+from klambda.api.types import (
+    AliasStatus,
+    Condition,
+    EventSourceMappingStatus,
+    FunctionStatus,
+    ProvisionedStatus,
+    VersionStatus,
+)
 
 if TYPE_CHECKING:
     from klambda.api.aliases import AliasPlan, FunctionPlan
     from klambda.api.publishing import Assignment
 
 READY = "Ready"
+S = TypeVar("S")
 
 
 class FailureLike(Protocol):
@@ -44,39 +56,51 @@ def ready_condition(
     message: str,
     generation: int,
     now: str | None = None,
-) -> dict[str, Any]:
-    """The Ready condition (typed: ``api.types.Condition``) in its wire form; its transition
-    time moves only when its status does."""
+) -> Condition:
+    """The Ready condition; its transition time moves only when its status does."""
     old = next((c for c in previous if c.get("type") == READY), None)
     changed = old is None or old.get("status") != status
     since = (now or _now()) if old is None or changed else str(old["lastTransitionTime"])
-    condition = Condition(READY, status, reason, message, since, generation)
-    return dict(schema.dump(condition))
+    return Condition(READY, status, reason, message, since, generation)
 
 
-Mark = Callable[[list[dict[str, Any]], Reason, str, int, str | None], dict[str, Any]]
+Mark = Callable[[list[dict[str, Any]], Reason, str, int, str | None], Condition]
 """One of the ``mark_*`` helpers below."""
 
 
 def mark_ready(
     previous: list[dict[str, Any]], reason: Reason, message: str, generation: int, now: str | None
-) -> dict[str, Any]:
+) -> Condition:
     """Ready=True."""
     return ready_condition(previous, "True", reason, message, generation, now)
 
 
 def mark_failed(
     previous: list[dict[str, Any]], reason: Reason, message: str, generation: int, now: str | None
-) -> dict[str, Any]:
+) -> Condition:
     """Ready=False: ``reason`` says why and whether waiting helps (``Reason.permanent``)."""
     return ready_condition(previous, "False", reason, message, generation, now)
 
 
 def mark_unknown(
     previous: list[dict[str, Any]], reason: Reason, message: str, generation: int, now: str | None
-) -> dict[str, Any]:
+) -> Condition:
     """Ready=Unknown: on its way."""
     return ready_condition(previous, "Unknown", reason, message, generation, now)
+
+
+def _stored(cls: type[S], previous: dict[str, Any]) -> S:
+    """The typed form of a stored status (its defaults when it is not one, e.g. written by
+    an older klambda), so a new status keeps what the old one recorded."""
+    try:
+        return schema.parse(cls, previous, "status")
+    except ValidationError:
+        return cls()
+
+
+def _wire(status: Any, previous: dict[str, Any]) -> dict[str, Any]:
+    """``status`` in its wire form, over fields of ``previous`` it does not know."""
+    return {**previous, **schema.dump(status)}
 
 
 def function_status(
@@ -113,19 +137,21 @@ def function_status(
         mark, reason, message, state = mark_unknown, Reason.RECONCILING, "starting", "Pending"
     if warning:
         message += f"; {warning}"
-    conditions = [mark(previous.get("conditions", []), reason, message, fn.generation, now)]
-    last_modified = previous.get("lastModified") or ""
-    if previous.get("observedGeneration") != fn.generation:
+    old = _stored(FunctionStatus, previous)
+    condition = mark(previous.get("conditions", []), reason, message, fn.generation, now)
+    last_modified = old.last_modified
+    if old.observed_generation != fn.generation:
         last_modified = now or _now()
-    return {
-        **previous,
-        "observedGeneration": fn.generation,
-        "conditions": conditions,
-        "state": state,
-        "url": url,
-        "codeSha256": code_sha256 or previous.get("codeSha256", ""),
-        "lastModified": last_modified,
-    }
+    status = dataclasses.replace(
+        old,
+        observed_generation=fn.generation,
+        conditions=[condition],
+        state=state,
+        url=url,
+        code_sha256=code_sha256 or old.code_sha256,
+        last_modified=last_modified,
+    )
+    return _wire(status, previous)
 
 
 def version_status(
@@ -136,15 +162,18 @@ def version_status(
     waiting = a.reason is Reason.FUNCTION_NOT_READY
     mark = mark_ready if ok else mark_unknown if waiting else mark_failed
     cond = mark(previous.get("conditions", []), a.reason, a.message, a.obj.generation, now)
-    out: dict[str, Any] = {**previous, "observedGeneration": a.obj.generation, "conditions": [cond]}
+    status = dataclasses.replace(
+        _stored(VersionStatus, previous), observed_generation=a.obj.generation, conditions=[cond]
+    )
     if ok and a.snapshot is not None:
-        out.update(
-            version=a.version,
-            codeSha256=a.snapshot.code_sha256,
-            configHash=a.snapshot.config_hash,
-            functionSpec=a.snapshot.function_spec,
+        status = dataclasses.replace(
+            status,
+            version=a.version or "",
+            code_sha256=a.snapshot.code_sha256,
+            config_hash=a.snapshot.config_hash,
+            function_spec=a.snapshot.function_spec,
         )
-    return out
+    return _wire(status, previous)
 
 
 def alias_status(
@@ -165,21 +194,16 @@ def alias_status(
         message = f"{ready} of {allocated} provisioned environments ready"
     else:
         mark, reason, message = mark_ready, Reason.ALIAS_READY, "routing invocations"
-    out: dict[str, Any] = {
-        "observedGeneration": obj.generation,
-        "conditions": [
-            mark(obj.status.get("conditions", []), reason, message, obj.generation, now)
-        ],
-        "aliasArn": arn,
-        "url": url,
-    }
-    if requested or allocated:
-        out["provisionedConcurrency"] = {
-            "requested": requested,
-            "allocated": allocated,
-            "ready": ready,
-        }
-    return out
+    status = AliasStatus(
+        observed_generation=obj.generation,
+        conditions=[mark(obj.status.get("conditions", []), reason, message, obj.generation, now)],
+        alias_arn=arn,
+        url=url,
+        provisioned_concurrency=(
+            ProvisionedStatus(requested, allocated, ready) if requested or allocated else None
+        ),
+    )
+    return dict(schema.dump(status))
 
 
 def alias_provisioned(
@@ -204,16 +228,15 @@ def version_provisioned(
     """A Version's status with its own provisioned concurrency (its pro-rata share of the
     ``ready`` environments of version ``number``)."""
     requested = obj.spec.provisioned_concurrency
-    status = dict(obj.status)
-    if requested or status.get("provisionedConcurrency"):
-        total = plan_.provisioned.get(number, 0)
-        share = 0 if not total else min(requested, ready * requested // total)
-        status["provisionedConcurrency"] = {
-            "requested": requested,
-            "allocated": 0 if plan_.problem else requested,
-            "ready": share,
-        }
-    return status
+    if not requested and not obj.status.get("provisionedConcurrency"):
+        return obj.status
+    total = plan_.provisioned.get(number, 0)
+    share = 0 if not total else min(requested, ready * requested // total)
+    provisioned = ProvisionedStatus(requested, 0 if plan_.problem else requested, share)
+    status = dataclasses.replace(
+        _stored(VersionStatus, obj.status), provisioned_concurrency=provisioned
+    )
+    return _wire(status, obj.status)
 
 
 def event_source_status(
@@ -228,12 +251,11 @@ def event_source_status(
         mark, reason, message = mark_ready, Reason.POLLING, "delivering the queue's messages"
     else:
         mark, reason, message = mark_ready, Reason.DISABLED, "enabled is false: messages wait"
-    return {
-        "observedGeneration": obj.generation,
-        "conditions": [
-            mark(obj.status.get("conditions", []), reason, message, obj.generation, now)
-        ],
-        "state": "Enabled" if enabled else "Disabled",
-        "eventSourceArn": source.configuration["EventSourceArn"],
-        "functionArn": source.configuration["FunctionArn"],
-    }
+    status = EventSourceMappingStatus(
+        observed_generation=obj.generation,
+        conditions=[mark(obj.status.get("conditions", []), reason, message, obj.generation, now)],
+        state="Enabled" if enabled else "Disabled",
+        event_source_arn=source.configuration["EventSourceArn"],
+        function_arn=source.configuration["FunctionArn"],
+    )
+    return dict(schema.dump(status))

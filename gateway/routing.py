@@ -51,9 +51,7 @@ class RoutingTable:
 
     def event_sources(self) -> tuple[EventSourceRoute, ...]:
         """The pollers' routes, in name order."""
-        return tuple(
-            s.route for _, s in sorted(self._sources.items()) if s.route is not None
-        )
+        return tuple(s.route for _, s in sorted(self._sources.items()) if s.route is not None)
 
     def event_source_configurations(self, namespace: str) -> list[dict[str, Any]]:
         return [s.configuration for (ns, _), s in sorted(self._sources.items()) if ns == namespace]

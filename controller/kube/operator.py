@@ -47,8 +47,10 @@ class OperatorSettings:
     """Base URL of the gateway, for function URLs in status."""
     region: str = defaults.REGION
     """Region in ARNs."""
-    resync_period: float = 10.0
-    """Seconds between passes when nothing changed."""
+    resync_period: float = 60.0
+    """Seconds between reconciles of every object when nothing changed: a safety net only
+    (changes, retries, pod and Deployment events and keep-warm timers queue objects
+    themselves), so it is long: each one costs a reconcile of every function."""
     lease_duration: float = 15.0
     """Seconds a Lease stays valid without renewal (then another replica takes over)."""
     lease_renew: float = 5.0

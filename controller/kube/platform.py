@@ -123,18 +123,23 @@ class KubePlatform:
         return ready_endpoints(self.pods.indexed(key), key)
 
     async def observe(self, key: ShimKey) -> Observation | None:
+        """From the cache: pods (one environment each), and the gateways' demand reports
+        (what their invocations use now, and when they last invoked the version)."""
         d = self._deployment(key)
         if d is None:
             return None
-        spec = d.get("spec", {})
         provisioned = _provisioned(d)
         ready = len(self.endpoints(key))
+        now = self.clock()
+        demands = scaling.live(scaling.demands_of(d["metadata"].get("annotations") or {}), now)
+        used = max((r.last_used for r in demands), default=None)
+        in_use = [r.wanted for r in demands if now - r.last_used < self.keep_warm]
         return Observation(
-            int(spec.get("replicas", 0)),
-            0,
+            int(d.get("spec", {}).get("replicas", 0)),
+            min(ready, max(in_use, default=0)),
             provisioned,
             min(ready, provisioned),
-            0.0,
+            max(0.0, now - used) if used is not None else 0.0,
         )
 
     # ------------------------------------------------------------------ code

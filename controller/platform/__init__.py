@@ -31,13 +31,16 @@ class StartFailed(Exception):
 
 @dataclass(frozen=True)
 class Observation:
-    """What a running shim reports about its environments."""
+    """What a running version reports about its environments (locally its shim; on
+    Kubernetes its pods, one environment each, and the gateways' demand reports)."""
 
     environments: int
     busy: int
+    """Environments in use now (Kubernetes: what live reports use, at most the ready pods)."""
     provisioned_target: int
     provisioned_ready: int
     idle_seconds: float
+    """Seconds since the version was last invoked (0 when never, as far as is known)."""
 
 
 class Platform(Protocol):

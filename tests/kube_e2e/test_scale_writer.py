@@ -93,3 +93,30 @@ def test_gateway_names_make_valid_annotation_keys() -> None:
     assert annotation_key("klambda-gateway-7d9f-x2") == "demand.klambda.io/klambda-gateway-7d9f-x2"
     assert annotation_key("host name:42") == "demand.klambda.io/host-name-42"
     assert len(annotation_key("x" * 200).split("/", 1)[1]) == 63
+
+
+async def test_observation_and_keep_warm_timer_come_from_the_reports(tmp_path: Path) -> None:
+    """On Kubernetes what a version reports (busy, idle for) comes from the gateways' demand
+    reports, and scale() says when the keep-warm period ends, so the operator reconciles then
+    instead of polling."""
+    async with KubeApiDouble() as api:
+        client = KubeClient(KubeConfig.load(str(api.write_kubeconfig(tmp_path / "kubeconfig"))))
+        try:
+            now = 1_000_000.0
+            platform = KubePlatform(
+                client, KubeSettings(), lambda key: None, keep_warm=KEEP_WARM, clock=lambda: now
+            )
+            d = deployment(3, 0)
+            report = scaling.Demand(3, now - 250.0, now - 5.0)
+            d["metadata"]["annotations"][annotation_key("gateway-a")] = report.encode()
+            created = await client.create(deployments_path("default"), d)
+            platform.deployments.assume(created)
+            seen = await platform.observe(KEY)
+            assert seen is not None
+            assert (seen.environments, seen.idle_seconds) == (3, 250.0)
+            assert seen.busy == 0  # no pod is ready: nothing can be busy
+            # the size holds while in use, and the next change is when keep-warm runs out
+            # (in 50 s; the report itself would stop counting in 115 s)
+            assert await platform.scale(KEY) == KEEP_WARM - 250.0 + 0.01
+        finally:
+            await client.close()

@@ -11,6 +11,7 @@ from klambda.api.scaling import (
     demands_of,
     desired_replicas,
     in_use,
+    next_change,
 )
 
 NOW = 10_000.0
@@ -55,3 +56,20 @@ def test_reports_round_trip_through_annotations() -> None:
         "klambda.io/provisioned": "1",
     }
     assert demands_of(annotations) == [report]
+
+
+@pytest.mark.parametrize(
+    ("reports", "expected"),
+    [
+        ([], None),  # nothing counts: nothing changes by the clock
+        ([Demand(2, 1000.0 - 250, 1000.0)], 50.01),  # keep-warm ends first
+        ([Demand(2, 1000.0, 1000.0 - 100)], 20.01),  # the report stops counting first
+        ([Demand(2, 1000.0 - 400, 1000.0)], 120.01),  # idle already: the report's TTL is left
+        ([Demand(1, 0.0, 0.0)], None),  # a dead report
+    ],
+)
+def test_next_change_is_the_earliest_clock_boundary(
+    reports: list[Demand], expected: float | None
+) -> None:
+    result = next_change(reports, 1000.0, 300.0)
+    assert result == (pytest.approx(expected) if expected is not None else None)
