@@ -122,6 +122,7 @@ def function_status(
     ``warning``: a setting that cannot be honoured (e.g. a reservation that does not fit).
     """
     mark: Mark
+    state: Literal["Pending", "Active", "Inactive", "Failed"]
     if current and fn.spec.reserved_concurrency == 0:
         mark, reason, state = mark_failed, Reason.THROTTLED, "Active"
         message = "reservedConcurrency is 0: every invocation is throttled (429)"
