@@ -74,6 +74,9 @@ class ShimConfig:
     health_port: int = 0
     """External runtimes: port of ``/healthz``, which fails once after the shim gave up on the
     runtime (a timeout), so that the pod's liveness probe restarts the runtime's container."""
+    caller_token: str = ""
+    """The token every gRPC call must carry (``api.shim_auth``); the platforms always set
+    it. Empty only for a shim started by hand, which then takes any caller."""
 
     def lambda_variables(self, runtime_api: str, log_stream: str, init_type: str) -> dict[str, str]:
         """The variables Lambda defines in every environment, image functions' included."""

@@ -149,6 +149,11 @@ def _parser() -> argparse.ArgumentParser:
     gw.add_argument("--host", default="0.0.0.0")
     gw.add_argument("--port", type=int, default=defaults.GATEWAY_PORT)
     gw.add_argument("--public-url", default=defaults.PUBLIC_URL)
+    gw.add_argument(
+        "--platform-namespace",
+        help="namespace of the operator (its Secret klambda-shim-key; default: the kubeconfig's "
+        "namespace, in a pod the gateway's own)",
+    )
     gw.add_argument("--redis-url", help="Redis for asynchronous invocations")
     gw.add_argument("--region", default=defaults.REGION)
     gw.add_argument("--concurrency-limit", type=int, default=defaults.CONCURRENCY_LIMIT)
@@ -282,7 +287,14 @@ def _gateway(args: argparse.Namespace) -> int:
         trusted_proxies=tuple(args.trusted_proxies),
     )
     return _until_signalled(
-        lambda stop: run_gateway(settings, args.kubeconfig, args.namespaces, args.public_url, stop)
+        lambda stop: run_gateway(
+            settings,
+            args.kubeconfig,
+            args.namespaces,
+            args.public_url,
+            stop,
+            args.platform_namespace,
+        )
     )
 
 

@@ -25,15 +25,17 @@ from klambda.api.iam import AccessKey
 from klambda.api.manifest import ManifestError, load_documents
 from klambda.api.objects import ApiObject, parse_object
 from klambda.api.schema import ValidationError
+from klambda.api.shim_auth import KEY_BYTES
 from klambda.api.tasks import cancel_and_wait
 from klambda.cli.shutdown import Shutdown
 from klambda.cli.state import NotRunning, PlatformState
 from klambda.controller.admin import create_admin_app
-from klambda.controller.controller import Controller, ControllerSettings
+from klambda.controller.controller import Controller
 from klambda.controller.persistence import StateFile
 from klambda.controller.platform.iam_local import FileDirectory
 from klambda.controller.platform.local import LocalPlatform
 from klambda.controller.platform.redis_server import EmbeddedRedis, RedisUnavailable, ping
+from klambda.controller.settings import ControllerSettings
 from klambda.controller.store import ObjectStore
 from klambda.gateway.app import create_app
 from klambda.gateway.routing import RoutingTable
@@ -187,10 +189,12 @@ async def _run(
         state_file = StateFile.open(data_dir / "state" / "objects.db")
         stack.callback(state_file.close)
         store = ObjectStore(state_file)
+        shim_key = secrets.token_bytes(KEY_BYTES)  # per run: shims start afresh each run
         platform = LocalPlatform(
             data_dir / "run",
             data_dir / "code",
             secrets=lambda ns: {o.name: o.spec for o in store.list("Secret", ns)},
+            shim_key=shim_key,
         )
         stack.push_async_callback(step("function processes", platform.close))
         controller = Controller(
@@ -215,6 +219,7 @@ async def _run(
             concurrency_limit=options.concurrency_limit,
             redis_url=redis_url,
             async_consumer="klambda-up",
+            shim_key=shim_key,
         )
         gateway = await _serve(
             create_app(gateway_settings, table, directory, controller),

@@ -41,7 +41,7 @@ def create_app(
     tokens: TokenReviewer | None = None,
 ) -> web.Application:
     metrics = Metrics()
-    client = ShimClient()
+    client = ShimClient(settings.shim_key)
     invoker = Invoker(table, client, metrics, settings, activator)
     authenticator = Authenticator(directory, settings.region, tokens)
     urls = FunctionUrls(invoker, settings, authenticator)

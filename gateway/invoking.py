@@ -202,7 +202,8 @@ class Invoker:
             )
             deadline = target.timeout + self.settings.init_allowance + 5.0
             try:
-                response = await self.client.invoke(address, request, deadline)
+                version = (inv.namespace, inv.name, target.version)
+                response = await self.client.invoke(address, request, deadline, version)
             except ShimUnavailable:
                 if attempt == 2:
                     raise

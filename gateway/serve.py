@@ -8,6 +8,7 @@ on SIGINT/SIGTERM).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import socket
@@ -21,6 +22,7 @@ from klambda.gateway.kube_view import KubeView
 from klambda.gateway.routing import RoutingTable
 from klambda.gateway.settings import GatewaySettings
 from klambda.kube.client import KubeClient, KubeConfig
+from klambda.kube.shim_key import read_shim_key
 
 log = logging.getLogger("klambda.gateway")
 
@@ -31,7 +33,10 @@ async def run(
     namespaces: list[str] | None,
     public_url: str,
     stop: asyncio.Event,
+    platform_namespace: str | None = None,
 ) -> int:
+    """``platform_namespace``: where the platform key's Secret is (default: the client's
+    namespace, in a pod its own)."""
     client = KubeClient(KubeConfig.load(kubeconfig))
     table = RoutingTable()
     view = KubeView(
@@ -50,6 +55,8 @@ async def run(
     ]
     runner = None
     try:
+        key = await read_shim_key(client, platform_namespace or client.config.namespace)
+        settings = dataclasses.replace(settings, shim_key=key)
         await view.start()
         await asyncio.gather(directory.keys.synced.wait(), directory.accounts.synced.wait())
         app = create_app(settings, table, directory, view, TokenReviewer(client, directory))

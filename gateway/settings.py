@@ -38,6 +38,9 @@ class GatewaySettings:
     keep_warm: float = defaults.KEEP_WARM
     """Kubernetes: how long after its last use this gateway keeps reporting a version as used
     (the operator's own keep-warm decides when pods go; set both alike)."""
+    shim_key: bytes | None = None
+    """The platform key shims' caller tokens derive from (``api.shim_auth``): ``klambda up``
+    makes one per run; on Kubernetes it is the Secret the operator keeps."""
     name: str = ""
     """Kubernetes: this replica's name in demand reports (default: host name and pid; in a pod,
     the pod's name)."""

@@ -5,6 +5,9 @@ shared/reference/baselines.md), so each shim address gets one ``InvokeStream``; 
 written on it and answers matched back by request id. A request that could not be written was
 never seen by the shim (safe to send elsewhere); once written, a broken stream means the
 invocation may have run, so it is reported as a service error, never retried.
+
+Every stream carries the caller token of the version it calls (``api.shim_auth``), derived from
+the platform key this gateway holds; a shim answers nothing else.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 
 import grpc
 
+from klambda.api.shim_auth import call_metadata, caller_token
 from klambda.gateway.errors import ServiceError, TooManyRequests
 from klambda.protos import CLIENT_OPTIONS, shim_pb2, shim_pb2_grpc
 
@@ -29,8 +33,9 @@ class ShimUnavailable(ServiceError):
 class _Stream:
     """One InvokeStream: a writer lock, a reader task, and the answers awaited."""
 
-    def __init__(self, stub: shim_pb2_grpc.ShimStub) -> None:
-        self.call: Any = stub.InvokeStream()
+    def __init__(self, stub: shim_pb2_grpc.ShimStub, token: str | None) -> None:
+        self.token = token
+        self.call: Any = stub.InvokeStream(metadata=call_metadata(token) if token else None)
         self.pending: dict[str, asyncio.Future[shim_pb2.InvokeResponse]] = {}
         self.write_lock = asyncio.Lock()
         self.broken = False
@@ -44,14 +49,18 @@ class _Stream:
                     future.set_result(answer)
         except grpc.aio.AioRpcError as e:
             log.info("shim stream closed: %s", e.code().name)
+            if e.code() == grpc.StatusCode.UNAUTHENTICATED:  # nothing ran: say why
+                log.error("a shim refused this gateway's caller token (platform key differs?)")
+                self._fail(ServiceError("the function environment refused the gateway"))
         finally:
             self.broken = True
-            for future in self.pending.values():
-                if not future.done():
-                    future.set_exception(
-                        ServiceError("the function environment went away during the invocation")
-                    )
-            self.pending.clear()
+            self._fail(ServiceError("the function environment went away during the invocation"))
+
+    def _fail(self, error: ServiceError) -> None:
+        for future in self.pending.values():
+            if not future.done():
+                future.set_exception(error)
+        self.pending.clear()
 
     async def invoke(
         self, request: shim_pb2.InvokeRequest, timeout: float
@@ -83,7 +92,12 @@ class _Stream:
 
 
 class ShimClient:
-    def __init__(self) -> None:
+    def __init__(self, key: bytes | None = None) -> None:
+        """``key``: the platform key the callers' tokens derive from (None: shims without
+        caller tokens, started by hand in tests)."""
+        self.key = key
+        self._tokens: dict[tuple[str, str, str], str] = {}
+        self._closing: set[asyncio.Task[None]] = set()
         self._stubs: dict[str, shim_pb2_grpc.ShimStub] = {}
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._streams: dict[str, _Stream] = {}
@@ -97,10 +111,26 @@ class ShimClient:
             stub = self._stubs[address] = shim_pb2_grpc.ShimStub(channel)
         return stub
 
-    def _stream(self, address: str) -> _Stream:
+    def token(self, version: tuple[str, str, str]) -> str | None:
+        """The caller token of a (namespace, function, version)."""
+        if self.key is None:
+            return None
+        token = self._tokens.get(version)
+        if token is None:
+            if len(self._tokens) > 100_000:  # bounded: versions come and go
+                self._tokens.clear()
+            token = self._tokens[version] = caller_token(self.key, *version)
+        return token
+
+    def _stream(self, address: str, token: str | None) -> _Stream:
         stream = self._streams.get(address)
+        if stream is not None and stream.token != token:  # the address now serves another
+            closing = asyncio.get_running_loop().create_task(stream.close())  # version
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
+            stream = None
         if stream is None or stream.broken:
-            stream = self._streams[address] = _Stream(self._stub(address))
+            stream = self._streams[address] = _Stream(self._stub(address), token)
         return stream
 
     def pick(self, endpoints: tuple[str, ...]) -> str:
@@ -108,12 +138,17 @@ class ShimClient:
         return min(endpoints, key=lambda a: self.inflight.get(a, 0))
 
     async def invoke(
-        self, address: str, request: shim_pb2.InvokeRequest, timeout: float
+        self,
+        address: str,
+        request: shim_pb2.InvokeRequest,
+        timeout: float,
+        version: tuple[str, str, str],
     ) -> shim_pb2.InvokeResponse:
+        """Invokes ``version`` (namespace, function, version) at ``address``."""
         self.inflight[address] = self.inflight.get(address, 0) + 1
         try:
             request.timeout_ms = int(timeout * 1000)
-            answer = await self._stream(address).invoke(request, timeout)
+            answer = await self._stream(address, self.token(version)).invoke(request, timeout)
         finally:
             self.inflight[address] -= 1
         if answer.refused == "RESOURCE_EXHAUSTED":

@@ -14,6 +14,7 @@ import grpc
 from klambda.api.reasons import Reason
 from klambda.api.shim_config import ShimConfig
 from klambda.protos import SERVER_OPTIONS, shim_pb2_grpc
+from klambda.shim.auth import CallerAuth
 from klambda.shim.runtimes import RuntimeUnavailable, resolve_command
 from klambda.shim.service import ShimService
 from klambda.shim.shim import Shim
@@ -53,7 +54,8 @@ async def serve(config: ShimConfig, ready_fd: int | None) -> int:
             *SERVER_OPTIONS,
             # a second shim on the same address must fail, not silently share its traffic
             ("grpc.so_reuseport", 0),
-        ]
+        ],
+        interceptors=[CallerAuth(config.caller_token)] if config.caller_token else [],
     )
     service = ShimService(shim)
     shim_pb2_grpc.add_ShimServicer_to_server(service, server)

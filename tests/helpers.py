@@ -79,7 +79,8 @@ class ShimHandle:
         payload = json.dumps({} if event is None else event).encode()
         kw.setdefault("request_id", uuid.uuid4().hex)
         request = shim_pb2.InvokeRequest(payload=payload, **kw)
-        return await self.client.invoke(self.address, request, timeout)
+        version = (self.config.namespace, self.config.function_name, self.config.version)
+        return await self.client.invoke(self.address, request, timeout, version)
 
     def log_text(self) -> str:
         folder = Path(self.config.log_dir)

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from klambda.api import defaults
 from klambda.api.shim_config import ShimConfig
 from klambda.api.types import FunctionSpec
 from klambda.controller.kube.code_objects import code_volume
@@ -62,6 +63,8 @@ class KubeSettings:
     """Pull policy of runtime images."""
     gateway_labels: dict[str, str] = field(default_factory=lambda: dict(names.GATEWAY_LABELS))
     """Labels of gateway pods: the only ingress function pods accept."""
+    platform_namespace: str = defaults.NAMESPACE
+    """The namespace the gateways run in: pods labelled like a gateway elsewhere are refused."""
     max_replicas: int = 1000
     """Upper bound on pods per version."""
 
@@ -287,8 +290,10 @@ def _image_pod(
 
 def make_functions_policy(namespace: str, settings: KubeSettings) -> Manifest:
     """One NetworkPolicy for every function pod of a namespace: they take connections only
-    from gateway pods, on the shim's port. (Policies add up: a version with vpcConfig also
-    has its own egress policy.)"""
+    from gateway pods of the platform's namespace, on the shim's port (a tenant can label a pod
+    like a gateway, but not put it in the platform's namespace). Policies add up: a version
+    with vpcConfig also has its own egress policy. Shims check a caller token as well, so a
+    cluster that does not enforce NetworkPolicy is not open either."""
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -309,7 +314,11 @@ def make_functions_policy(namespace: str, settings: KubeSettings) -> Manifest:
                 {
                     "from": [
                         {
-                            "namespaceSelector": {},
+                            "namespaceSelector": {
+                                "matchLabels": {
+                                    "kubernetes.io/metadata.name": settings.platform_namespace
+                                }
+                            },
                             "podSelector": {"matchLabels": settings.gateway_labels},
                         }
                     ],

@@ -20,15 +20,17 @@ from typing import Any
 from klambda.api import defaults
 from klambda.api.routes import LATEST
 from klambda.api.tasks import cancel_and_wait
-from klambda.controller.controller import Controller, ControllerSettings
+from klambda.controller.controller import Controller
 from klambda.controller.kube.builders import KubeSettings
 from klambda.controller.kube.events import EVENTS_BURST, EVENTS_QPS, EventRecorder
 from klambda.controller.kube.platform import KubePlatform
 from klambda.controller.kube.store import KubeStore
 from klambda.controller.reconcile import ShimKey
+from klambda.controller.settings import ControllerSettings
 from klambda.kube import names
 from klambda.kube.client import KubeClient, KubeConfig
 from klambda.kube.leader import LeaderElection
+from klambda.kube.shim_key import ensure_shim_key
 
 log = logging.getLogger("klambda.operator")
 
@@ -87,7 +89,10 @@ async def run(settings: OperatorSettings, stop: asyncio.Event | None = None) -> 
     events = EventRecorder(KubeClient(config, EVENTS_QPS, EVENTS_BURST))
     store = KubeStore(client, settings.namespaces, events)
     platform = KubePlatform(
-        client, KubeSettings(), owner_lookup(store), keep_warm=settings.keep_warm
+        client,
+        KubeSettings(platform_namespace=settings.lease_namespace),
+        owner_lookup(store),
+        keep_warm=settings.keep_warm,
     )
     controller = Controller(
         store,
@@ -121,6 +126,7 @@ async def run(settings: OperatorSettings, stop: asyncio.Event | None = None) -> 
             return 0
         waiter.cancel()
         leading = True
+        platform.shim_key = await ensure_shim_key(client, settings.lease_namespace)
         await store.start()
         events.start()
         tasks = [

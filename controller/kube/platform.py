@@ -18,12 +18,13 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from klambda.api import defaults, scaling
 from klambda.api.objects import FunctionKey
 from klambda.api.reasons import Reason
+from klambda.api.shim_auth import caller_token
 from klambda.api.shim_config import ShimConfig
 from klambda.api.types import Code, FunctionSpec
 from klambda.controller.code import CodeBundle, CodeFetchFailed, fetch_files
@@ -78,6 +79,8 @@ class KubePlatform:
         self.on_change = on_change
         self.keep_warm = keep_warm
         self.clock = clock
+        self.shim_key = b""
+        """The platform key (``kube.shim_key``); the operator sets it once it leads."""
         selector = "app.kubernetes.io/managed-by=klambda"
         self.deployments = Informer(
             client,
@@ -223,6 +226,9 @@ class KubePlatform:
     ) -> None:
         # secretRefs become the pod's env (secretKeyRef): the kubelet reads the Secrets
         key = (config.namespace, config.function_name, config.version)
+        if not self.shim_key:
+            raise StartFailed(Reason.APPLY_FAILED, "the platform key is not loaded yet")
+        config = replace(config, caller_token=caller_token(self.shim_key, *key))
         owner = self.owner_of(key)
         if owner is None:
             raise StartFailed(Reason.OWNER_NOT_FOUND, "the owning object is gone")

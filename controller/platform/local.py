@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import os
+import secrets
 import signal
 import sys
 from collections.abc import Callable, Mapping
@@ -25,6 +26,7 @@ import grpc
 from klambda.api.lifecycle import die_with_parent
 from klambda.api.objects import FunctionKey
 from klambda.api.reasons import Reason
+from klambda.api.shim_auth import KEY_BYTES, call_metadata, caller_token
 from klambda.api.shim_config import ShimConfig
 from klambda.api.types import Code, FunctionSpec, SecretKeyRef
 from klambda.controller.code import CodeBundle, CodeChanged, CodeFetchFailed, prepare_local
@@ -57,6 +59,10 @@ class ShimProcess:
             self.channel = grpc.aio.insecure_channel(self.address, options=MESSAGE_OPTIONS)
         return shim_pb2_grpc.ShimStub(self.channel)
 
+    @property
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        return call_metadata(self.config.caller_token)
+
 
 @dataclass
 class LocalPlatform:
@@ -67,6 +73,8 @@ class LocalPlatform:
     drain_delay: float = 1.0
     python: str = sys.executable
     on_change: Callable[[ShimKey], None] = lambda key: None
+    shim_key: bytes = field(default_factory=lambda: secrets.token_bytes(KEY_BYTES))
+    """The platform key shims' caller tokens derive from (the gateway holds the same)."""
     pushes_observations = False  # a shim's idleness is read by asking it (observe)
     secrets: Callable[[str], Mapping[str, Mapping[str, str]]] = lambda namespace: {}
     """A namespace's Secrets by name (their data as text): the local store holds them, as the
@@ -109,8 +117,9 @@ class LocalPlatform:
             raise StartFailed(Reason.CODE_FETCH_FAILED, str(e)) from e
 
     async def start(self, config: ShimConfig, code: CodeBundle[Path], spec: FunctionSpec) -> None:
-        config = replace(config, code_dir=str(code.ref))
         key = (config.namespace, config.function_name, config.version)
+        token = caller_token(self.shim_key, *key)
+        config = replace(config, code_dir=str(code.ref), caller_token=token)
         values = resolve_secret_refs(spec.secret_refs, self.secrets(key[0]), key[0])
         shim = await self._spawn(key, config, values)
         old = self._current.get(key)
@@ -129,7 +138,9 @@ class LocalPlatform:
         if shim is None:
             return
         try:
-            await shim.stub().Provision(shim_pb2.ProvisionRequest(count=count), timeout=5)
+            await shim.stub().Provision(
+                shim_pb2.ProvisionRequest(count=count), timeout=5, metadata=shim.metadata
+            )
         except grpc.aio.AioRpcError as e:
             log.warning("provisioning %s/%s:%s failed: %s", *key, e.details())
             return
@@ -145,7 +156,9 @@ class LocalPlatform:
         if shim is None:
             return None
         try:
-            r = await shim.stub().Status(shim_pb2.StatusRequest(), timeout=5)
+            r = await shim.stub().Status(
+                shim_pb2.StatusRequest(), timeout=5, metadata=shim.metadata
+            )
         except grpc.aio.AioRpcError:
             return None
         return Observation(

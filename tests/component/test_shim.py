@@ -325,7 +325,8 @@ async def test_unreachable_shim_is_unavailable(tmp_path: Path) -> None:
     try:
         with pytest.raises(ShimUnavailable):
             request = shim_pb2.InvokeRequest(payload=b"{}", request_id="r")
-            await asyncio.wait_for(client.invoke(f"127.0.0.1:{free_port()}", request, 5), 10)
+            address = f"127.0.0.1:{free_port()}"
+            await asyncio.wait_for(client.invoke(address, request, 5, ("d", "f", "$LATEST")), 10)
     finally:
         await client.close()
 
