@@ -28,7 +28,14 @@ from klambda.gateway.routing import RoutingTable
 from klambda.kube.client import KubeClient
 from klambda.kube.informer import Informer
 from klambda.kube.objects import ObjectCache
-from klambda.kube.workloads import function_key_of, pods_path, ready_endpoints, version_key_of
+from klambda.kube.workloads import (
+    function_key_of,
+    pods_path,
+    ready_endpoints,
+    replicasets_path,
+    version_key_of,
+    version_replica_sets,
+)
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +70,13 @@ class KubeView:
             label_selector="app.kubernetes.io/managed-by=klambda",
             index=version_key_of,
         )
+        self.replica_sets = Informer(
+            client,
+            replicasets_path(),
+            self._pod_changed,
+            label_selector="app.kubernetes.io/managed-by=klambda",
+            index=version_key_of,
+        )
         self.demand = DemandReporter(client, gateway_name, keep_warm)
         self.reservations = Reservations(concurrency_limit)
         self._dirty = asyncio.Event()
@@ -83,6 +97,11 @@ class KubeView:
                 self._functions.add(function)
         self._dirty.set()
 
+    def endpoints(self, key: tuple[str, str, str]) -> tuple[str, ...]:
+        """Ready pods the version's Deployment made (never look-alikes)."""
+        owners = version_replica_sets(self.replica_sets.indexed(key), key)
+        return ready_endpoints(self.pods.indexed(key), key, owners)
+
     def _pod_changed(self, kind: str, old: Any, new: Any) -> None:
         key = function_key_of(new or old)
         if key is not None:
@@ -94,8 +113,10 @@ class KubeView:
 
     async def start(self) -> None:
         self._tasks.append(asyncio.create_task(self.pods.run(), name="pods"))
+        self._tasks.append(asyncio.create_task(self.replica_sets.run(), name="replicasets"))
         await self.store.start()
         await self.pods.synced.wait()
+        await self.replica_sets.synced.wait()
         for fn in self.store.list("Function"):  # every grant known before any route
             key = (fn.namespace, fn.name)
             self.reservations.update(key, fn.creation_key, fn.spec.reserved_concurrency)
@@ -142,7 +163,7 @@ class KubeView:
             return
 
         def runtime(version_key: tuple[str, str, str]) -> world_mod.Runtime:
-            endpoints = ready_endpoints(self.pods.indexed(version_key), version_key)
+            endpoints = self.endpoints(version_key)
             problem = None
             if version_key[2] == LATEST and not endpoints:
                 ready: dict[str, Any] = next(
@@ -176,7 +197,7 @@ class KubeView:
         yet when a Function was only just created."""
         key = (namespace, name, version)
         deadline = time.monotonic() + timeout
-        while not ready_endpoints(self.pods.indexed(key), key):
+        while not self.endpoints(key):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return

@@ -132,6 +132,7 @@ async def run(settings: OperatorSettings, stop: asyncio.Event | None = None) -> 
         tasks = [
             asyncio.create_task(platform.deployments.run(), name="deployments"),
             asyncio.create_task(platform.pods.run(), name="pods"),
+            asyncio.create_task(platform.replica_sets.run(), name="replicasets"),
         ]
         await platform.deployments.synced.wait()
         tasks += [

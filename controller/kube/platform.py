@@ -39,7 +39,9 @@ from klambda.kube.workloads import (
     function_key_of,
     pods_path,
     ready_endpoints,
+    replicasets_path,
     version_key_of,
+    version_replica_sets,
 )
 
 log = logging.getLogger(__name__)
@@ -92,6 +94,9 @@ class KubePlatform:
         self.pods = Informer(
             client, pods_path(), self._changed, label_selector=selector, index=version_key_of
         )
+        self.replica_sets = Informer(
+            client, replicasets_path(), self._changed, label_selector=selector, index=version_key_of
+        )
         self._policies: set[str] = set()
         """Namespaces whose functions' NetworkPolicy this operator made or found."""
 
@@ -123,7 +128,8 @@ class KubePlatform:
         return out
 
     def endpoints(self, key: ShimKey) -> tuple[str, ...]:
-        return ready_endpoints(self.pods.indexed(key), key)
+        owners = version_replica_sets(self.replica_sets.indexed(key), key)
+        return ready_endpoints(self.pods.indexed(key), key, owners)
 
     async def observe(self, key: ShimKey) -> Observation | None:
         """From the cache: pods (one environment each), and the gateways' demand reports

@@ -35,7 +35,7 @@ import aiohttp
 
 from klambda.api.lifecycle import die_with_parent
 from klambda.kube import names
-from klambda.kube.client import KubeClient, KubeError, NotFound, path_for
+from klambda.kube.client import Conflict, KubeClient, KubeError, NotFound, path_for
 from klambda.kube.informer import Informer
 from tests.helpers import read_report, start_shim
 
@@ -76,6 +76,9 @@ class ProcessKubelet:
     client: KubeClient
     work_dir: Path
     pods: dict[tuple[str, str], list[PodProcess]] = field(default_factory=dict)
+    _replica_sets: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    """(namespace, name, Deployment uid) -> uid of the ReplicaSets made (they go with their
+    Deployment)."""
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _starting: set[asyncio.Task[None]] = field(default_factory=set)
@@ -159,9 +162,53 @@ class ProcessKubelet:
                 },
             )
 
+    async def _replica_set(
+        self, namespace: str, deployment: str, d: dict[str, Any], thash: str
+    ) -> str:
+        """The uid of the ReplicaSet of this template, made as the Deployment controller does:
+        labelled like the template, controlled by the Deployment."""
+        name = f"{deployment}-{thash[:10]}"
+        known = self._replica_sets.get((namespace, name, d["metadata"]["uid"]))
+        if known is not None:
+            return known
+        template = d["spec"]["template"]
+        body = {
+            "apiVersion": "apps/v1",
+            "kind": "ReplicaSet",
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "labels": {**template["metadata"]["labels"], "pod-template-hash": thash[:10]},
+                "ownerReferences": [
+                    {
+                        "apiVersion": "apps/v1",
+                        "kind": "Deployment",
+                        "name": deployment,
+                        "uid": d["metadata"]["uid"],
+                        "controller": True,
+                        "blockOwnerDeletion": True,
+                    }
+                ],
+            },
+            "spec": {
+                "replicas": 0,
+                "selector": {"matchLabels": d["spec"]["selector"]["matchLabels"]},
+                "template": template,
+            },
+        }
+        path = path_for("apps", "v1", "replicasets", namespace)
+        try:
+            created = await self.client.create(path, body)
+        except Conflict:
+            created = await self.client.get(f"{path}/{name}")
+        uid = str(created["metadata"]["uid"])
+        self._replica_sets[(namespace, name, d["metadata"]["uid"])] = uid
+        return uid
+
     async def _create(
         self, namespace: str, deployment: str, d: dict[str, Any], thash: str
     ) -> PodProcess:
+        owner = await self._replica_set(namespace, deployment, d, thash)
         name = f"{deployment}-{thash[:6]}-{secrets.token_hex(3)}"
         pod = PodProcess(name, namespace, thash, f"{_SUBNET}.{next(_addresses) % 254 + 1}")
         self._processes.append(pod)
@@ -177,9 +224,9 @@ class ProcessKubelet:
                 "ownerReferences": [
                     {
                         "apiVersion": "apps/v1",
-                        "kind": "Deployment",
-                        "name": deployment,
-                        "uid": d["metadata"]["uid"],
+                        "kind": "ReplicaSet",
+                        "name": f"{deployment}-{thash[:10]}",
+                        "uid": owner,
                         "controller": True,
                     }
                 ],
