@@ -21,11 +21,17 @@ ADMIN_POLICY: dict[str, Any] = {
 }
 
 
+SERVICE_ACCOUNT_PATH = "kubernetes-serviceaccount"
+"""The IAM path of ServiceAccount principals' role ARNs."""
+
+
 @dataclass(frozen=True)
 class Principal:
     name: str
     namespace: str
     policies: tuple[dict[str, Any], ...] = ()
+    service_account: bool = False
+    """A Kubernetes ServiceAccount (by its token), not an access-key user."""
 
     @property
     def account(self) -> str:
@@ -33,12 +39,17 @@ class Principal:
 
     @property
     def arn(self) -> str:
+        """``user/<name>`` for access keys; ServiceAccounts are roles on their own path, so a
+        policy naming user ``ci`` never matches the ServiceAccount ``ci`` (or the reverse)."""
+        if self.service_account:
+            return f"arn:aws:iam::{self.account}:role/{SERVICE_ACCOUNT_PATH}/{self.name}"
         return f"arn:aws:iam::{self.account}:user/{self.name}"
 
     @property
     def user_id(self) -> str:
-        """A stable, opaque id (AWS's AIDA... user ids)."""
-        return "AIDA" + self.account + self.name.upper().replace("-", "")[:12]
+        """A stable, opaque id (AWS's AIDA... user ids, AROA... role ids)."""
+        prefix = "AROA" if self.service_account else "AIDA"
+        return prefix + self.account + self.name.upper().replace("-", "")[:12]
 
     def parsed_policies(self) -> list[Policy]:
         return [parse_policy(p, resource_policy=False) for p in self.policies]

@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 
 PRINCIPAL_LABEL = "klambda.io/principal"
 SERVICE_ACCOUNT_LABEL = "klambda.io/serviceaccount"
+TOKEN_AUDIENCE = "klambda"
+"""The audience ServiceAccount tokens must be minted for: ``kubectl create token SA
+--audience klambda``."""
 TOKEN_CACHE_SECONDS = 60.0
 NEGATIVE_CACHE_SECONDS = 10.0
 TOKEN_CACHE_SIZE = 4096
@@ -86,8 +89,8 @@ class SecretDirectory:
                 meta.get("namespace") == namespace
                 and meta["labels"].get(SERVICE_ACCOUNT_LABEL) == name
             ):
-                return Principal(name, namespace, _policies(secret))
-        return Principal(name, namespace, ())
+                return Principal(name, namespace, _policies(secret), service_account=True)
+        return Principal(name, namespace, (), service_account=True)
 
 
 class TokenReviewer:
@@ -141,7 +144,9 @@ class TokenReviewer:
         body = {
             "apiVersion": "authentication.k8s.io/v1",
             "kind": "TokenReview",
-            "spec": {"token": token},
+            # only tokens minted for klambda: one meant for the API server (or anything else)
+            # is refused, so a token klambda sees is of no use elsewhere if it leaks
+            "spec": {"token": token, "audiences": [TOKEN_AUDIENCE]},
         }
         try:
             result = await self.client.create(
@@ -153,7 +158,12 @@ class TokenReviewer:
         status = result.get("status", {})
         principal = None
         username = str(status.get("user", {}).get("username", ""))
-        if status.get("authenticated") and username.startswith("system:serviceaccount:"):
+        audiences = status.get("audiences") or []
+        if (
+            status.get("authenticated")
+            and TOKEN_AUDIENCE in audiences
+            and username.startswith("system:serviceaccount:")
+        ):
             _, _, namespace, name = username.split(":", 3)
             principal = self.directory.service_account(namespace, name)
         return principal

@@ -66,6 +66,11 @@ def _query_parameters(raw_query: str) -> dict[str, str]:
     return {k: ",".join(v) for k, v in params.items()}
 
 
+CREDENTIAL_HEADERS = ("authorization", "x-amz-security-token")
+"""What an AWS_IAM caller authenticates with (SigV4's Authorization or a bearer token, and
+SigV4's session token)."""
+
+
 def _join_headers(headers: Iterable[tuple[str, str]]) -> tuple[dict[str, str], list[str]]:
     joined: dict[str, str] = {}
     cookies: list[str] = []
@@ -87,9 +92,16 @@ def build_event(
     now: float | None = None,
     authorizer: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Lambda's 2.0 event for a function URL request."""
+    """Lambda's 2.0 event for a function URL request.
+
+    ``authorizer``: the caller the gateway authenticated (AWS_IAM URLs). Their credentials
+    (the signature, a session token, a bearer token) were for the gateway and never reach the
+    function: a token forwarded to another tenant's code could be replayed."""
     now = time.time() if now is None else now
     headers, cookies = _join_headers(req.headers)
+    if authorizer is not None:
+        for name in CREDENTIAL_HEADERS:
+            headers.pop(name, None)
     # The platform's own view of the connection, never the client's claims.
     forwarded = headers.get("x-forwarded-for")
     headers["x-forwarded-for"] = f"{forwarded}, {req.source_ip}" if forwarded else req.source_ip

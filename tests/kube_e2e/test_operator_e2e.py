@@ -155,20 +155,21 @@ class Cluster:
         hint = REAL_HINT if self.real else ""
         return await eventually(check, seconds, f"{what}: not met within {seconds:.0f} s{hint}")
 
-    async def service_account_token(self, name: str) -> str:
-        """A token of a new ServiceAccount ``name``, from the API (TokenRequest, as ``kubectl
-        create token`` gets one)."""
-        await self.client.create(
-            self.path("", "v1", "serviceaccounts"),
-            {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name}},
-        )
+    async def service_account_token(self, name: str, audience: str | None = "klambda") -> str:
+        """A token of ServiceAccount ``name`` (made if new), from the API (TokenRequest, as
+        ``kubectl create token NAME --audience klambda`` gets one; ``audience`` None: the
+        API server's own, as without ``--audience``)."""
+        with contextlib.suppress(KubeError):  # already there
+            await self.client.create(
+                self.path("", "v1", "serviceaccounts"),
+                {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name}},
+            )
+        spec: dict[str, Any] = {"expirationSeconds": 3600}
+        if audience is not None:
+            spec["audiences"] = [audience]
         answer = await self.client.create(
             self.path("", "v1", "serviceaccounts", name, "token"),
-            {
-                "apiVersion": "authentication.k8s.io/v1",
-                "kind": "TokenRequest",
-                "spec": {"expirationSeconds": 3600},
-            },
+            {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec},
         )
         return str(answer["status"]["token"])
 
@@ -720,8 +721,12 @@ async def test_service_account_tokens_and_secret_keys(cluster: Cluster) -> None:
     await cluster.eventually(
         greeted, timeout=60, what="greeter invoked with a ServiceAccount token"
     )
-    status, _ = await call("not-a-token")
-    assert status == 403
+    junk = await call("not-a-token")
+    assert junk[0] == 403
+    # a token for the API server (kubectl create token without --audience klambda) is not one
+    # for klambda: were it accepted, any function it was sent to could replay it at the API
+    api_token = await cluster.service_account_token("caller", audience=None)
+    assert await call(api_token) == junk
     await cluster.kubectl("apply", "-f", str(REPO / "examples/counter.yaml"))
     status, body = await call(token, "counter")
     assert status == 403 and "not authorized" in json.dumps(body)
