@@ -58,39 +58,78 @@ def _policies(secret: dict[str, Any]) -> tuple[dict[str, Any], ...]:
     return (doc,) if isinstance(doc, dict) else ()
 
 
+def _created(secret: dict[str, Any]) -> tuple[str, str]:
+    meta = secret.get("metadata", {})
+    return (str(meta.get("creationTimestamp", "")), str(meta.get("uid", "")))
+
+
 class SecretDirectory:
-    """Access keys and ServiceAccount policies from Secrets, kept current by informers."""
+    """Access keys and ServiceAccount policies from Secrets, kept current by informers.
+
+    Secrets are indexed by access key id and by (namespace, ServiceAccount), so a lookup costs
+    the same with ten Secrets or ten thousand, and parsed once per resourceVersion. An access
+    key id held by several Secrets (in any namespaces) belongs to the oldest: a later copy
+    cannot shadow it, and is refused (logged once).
+    """
 
     def __init__(self, client: KubeClient) -> None:
         self.keys = Informer(
-            client, path_for("", "v1", "secrets"), self._noop, label_selector=PRINCIPAL_LABEL
+            client,
+            path_for("", "v1", "secrets"),
+            self._noop,
+            label_selector=PRINCIPAL_LABEL,
+            index=lambda secret: _decoded(secret, "accessKeyId"),
         )
         self.accounts = Informer(
-            client, path_for("", "v1", "secrets"), self._noop, label_selector=SERVICE_ACCOUNT_LABEL
+            client,
+            path_for("", "v1", "secrets"),
+            self._noop,
+            label_selector=SERVICE_ACCOUNT_LABEL,
+            index=lambda secret: (
+                secret.get("metadata", {}).get("namespace", ""),
+                (secret.get("metadata", {}).get("labels") or {}).get(SERVICE_ACCOUNT_LABEL),
+            ),
         )
+        self._parsed: dict[tuple[str, str], tuple[AccessKey, Principal]] = {}
+        self._warned: set[tuple[str, ...]] = set()
 
     def _noop(self, *_: Any) -> None: ...
 
     def lookup(self, access_key_id: str) -> tuple[AccessKey, Principal] | None:
-        for secret in self.keys.cache.values():
-            if _decoded(secret, "accessKeyId") != access_key_id:
-                continue
-            meta = secret["metadata"]
+        holders = sorted(self.keys.indexed(access_key_id), key=_created)
+        if not holders:
+            return None
+        secret = holders[0]
+        if len(holders) > 1:
+            self._refuse_copies(access_key_id, holders)
+        meta = secret["metadata"]
+        version = (str(meta.get("uid", "")), str(meta.get("resourceVersion", "")))
+        parsed = self._parsed.get(version)
+        if parsed is None:
             name = meta["labels"][PRINCIPAL_LABEL]
             principal = Principal(name, meta["namespace"], _policies(secret))
             key_secret = _decoded(secret, "secretAccessKey") or ""
-            return AccessKey(access_key_id, key_secret, f"{meta['namespace']}/{name}"), principal
-        return None
+            key = AccessKey(access_key_id, key_secret, f"{meta['namespace']}/{name}")
+            if len(self._parsed) > 10_000:  # old resourceVersions pile up: start afresh
+                self._parsed.clear()
+            parsed = self._parsed[version] = (key, principal)
+        return parsed
+
+    def _refuse_copies(self, access_key_id: str, holders: list[dict[str, Any]]) -> None:
+        where = tuple(f"{h['metadata']['namespace']}/{h['metadata']['name']}" for h in holders)
+        if where not in self._warned:
+            self._warned.add(where)
+            log.warning(
+                "access key id %s is in several Secrets: %s holds it (the oldest); refused: %s",
+                access_key_id,
+                where[0],
+                ", ".join(where[1:]),
+            )
 
     def service_account(self, namespace: str, name: str) -> Principal:
-        for secret in self.accounts.cache.values():
-            meta = secret["metadata"]
-            if (
-                meta.get("namespace") == namespace
-                and meta["labels"].get(SERVICE_ACCOUNT_LABEL) == name
-            ):
-                return Principal(name, namespace, _policies(secret), service_account=True)
-        return Principal(name, namespace, (), service_account=True)
+        found = sorted(self.accounts.indexed((namespace, name)), key=_created)
+        policies = _policies(found[0]) if found else ()
+        return Principal(name, namespace, policies, service_account=True)
 
 
 class TokenReviewer:
