@@ -27,6 +27,47 @@ def account_for(namespace: str) -> str:
     return f"{digest % 10**12:012d}"
 
 
+class AccountIds:
+    """Which namespaces hold functions, by account id.
+
+    Ids are 12 digits derived from names, so two names can share one: found by search, a
+    colliding name would pass Lambda's same-account rule, or a policy naming the other's
+    account. Authorization compares namespaces, never ids; and while two namespaces with
+    functions share an id, both are refused (``collision``), whichever came first, until one is
+    renamed: nothing is decided by an id that names two accounts.
+    """
+
+    def __init__(self) -> None:
+        self._functions: dict[str, dict[str, set[str]]] = {}
+        """account id -> namespace -> names of its functions"""
+
+    def update(self, namespace: str, name: str, present: bool) -> set[str]:
+        """Records a function's existence; returns the namespaces whose collision changed."""
+        account = account_for(namespace)
+        holders = self._functions.setdefault(account, {})
+        before = set(holders) if len(holders) > 1 else set()
+        names = holders.setdefault(namespace, set())
+        if present:
+            names.add(name)
+        else:
+            names.discard(name)
+            if not names:
+                del holders[namespace]
+        if not holders:
+            del self._functions[account]
+        after = set(holders) if len(holders) > 1 else set()
+        return before ^ after
+
+    def namespaces(self, account: str) -> list[str]:
+        """The namespaces with functions whose account id is ``account``."""
+        return sorted(self._functions.get(account, {}))
+
+    def collision(self, namespace: str) -> str | None:
+        """Another namespace with functions and ``namespace``'s account id, if any."""
+        others = sorted(set(self._functions.get(account_for(namespace), {})) - {namespace})
+        return others[0] if others else None
+
+
 def function_arn(region: str, account: str, name: str, qualifier: str | None = None) -> str:
     base = f"arn:aws:lambda:{region}:{account}:function:{name}"
     return f"{base}:{qualifier}" if qualifier else base

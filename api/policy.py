@@ -162,6 +162,8 @@ class Caller:
 
     arn: str | None
     account: str | None
+    namespace: str | None = None
+    """The principal's namespace: what "same account" compares (ids can collide)."""
 
 
 @dataclass(frozen=True)
@@ -171,6 +173,8 @@ class Ask:
     resource: str
     resource_account: str
     context: Mapping[str, ContextValue] = field(default_factory=dict)
+    resource_namespace: str | None = None
+    """The resource's namespace; with the caller's, it decides "same account"."""
 
 
 @dataclass(frozen=True)
@@ -292,7 +296,10 @@ def evaluate(identity: Iterable[Policy], resource: Policy | None, ask: Ask) -> D
         if res_allow:
             return Decision(True, "allowed")
         return Decision(False, "because no resource-based policy allows anonymous callers")
-    same_account = ask.caller.account == ask.resource_account
+    if ask.caller.namespace is not None and ask.resource_namespace is not None:
+        same_account = ask.caller.namespace == ask.resource_namespace  # never by derived id
+    else:
+        same_account = ask.caller.account == ask.resource_account
     if same_account and (id_allow or res_allow):
         return Decision(True, "allowed")
     if not same_account and id_allow and res_allow:

@@ -65,6 +65,7 @@ class Reason(enum.StrEnum):
     QUALIFIER_NOT_FOUND = "QualifierNotFound", "ResourceNotFoundException"
     VERSION_NOT_FOUND = "VersionNotFound", "ResourceNotFoundException"
     DUPLICATE_ALIAS = "DuplicateAlias", "ResourceConflictException"
+    ACCOUNT_ID_COLLISION = "AccountIdCollision", "ResourceConflictException", True
     PROVISIONED_EXCEEDS_RESERVED = "ProvisionedExceedsReserved", "InvalidParameterValueException"
     PROVISIONED_EXCEEDS_LIMIT = "ProvisionedExceedsLimit", "InvalidParameterValueException"
 
@@ -85,5 +86,11 @@ class Reason(enum.StrEnum):
 
 
 _BLOCKING = frozenset(
-    {Reason.INVALID_RUNTIME, Reason.CODE_FETCH_FAILED, Reason.CODE_TOO_LARGE, Reason.INVALID_SPEC}
+    {
+        Reason.INVALID_RUNTIME,
+        Reason.CODE_FETCH_FAILED,
+        Reason.CODE_TOO_LARGE,
+        Reason.INVALID_SPEC,
+        Reason.ACCOUNT_ID_COLLISION,
+    }
 )

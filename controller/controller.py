@@ -106,6 +106,7 @@ class Controller:
             self.reservations.update(
                 (fn.namespace, fn.name), fn.creation_key, fn.spec.reserved_concurrency
             )
+            self.functions.accounts.update(fn.namespace, fn.name, True)
         keys = sorted(self._every_key(), key=lambda k: k[0] != "Function")  # functions first
         limit = asyncio.Semaphore(self.settings.workers)
 

@@ -33,7 +33,7 @@ from typing import Any
 from klambda.api import aliases as aliases_mod
 from klambda.api import publishing, scaling
 from klambda.api import world as world_mod
-from klambda.api.arn import account_for, function_arn
+from klambda.api.arn import AccountIds, account_for, function_arn
 from klambda.api.objects import ApiObject, FunctionKey
 from klambda.api.reasons import Reason
 from klambda.api.routes import LATEST
@@ -122,6 +122,7 @@ class FunctionReconciler:
         settings: ControllerSettings,
         reservations: aliases_mod.Reservations,
         enqueue: Callable[[FunctionKey], None],
+        accounts: AccountIds | None = None,
     ) -> None:
         self.store = store
         self.platform = platform
@@ -129,6 +130,7 @@ class FunctionReconciler:
         self.settings = settings
         self.reservations = reservations
         self.enqueue = enqueue
+        self.accounts = accounts or AccountIds()
         self._state: dict[FunctionKey, FunctionState] = {}
 
     def state(self, key: FunctionKey) -> FunctionState:
@@ -141,6 +143,7 @@ class FunctionReconciler:
     async def reconcile(self, key: FunctionKey) -> float | None:
         world = world_mod.function_world(self.store, key)
         self._reserve(key, world.functions.get(key))
+        collision = self._account(key, world.functions.get(key) is not None)
         if await self._publish_versions(world, key):
             world = world_mod.function_world(self.store, key)
         fn = world.functions.get(key)
@@ -149,6 +152,15 @@ class FunctionReconciler:
         state = self.state(key)
         running = set(self.platform.running(key))
         desired = desired_shims(world, key, plan_, state, running, self.settings, time.time())
+        if fn is not None and collision is not None:  # nothing runs, invocations are refused
+            desired = {}
+            want = latest_shim(fn, world.maps_in(fn.namespace), world.secrets_in(fn.namespace))
+            message = (
+                f"the account id {account_for(key[0])} of namespace {key[0]!r} is also "
+                f"namespace {collision!r}'s: both are refused until one is renamed"
+            )
+            reason = Reason.ACCOUNT_ID_COLLISION
+            state.failures[LATEST] = Failure(want.config_hash, reason, message, True)
         if fn is not None:  # routes first: a moved alias takes effect at once
             self._publish_route(world, fn, plan_, state)
         await self._carry_out(world, key, desired, plan_, state)
@@ -185,6 +197,15 @@ class FunctionReconciler:
         order = fn.creation_key if fn is not None else ("", "")
         for other in self.reservations.update(key, order, wanted) - {key}:
             self.enqueue(other)
+
+    def _account(self, key: FunctionKey, present: bool) -> str | None:
+        """Records the function's namespace by account id; returns another namespace sharing
+        the id, if any. Functions of namespaces whose collision changed are queued."""
+        for namespace in self.accounts.update(key[0], key[1], present):
+            for other in self.store.list("Function", namespace):
+                if (other.namespace, other.name) != key:
+                    self.enqueue((other.namespace, other.name))
+        return self.accounts.collision(key[0]) if present else None
 
     async def _publish_versions(self, world: World, key: FunctionKey) -> bool:
         """Numbers new Versions; True when any status was written."""

@@ -43,7 +43,7 @@ def create_app(
     metrics = Metrics()
     client = ShimClient(settings.shim_key)
     invoker = Invoker(table, client, metrics, settings, activator)
-    authenticator = Authenticator(directory, settings.region, tokens)
+    authenticator = Authenticator(directory, settings.region, tokens, table.accounts)
     urls = FunctionUrls(invoker, settings, authenticator)
     redis_client = aioredis.Redis.from_url(settings.redis_url) if settings.redis_url else None
     queue = AsyncQueue(redis_client) if redis_client is not None else None

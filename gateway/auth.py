@@ -19,6 +19,7 @@ from typing import Protocol
 from aiohttp import web
 
 from klambda.api import sigv4
+from klambda.api.arn import AccountIds
 from klambda.api.iam import Directory, Principal
 from klambda.api.policy import Ask, Caller, Policy, evaluate
 from klambda.gateway.errors import AccessDenied, AuthError
@@ -32,7 +33,7 @@ class Identity:
 
     @property
     def caller(self) -> Caller:
-        return Caller(self.principal.arn, self.principal.account)
+        return Caller(self.principal.arn, self.principal.account, self.principal.namespace)
 
 
 def signed_request(request: web.Request, body: bytes) -> sigv4.Request:
@@ -56,11 +57,18 @@ class TokenReviewer(Protocol):
 
 class Authenticator:
     def __init__(
-        self, directory: Directory, region: str, tokens: TokenReviewer | None = None
+        self,
+        directory: Directory,
+        region: str,
+        tokens: TokenReviewer | None = None,
+        accounts: AccountIds | None = None,
     ) -> None:
+        """``accounts``: the namespaces with functions (the routing table's), to refuse a
+        principal whose namespace shares its account id with another."""
         self.directory = directory
         self.region = region
         self.tokens = tokens
+        self.accounts = accounts
         self._parsed: OrderedDict[str, tuple[Policy, ...]] = OrderedDict()
 
     async def authenticate(self, request: web.Request, body: bytes) -> Identity:
@@ -73,7 +81,7 @@ class Authenticator:
                     "UnrecognizedClientException",
                     "The security token included in the request is invalid.",
                 )
-            return Identity(principal, "", self._policies(principal))
+            return self._identity(principal, "")
         req = signed_request(request, body)
         try:
             signed = sigv4.parse(req)
@@ -87,7 +95,17 @@ class Authenticator:
             sigv4.verify(req, signed, key.secret_access_key, self.region, datetime.now(UTC))
         except sigv4.SignatureError as e:
             raise AuthError(e.code, e.message) from None
-        return Identity(principal, key.access_key_id, self._policies(principal))
+        return self._identity(principal, key.access_key_id)
+
+    def _identity(self, principal: Principal, access_key_id: str) -> Identity:
+        other = self.accounts.collision(principal.namespace) if self.accounts else None
+        if other is not None:
+            raise AccessDenied(
+                f"User: {principal.arn} is refused: the account id {principal.account} of "
+                f"namespace {principal.namespace!r} is also namespace {other!r}'s; klambda "
+                "refuses both until one is renamed"
+            )
+        return Identity(principal, access_key_id, self._policies(principal))
 
     def _policies(self, principal: Principal) -> tuple[Policy, ...]:
         """The principal's identity policies, parsed once per content (keyed by a digest of
@@ -146,13 +164,14 @@ def authorize(
     resource_account: str,
     resource_policy: Policy | None,
     context: Mapping[str, str],
+    resource_namespace: str | None = None,
 ) -> None:
     """Raises AccessDenied (with AWS's message) unless the policies allow ``action``."""
     caller = identity.caller if identity else Caller(None, None)
     decision = evaluate(
         identity.policies if identity else (),
         resource_policy,
-        Ask(caller, action, resource, resource_account, context),
+        Ask(caller, action, resource, resource_account, context, resource_namespace),
     )
     if not decision.allowed:
         who = caller.arn or "anonymous"

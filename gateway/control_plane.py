@@ -154,6 +154,7 @@ class ControlPlane:
             identity.principal.account,
             None,
             context_keys(request, identity),
+            identity.principal.namespace,
         )
         routes = sorted(
             (r for r in self.invoker.table.routes() if r.namespace == namespace),
@@ -253,6 +254,7 @@ class ControlPlane:
             principal.account,
             None,
             context_keys(request, identity),
+            identity.principal.namespace,
         )
         items = self.invoker.table.event_source_configurations(principal.namespace)
         if name := request.query.get("FunctionName"):
@@ -280,6 +282,7 @@ class ControlPlane:
             principal.account,
             None,
             context_keys(request, identity),
+            identity.principal.namespace,
         )
         for item in self.invoker.table.event_source_configurations(principal.namespace):
             if item["UUID"] == uuid:
@@ -301,6 +304,7 @@ class ControlPlane:
             identity.principal.account,
             None,
             context_keys(request, identity),
+            identity.principal.namespace,
         )
         limiter = self.invoker.limiter
         mine = [

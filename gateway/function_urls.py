@@ -141,6 +141,7 @@ class FunctionUrls:
                 account,
                 route.policy,
                 context_keys(request, identity, extra),
+                route.namespace,
             )
             return identity
         # NONE: public, unless the resource policy denies.

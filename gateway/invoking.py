@@ -125,6 +125,7 @@ class Invoker:
             account,
             route.policy if route else None,
             {**context, "lambda:FunctionArn": resource},
+            namespace,
         )
         if route is None:
             raise ResourceNotFound(f"Function not found: {resource}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from klambda.api.arn import account_for
+from klambda.api.arn import AccountIds, account_for
 from klambda.api.routes import EventSource, EventSourceRoute, FunctionRoute
 
 
@@ -18,6 +18,8 @@ class RoutingTable:
         self._reserved = 0
         self._synced = asyncio.Event()
         self._sources: dict[tuple[str, str], EventSource] = {}
+        self.accounts = AccountIds()
+        """The namespaces with functions, by account id (collisions are refused)."""
         self.event_sources_changed = asyncio.Event()
         """Set whenever the event source mappings change (the pollers' supervisor waits on it)."""
 
@@ -31,6 +33,8 @@ class RoutingTable:
     def publish(self, route: FunctionRoute) -> None:
         old = self._routes.get((route.namespace, route.name))
         self._routes[(route.namespace, route.name)] = route
+        if old is None:
+            self.accounts.update(route.namespace, route.name, True)
         self._reserved += (route.reserved_concurrency or 0) - (
             (old.reserved_concurrency or 0) if old else 0
         )
@@ -60,6 +64,7 @@ class RoutingTable:
         old = self._routes.pop((namespace, name), None)
         if old is not None:
             self._reserved -= old.reserved_concurrency or 0
+            self.accounts.update(namespace, name, False)
 
     def reserved_total(self) -> int:
         """Concurrency reserved by all functions (kept out of the shared pool); kept current
@@ -82,8 +87,7 @@ class RoutingTable:
         return account
 
     def namespace_of(self, account: str) -> str | None:
-        """The namespace whose account id this is, among namespaces with functions."""
-        for namespace, _ in self._routes:
-            if self.account(namespace) == account:
-                return namespace
-        return None
+        """The namespace whose account id this is, among namespaces with functions; None
+        also when two share it (an id that names two accounts decides nothing)."""
+        holders = self.accounts.namespaces(account)
+        return holders[0] if len(holders) == 1 else None
