@@ -74,6 +74,8 @@ class ShimConfig:
     health_port: int = 0
     """External runtimes: port of ``/healthz``, which fails once after the shim gave up on the
     runtime (a timeout), so that the pod's liveness probe restarts the runtime's container."""
+    home_dir: str = ""
+    """HOME of the runtimes; empty: the shim makes a private one (0700) for its lifetime."""
     caller_token: str = ""
     """The token every gRPC call must carry (``api.shim_auth``); the platforms always set
     it. Empty only for a shim started by hand, which then takes any caller."""

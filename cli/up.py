@@ -141,6 +141,7 @@ async def run(options: UpOptions, out: TextIO = sys.stdout) -> int:
         )
     objects = load_objects(options.files)
     data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.chmod(0o700)  # keys, tokens, code and logs: no other user reads any of it
     _setup_logging(data_dir)
     directory = FileDirectory(data_dir / "iam.json")
     admin_key = directory.ensure_admin()

@@ -289,7 +289,13 @@ class Environment:
     # ----------------------------------------------------------------- Runtime API side
 
     async def on_next(self) -> Invocation:
-        """The runtime asks for work. The first call marks the end of init."""
+        """The runtime asks for work. The first call marks the end of init.
+
+        One ``/next`` waits at a time: another while it waits is refused (ConcurrentNext), never
+        handed the event instead, so a process that found this environment's address cannot
+        take its events or answer in its place."""
+        if self._waiter is not None and not self._waiter.done():
+            raise ConcurrentNext("a /next request is already waiting for this environment")
         if self._ready is not None and not self._ready.done():
             self.init_duration_ms = (time.monotonic() - self._spawned_at) * 1000
             self.state = State.IDLE
@@ -334,7 +340,7 @@ class Environment:
             "LANG": "en_US.UTF-8",
             "TZ": ":UTC",  # users may set TZ (Lambda does not reserve it)
             "PYTHONPATH": c.code_dir,
-            "HOME": os.environ.get("HOME", "/tmp"),
+            "HOME": c.home_dir or "/tmp",  # never the user's: ~/.aws, ~/.kube are not theirs
         }
         env.update(c.environment)
         env.update({k: os.environ[k] for k in c.inherited_environment if k in os.environ})
@@ -348,6 +354,10 @@ class Environment:
             }
         )
         return env
+
+
+class ConcurrentNext(Exception):
+    """A second ``/next`` while one waits."""
 
 
 def _reason(reply: _Reply) -> str:

@@ -12,7 +12,7 @@ import socket
 
 from aiohttp import web
 
-from klambda.shim.environment import Environment
+from klambda.shim.environment import ConcurrentNext, Environment
 
 PREFIX = "/2018-06-01/runtime"
 MAX_RESPONSE_BYTES = 6 * 1024 * 1024 + 100  # RIE's limit: 6 MiB + 100 bytes
@@ -92,6 +92,8 @@ class RuntimeApi:
             return _error(500, "Runtime.Unknown", "no environment is attached to this address")
         try:
             inv = await env.on_next()
+        except ConcurrentNext as e:
+            return _error(409, "Runtime.ConcurrentNext", str(e))
         except Exception:  # the environment ended while the runtime waited
             return _error(500, "Runtime.ExitError", "the environment is shutting down")
         return web.Response(body=inv.payload, headers=inv.headers())

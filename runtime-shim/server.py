@@ -6,8 +6,11 @@ import asyncio
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
+import tempfile
+from dataclasses import replace
 
 import grpc
 
@@ -33,6 +36,18 @@ def _report(fd: int | None, message: dict[str, object]) -> None:
 
 
 async def serve(config: ShimConfig, ready_fd: int | None) -> int:
+    """Runs the shim until told to stop; its runtimes get a private HOME for its lifetime
+    (never the user's, whose ~/.aws or ~/.kube a function must not find)."""
+    if config.home_dir:
+        return await _serve(config, ready_fd)
+    home = tempfile.mkdtemp(prefix="klambda-home-")  # 0700
+    try:
+        return await _serve(replace(config, home_dir=home), ready_fd)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+async def _serve(config: ShimConfig, ready_fd: int | None) -> int:
     try:
         command = (
             []

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import secrets
 import shutil
 import signal
 import socket
@@ -81,9 +83,13 @@ class EmbeddedRedis:
         klambda loses nothing) or ``always`` (fsync before every write is acknowledged)."""
         port = free_port(host)
         log = await asyncio.to_thread(_open_log, data_dir)
+        password = secrets.token_urlsafe(24)
+        # the password in a 0600 file, not on the command line (which any user can read)
+        config = await asyncio.to_thread(_write_config, data_dir, password)
         try:
             process = await asyncio.create_subprocess_exec(
                 redis_binary(),
+                str(config),
                 "--bind",
                 host,
                 "--port",
@@ -108,7 +114,7 @@ class EmbeddedRedis:
             )
         finally:
             log.close()
-        server = cls(process, f"redis://{host}:{port}/0")
+        server = cls(process, f"redis://:{password}@{host}:{port}/0")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + START_TIMEOUT
         while True:
@@ -133,3 +139,14 @@ class EmbeddedRedis:
             except TimeoutError:
                 self.process.kill()
                 await self.process.wait()
+
+
+def _write_config(data_dir: Path, password: str) -> Path:
+    """redis.conf with the run's password (a fresh one each start), readable by us only."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / "redis.conf"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        os.fchmod(f.fileno(), 0o600)
+        f.write(f"requirepass {password}\n")
+    return path

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import boto3
+import pytest
 from botocore.config import Config
 
 from tests.e2e.conftest import Platform, start_platform, stop_platform, wait_gone
@@ -209,7 +210,8 @@ def test_boto3_invokes_through_klambda_env(platform: Platform) -> None:
         for line in platform.cli("env").stdout.splitlines()
     )
     assert env["AWS_ENDPOINT_URL_LAMBDA"] == platform.url
-    assert env["KLAMBDA_REDIS_URL"].startswith("redis://127.0.0.1:")
+    url = env["KLAMBDA_REDIS_URL"]  # the embedded Redis asks for the run's password
+    assert url.startswith("redis://:") and "@127.0.0.1:" in url
     client = boto3.client(
         "lambda",
         endpoint_url=env["AWS_ENDPOINT_URL_LAMBDA"],
@@ -463,3 +465,20 @@ def test_port_in_use_is_a_clear_error(tmp_path: Path, repo_root: Path) -> None:
     assert "Traceback" not in r.stderr
     leftovers = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True)
     assert leftovers.stdout.strip() == "", "the embedded Redis was left running"
+
+
+def test_the_embedded_redis_refuses_clients_without_the_runs_password(platform: Platform) -> None:
+    """Attack: a function's code XADDs to the async stream to invoke what it may not."""
+    from urllib.parse import urlparse
+
+    import redis
+
+    url = urlparse(platform.state()["redis_url"])
+    assert url.password
+    anonymous = redis.Redis(host=url.hostname, port=url.port)
+    with pytest.raises(redis.exceptions.AuthenticationError):
+        anonymous.xadd("klambda:async", {"namespace": "default", "function": "greeter"})
+    anonymous.close()
+    data = Path(platform.state()["data_dir"])
+    assert (data / "redis" / "redis.conf").stat().st_mode & 0o777 == 0o600
+    assert data.stat().st_mode & 0o777 == 0o700  # other users see nothing of it
