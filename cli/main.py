@@ -142,6 +142,14 @@ def _parser() -> argparse.ArgumentParser:
         default=200,
         help="requests allowed at once before --api-qps applies (default %(default)s)",
     )
+    op.add_argument(
+        "--code-host",
+        action="append",
+        dest="code_hosts",
+        metavar="PATTERN",
+        help="a host code.zip URLs may name (shell pattern, repeatable; default any): the "
+        "operator fetches them from inside the cluster",
+    )
 
     gw = sub.add_parser("gateway", help="run the gateway against a Kubernetes cluster")
     gw.add_argument("--kubeconfig", help="kubeconfig (default: $KUBECONFIG or in-cluster)")
@@ -267,6 +275,7 @@ def _operator(args: argparse.Namespace) -> int:
         api_qps=args.api_qps,
         api_burst=args.api_burst,
         keep_warm=args.keep_warm,
+        code_hosts=tuple(args.code_hosts or ("*",)),
     )
     return _until_signalled(lambda stop: run_operator(settings, stop))
 

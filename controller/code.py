@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import io
 import os
 import shutil
 import stat
@@ -27,13 +26,10 @@ from typing import Generic, TypeVar
 import aiohttp
 
 from klambda.api.types import Code
+from klambda.controller.downloads import Archive, CodeFetchFailed, download
 
 MAX_ZIP_BYTES = 250 * 1024 * 1024  # Lambda's unzipped limit, applied to the download too
 EXECUTABLE_NAMES = frozenset({"bootstrap"})
-
-
-class CodeFetchFailed(Exception):
-    """The code cannot be fetched or unpacked; the message says what to fix."""
 
 
 Ref = TypeVar("Ref")
@@ -70,6 +66,7 @@ async def materialize(
     root: Path,
     config_maps: Mapping[str, Mapping[str, str]],
     session: aiohttp.ClientSession | None = None,
+    allowed_hosts: tuple[str, ...] = ("*",),
 ) -> CodeBundle[Path]:
     """Fetches and unpacks ``code`` under ``root``; returns its directory and CodeSha256."""
     if code.inline is not None:
@@ -80,54 +77,26 @@ async def materialize(
             raise CodeFetchFailed(f'ConfigMap "{code.config_map}" not found')
         return await asyncio.to_thread(_write_files, root, dict(data))
     assert code.zip is not None
-    archive = await fetch_zip(code.zip, session)
-    return await asyncio.to_thread(_unpack_zip, root, archive, code.zip)
-
-
-async def fetch_zip(where: str, session: aiohttp.ClientSession | None = None) -> bytes:
-    if where.startswith(("http://", "https://")):
-        own = session is None
-        session = session or aiohttp.ClientSession()
-        try:
-            async with session.get(where, timeout=aiohttp.ClientTimeout(total=60)) as resp:
-                if resp.status != 200:
-                    raise CodeFetchFailed(f"GET {where} answered HTTP {resp.status}")
-                body = await resp.content.read(MAX_ZIP_BYTES + 1)
-        except aiohttp.ClientError as e:
-            raise CodeFetchFailed(f"cannot download {where}: {e}") from e
-        except TimeoutError as e:
-            raise CodeFetchFailed(f"downloading {where} took longer than 60 s") from e
-        finally:
-            if own:
-                await session.close()
-        if len(body) > MAX_ZIP_BYTES:
-            raise CodeFetchFailed(f"{where} is larger than {MAX_ZIP_BYTES} bytes")
-        return body
-    path = Path(where.removeprefix("file://"))
+    archive = await download(code.zip, MAX_ZIP_BYTES, allowed_hosts, session)
     try:
-        return await asyncio.to_thread(path.read_bytes)
-    except OSError as e:
-        raise CodeFetchFailed(f"cannot read zip {where}: {e.strerror}") from e
+        return await asyncio.to_thread(_unpack_zip, root, archive, code.zip)
+    finally:
+        await asyncio.to_thread(archive.discard)
 
 
-def archive_sha256(archive: bytes) -> str:
-    """Lambda's CodeSha256 of a zip: of the archive's bytes."""
-    return base64.b64encode(hashlib.sha256(archive).digest()).decode()
-
-
-def zip_files(archive: bytes, where: str) -> dict[str, bytes]:
+def zip_files(archive: Path, where: str, limit: int = MAX_ZIP_BYTES) -> dict[str, bytes]:
     """The files of a zip archive by path, as bytes (binary files included), with the limits
     and path checks of unpacking it to disk."""
     try:
-        zf = zipfile.ZipFile(io.BytesIO(archive))
+        zf = zipfile.ZipFile(archive)
     except zipfile.BadZipFile as e:
         raise CodeFetchFailed(f"{where} is not a valid zip archive") from e
     files, total = {}, 0
     with zf:
         for info in zf.infolist():
             total += info.file_size
-            if total > MAX_ZIP_BYTES:
-                raise CodeFetchFailed(f"{where} unpacks to more than {MAX_ZIP_BYTES} bytes")
+            if total > limit:
+                raise CodeFetchFailed(f"{where} unpacks to more than {limit} bytes")
             _safe_target(Path("/"), info.filename)
             if not info.is_dir():
                 files[info.filename] = zf.read(info)
@@ -143,8 +112,14 @@ class FetchedFiles:
     size: int
 
 
-async def fetch_files(code: Code, config_maps: Mapping[str, Mapping[str, str]]) -> FetchedFiles:
-    """Inline, ConfigMap or zip code as files in memory; raises CodeFetchFailed."""
+async def fetch_files(
+    code: Code,
+    config_maps: Mapping[str, Mapping[str, str]],
+    limit: int = MAX_ZIP_BYTES,
+    allowed_hosts: tuple[str, ...] = ("*",),
+) -> FetchedFiles:
+    """Inline, ConfigMap or zip code as files in memory (a zip: at most ``limit`` bytes,
+    packed and unpacked, from an allowed host); raises CodeFetchFailed."""
     if code.inline is not None or code.config_map is not None:
         if code.inline is not None:
             text = dict(code.inline)
@@ -156,9 +131,12 @@ async def fetch_files(code: Code, config_maps: Mapping[str, Mapping[str, str]]) 
         files = {name: content.encode() for name, content in text.items()}
         return FetchedFiles(files, files_sha256(files), sum(len(v) for v in files.values()))
     assert code.zip is not None
-    archive = await fetch_zip(code.zip)
-    files = await asyncio.to_thread(zip_files, archive, code.zip)
-    return FetchedFiles(files, archive_sha256(archive), len(archive))
+    archive = await download(code.zip, limit, allowed_hosts)
+    try:
+        files = await asyncio.to_thread(zip_files, archive.path, code.zip, limit)
+    finally:
+        await asyncio.to_thread(archive.discard)
+    return FetchedFiles(files, archive.sha256, archive.size)
 
 
 def _write_files(root: Path, files: dict[str, str]) -> CodeBundle[Path]:
@@ -176,10 +154,10 @@ def _write_files(root: Path, files: dict[str, str]) -> CodeBundle[Path]:
     return code_bundle(directory, sha)
 
 
-def _unpack_zip(root: Path, archive: bytes, where: str) -> CodeBundle[Path]:
-    sha = archive_sha256(archive)
+def _unpack_zip(root: Path, archive: Archive, where: str) -> CodeBundle[Path]:
+    sha = archive.sha256
     try:
-        zf = zipfile.ZipFile(io.BytesIO(archive))
+        zf = zipfile.ZipFile(archive.path)
     except zipfile.BadZipFile as e:
         raise CodeFetchFailed(f"{where} is not a valid zip archive") from e
 
@@ -202,7 +180,7 @@ def _unpack_zip(root: Path, archive: bytes, where: str) -> CodeBundle[Path]:
 
     with zf:
         directory = _publish(root, sha, fill)
-        return replace(code_bundle(directory, sha), size=len(archive))  # Lambda: the zip's size
+        return replace(code_bundle(directory, sha), size=archive.size)  # Lambda: the zip's size
 
 
 async def prepare_local(

@@ -61,6 +61,9 @@ class OperatorSettings:
     """Requests per second to the API server, sustained (client-go's QPS)."""
     api_burst: int = 200
     """Requests the operator may make at once before api_qps applies."""
+    code_hosts: tuple[str, ...] = ("*",)
+    """Hosts (shell patterns) that Functions' ``code.zip`` URLs may name: the operator fetches
+    them from inside the cluster, so narrow this to where your code lives."""
     keep_warm: float = defaults.KEEP_WARM
     """Seconds a version may go unused (by the gateways' reports) before its pods scale back
     to its provisioned concurrency."""
@@ -93,6 +96,7 @@ async def run(settings: OperatorSettings, stop: asyncio.Event | None = None) -> 
         KubeSettings(platform_namespace=settings.lease_namespace),
         owner_lookup(store),
         keep_warm=settings.keep_warm,
+        code_hosts=settings.code_hosts,
     )
     controller = Controller(
         store,

@@ -74,13 +74,16 @@ class KubePlatform:
         on_change: Callable[[ShimKey], None] = lambda key: None,
         keep_warm: float = defaults.KEEP_WARM,
         clock: Callable[[], float] = time.time,
+        code_hosts: tuple[str, ...] = ("*",),
     ) -> None:
+        """``code_hosts``: shell patterns of the hosts ``code.zip`` URLs may name."""
         self.client = client
         self.settings = settings
         self.owner_of = owner_of
         self.on_change = on_change
         self.keep_warm = keep_warm
         self.clock = clock
+        self.code_hosts = code_hosts
         self.shim_key = b""
         """The platform key (``kube.shim_key``); the operator sets it once it leads."""
         selector = "app.kubernetes.io/managed-by=klambda"
@@ -170,7 +173,8 @@ class KubePlatform:
                 permanent=True,
             )
         try:
-            fetched = await fetch_files(code, config_maps)
+            # at most what a ConfigMap holds: a larger answer is never downloaded whole
+            fetched = await fetch_files(code, config_maps, CODE_LIMIT, self.code_hosts)
         except CodeFetchFailed as e:
             where = f"{code.zip}: " if code.zip else ""
             raise StartFailed(Reason.CODE_FETCH_FAILED, f"{where}{e}") from e
