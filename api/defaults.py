@@ -16,6 +16,8 @@ CONCURRENCY_LIMIT = 1000
 """The regional limit: invocations in flight at once across all functions (Lambda: 1,000)."""
 KEEP_WARM = 300.0
 """Seconds an idle environment (and an unused version's shim or pods) is kept warm."""
+ASYNC_QUEUE_LIMIT = 100_000
+"""Asynchronous events one namespace may have waiting at once (more: 429)."""
 SHUTDOWN_GRACE = 10.0
 """Seconds in-flight invocations get to finish when a gateway stops (below a pod's default
 30 s termination grace period, so the kubelet never has to kill it)."""

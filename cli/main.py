@@ -163,6 +163,13 @@ def _parser() -> argparse.ArgumentParser:
         "namespace, in a pod the gateway's own)",
     )
     gw.add_argument("--redis-url", help="Redis for asynchronous invocations")
+    gw.add_argument(
+        "--async-queue-limit",
+        type=int,
+        default=defaults.ASYNC_QUEUE_LIMIT,
+        help="asynchronous events one namespace may have waiting (more get 429; default "
+        "%(default)s)",
+    )
     gw.add_argument("--region", default=defaults.REGION)
     gw.add_argument("--concurrency-limit", type=int, default=defaults.CONCURRENCY_LIMIT)
     _keep_warm(gw, "how long after its last use this gateway reports a version as used")
@@ -290,6 +297,7 @@ def _gateway(args: argparse.Namespace) -> int:
         port=args.port,
         region=args.region,
         redis_url=args.redis_url,
+        async_queue_limit=args.async_queue_limit,
         concurrency_limit=args.concurrency_limit,
         keep_warm=args.keep_warm,
         shutdown_grace=args.shutdown_grace,

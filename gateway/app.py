@@ -46,7 +46,9 @@ def create_app(
     authenticator = Authenticator(directory, settings.region, tokens, table.accounts)
     urls = FunctionUrls(invoker, settings, authenticator)
     redis_client = aioredis.Redis.from_url(settings.redis_url) if settings.redis_url else None
-    queue = AsyncQueue(redis_client) if redis_client is not None else None
+    queue = (
+        AsyncQueue(redis_client, settings.async_queue_limit) if redis_client is not None else None
+    )
     invoke_api = InvokeApi(invoker, settings, authenticator, queue)
 
     trusted = networks(settings.trusted_proxies)

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
+from klambda.api import defaults
 from klambda.gateway.errors import LambdaError, ServiceError, TooManyRequests
 from klambda.gateway.invoking import Invocation, Invoker
 from klambda.gateway.redis_streams import claim_idle, read_group
@@ -31,9 +32,24 @@ log = logging.getLogger(__name__)
 
 STREAM = "klambda:async:events"
 DELAYED = "klambda:async:delayed"
+QUEUED = "klambda:async:queued"
+"""Hash: namespace -> its events accepted and not finished (queued, delayed or in flight)."""
+QUEUE_LIMIT = defaults.ASYNC_QUEUE_LIMIT
+"""Events one namespace may have waiting at once: one tenant's throttled flood (retried for up
+to 6 h) must not fill the Redis every tenant's events live in."""
 GROUP = "dispatchers"
 MAX_EVENT_AGE = 6 * 3600.0
 CLAIM_IDLE_MS = 960_000  # longer than the longest function timeout (900 s) plus margin
+
+# Count the namespace's waiting events and add this one, unless it is at its quota: atomically.
+_ENQUEUE = """
+local waiting = tonumber(redis.call('HGET', KEYS[2], ARGV[2]) or '0')
+if waiting >= tonumber(ARGV[3]) then
+  return -1
+end
+redis.call('XADD', KEYS[1], '*', 'event', ARGV[1])
+return redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
+"""
 
 # Move due entries from the delayed set back to the stream, atomically.
 _MOVE_DUE = """
@@ -70,15 +86,26 @@ def backoff(attempt: int) -> float:
 
 
 class AsyncQueue:
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: aioredis.Redis, limit: int = QUEUE_LIMIT) -> None:
         self.client = client
+        self.limit = limit
+        self._enqueue = client.register_script(_ENQUEUE)
 
     async def enqueue(self, event: AsyncEvent) -> None:
-        """Stores the event durably; raises ServiceError when Redis cannot take it."""
+        """Stores the event durably; raises TooManyRequests when its namespace already has
+        ``limit`` events waiting, ServiceError when Redis cannot take it."""
         try:
-            await self.client.xadd(STREAM, {"event": event.encode()})
+            added = await self._enqueue(
+                keys=[STREAM, QUEUED], args=[event.encode(), event.namespace, self.limit]
+            )
         except RedisError as e:
             raise ServiceError(f"cannot queue the event: {e}") from e
+        if int(added) < 0:
+            raise TooManyRequests(
+                "AsyncQueueFull",
+                f"Namespace {event.namespace} has {self.limit} asynchronous events waiting "
+                "(its quota); try again once they are delivered",
+            )
 
 
 class Dispatcher:
@@ -213,13 +240,13 @@ class Dispatcher:
                 await self._retry_later(entry_id, event, e.message)
                 return
             log.warning("async event %s dropped: %s", event.request_id, e.message)
-        await self._ack(entry_id)
+        await self._ack(entry_id, event)
         self.delivered += 1
 
     async def _retry_later(self, entry_id: bytes | str, event: AsyncEvent, why: str) -> None:
         if time.time() - event.received > MAX_EVENT_AGE:
             log.warning("async event %s too old to retry (%s)", event.request_id, why)
-            await self._ack(entry_id)
+            await self._ack(entry_id, event)
             return
         event.attempt += 1
         due = time.time() + backoff(event.attempt)
@@ -229,8 +256,11 @@ class Dispatcher:
             pipe.xdel(STREAM, entry_id)
             await pipe.execute()
 
-    async def _ack(self, entry_id: bytes | str) -> None:
+    async def _ack(self, entry_id: bytes | str, event: AsyncEvent) -> None:
+        """The event is finished (delivered, or dropped as Lambda would): it leaves the stream
+        and its namespace's count, at once."""
         async with self.client.pipeline(transaction=True) as pipe:
             pipe.xack(STREAM, GROUP, entry_id)
             pipe.xdel(STREAM, entry_id)
+            pipe.hincrby(QUEUED, event.namespace, -1)
             await pipe.execute()

@@ -29,6 +29,8 @@ class GatewaySettings:
     """Redis holding asynchronous invocations; without it Event invocations are refused."""
     async_concurrency: int = 16
     """Asynchronous events delivered at once by this gateway."""
+    async_queue_limit: int = defaults.ASYNC_QUEUE_LIMIT
+    """Asynchronous events one namespace may have waiting at once; more get 429."""
     async_consumer: str | None = None
     """Stable consumer name of this gateway's dispatcher (default: host name and pid)."""
     init_allowance: float = 10.0
