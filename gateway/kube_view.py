@@ -26,16 +26,9 @@ from klambda.api.tasks import cancel_and_wait
 from klambda.gateway.demand import DemandReporter
 from klambda.gateway.routing import RoutingTable
 from klambda.kube.client import KubeClient
-from klambda.kube.informer import Informer
 from klambda.kube.objects import ObjectCache
-from klambda.kube.workloads import (
-    function_key_of,
-    pods_path,
-    ready_endpoints,
-    replicasets_path,
-    version_key_of,
-    version_replica_sets,
-)
+from klambda.kube.pods import VersionPods
+from klambda.kube.workloads import function_key_of
 
 log = logging.getLogger(__name__)
 
@@ -63,20 +56,8 @@ class KubeView:
         # what routes are made of; not ConfigMaps (code), which only the operator reads
         self.store = ObjectCache(client, ROUTED_KINDS, namespaces)
         self.store.subscribe(self._object_changed)
-        self.pods = Informer(
-            client,
-            pods_path(),
-            self._pod_changed,
-            label_selector="app.kubernetes.io/managed-by=klambda",
-            index=version_key_of,
-        )
-        self.replica_sets = Informer(
-            client,
-            replicasets_path(),
-            self._pod_changed,
-            label_selector="app.kubernetes.io/managed-by=klambda",
-            index=version_key_of,
-        )
+        self.version_pods = VersionPods(client, self._pod_changed)
+        self.pods, self.replica_sets = self.version_pods.informers
         self.demand = DemandReporter(client, gateway_name, keep_warm)
         self.reservations = Reservations(concurrency_limit)
         self._dirty = asyncio.Event()
@@ -99,8 +80,7 @@ class KubeView:
 
     def endpoints(self, key: tuple[str, str, str]) -> tuple[str, ...]:
         """Ready pods the version's Deployment made (never look-alikes)."""
-        owners = version_replica_sets(self.replica_sets.indexed(key), key)
-        return ready_endpoints(self.pods.indexed(key), key, owners)
+        return self.version_pods.endpoints(key)
 
     def _pod_changed(self, kind: str, old: Any, new: Any) -> None:
         key = function_key_of(new or old)

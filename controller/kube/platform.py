@@ -34,15 +34,8 @@ from klambda.controller.reconcile import RunningShim, ShimKey
 from klambda.kube import names
 from klambda.kube.client import Conflict, KubeClient, KubeError, NotFound, path_for
 from klambda.kube.informer import Informer
-from klambda.kube.workloads import (
-    deployments_path,
-    function_key_of,
-    pods_path,
-    ready_endpoints,
-    replicasets_path,
-    version_key_of,
-    version_replica_sets,
-)
+from klambda.kube.pods import VersionPods
+from klambda.kube.workloads import deployments_path, function_key_of, version_key_of
 
 log = logging.getLogger(__name__)
 
@@ -94,12 +87,8 @@ class KubePlatform:
             label_selector=selector,
             index=function_key_of,
         )
-        self.pods = Informer(
-            client, pods_path(), self._changed, label_selector=selector, index=version_key_of
-        )
-        self.replica_sets = Informer(
-            client, replicasets_path(), self._changed, label_selector=selector, index=version_key_of
-        )
+        self.version_pods = VersionPods(client, self._changed)
+        self.pods, self.replica_sets = self.version_pods.informers
         self._policies: set[str] = set()
         """Namespaces whose functions' NetworkPolicy this operator made or found."""
 
@@ -131,8 +120,7 @@ class KubePlatform:
         return out
 
     def endpoints(self, key: ShimKey) -> tuple[str, ...]:
-        owners = version_replica_sets(self.replica_sets.indexed(key), key)
-        return ready_endpoints(self.pods.indexed(key), key, owners)
+        return self.version_pods.endpoints(key)
 
     async def observe(self, key: ShimKey) -> Observation | None:
         """From the cache: pods (one environment each), and the gateways' demand reports
