@@ -54,7 +54,7 @@ class KubeView:
         self.concurrency_limit = concurrency_limit
         self.keep_warm = keep_warm
         # what routes are made of; not ConfigMaps (code), which only the operator reads
-        self.store = ObjectCache(client, ROUTED_KINDS, namespaces)
+        self.store = ObjectCache(client, ROUTED_KINDS, namespaces, status_changes=True)
         self.store.subscribe(self._object_changed)
         self.version_pods = VersionPods(client, self._pod_changed)
         self.pods, self.replica_sets = self.version_pods.informers

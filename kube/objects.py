@@ -40,7 +40,11 @@ class ObjectCache:
         namespaces: list[str] | None = None,
         on_refused: Refused | None = None,
         selectors: dict[str, str] | None = None,
+        status_changes: bool = False,
     ) -> None:
+        """``status_changes``: report status-only changes too (the gateway routes by status:
+        version numbers, Ready reasons; the operator writes status and needs not hear it)."""
+        self.status_changes = status_changes
         self.client = client
         self.namespaces = namespaces
         self.kinds = tuple(kinds)
@@ -84,7 +88,13 @@ class ObjectCache:
             self._index.put(parsed)
         if before is None and parsed is None:
             return
-        if old is None or new is None or parsed is None or _meaningful(old, new):
+        if (
+            old is None
+            or new is None
+            or parsed is None
+            or self.status_changes
+            or _meaningful(old, new)
+        ):
             for changed in self._subscribers:
                 changed(before, parsed)
 
