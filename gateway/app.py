@@ -4,6 +4,8 @@ metrics, and the resources that need cleaning up."""
 from __future__ import annotations
 
 import asyncio
+import logging
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import redis.asyncio as aioredis
@@ -11,10 +13,12 @@ from aiohttp import web
 
 from klambda.api.iam import Directory
 from klambda.api.tasks import cancel_and_wait
+from klambda.gateway import openapi
 from klambda.gateway.async_queue import AsyncQueue, Dispatcher
 from klambda.gateway.auth import SOURCE_IP, Authenticator, TokenReviewer
 from klambda.gateway.client_ip import client_ip, networks
 from klambda.gateway.control_plane import ControlPlane
+from klambda.gateway.errors import ServiceError, error_response
 from klambda.gateway.event_sources import EventSourcePollers
 from klambda.gateway.function_urls import PATH_PREFIX, FunctionUrls, host_url_id
 from klambda.gateway.invoke_api import InvokeApi
@@ -31,6 +35,29 @@ DISPATCHER_STOP_TIMEOUT = 3.0
 """Seconds the async dispatcher gets to stop by itself (it requeues what was in flight)."""
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+OPENAPI = openapi.document()
+log = logging.getLogger(__name__)
+
+
+@web.middleware
+async def shaped_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A defect never reaches a caller as a traceback or an unshaped 500: it is logged and
+    answered as Lambda's ServiceException (its own request id, to find it in the log)."""
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except Exception:
+        request_id = uuid.uuid4().hex
+        log.exception("request %s (%s %s) failed", request_id, request.method, request.path)
+        return error_response(ServiceError("An internal error occurred."), request_id)
+
+
+async def serve_openapi(request: web.Request) -> web.Response:
+    """The gateway's OpenAPI document (public, like /metrics)."""
+    return web.json_response(OPENAPI)
 
 
 def create_app(
@@ -102,12 +129,13 @@ def create_app(
 
     # Bodies are read by the handlers with Lambda's limits; aiohttp's own cap only backs it up.
     app = web.Application(
-        middlewares=[client_address, host_form_urls],
+        middlewares=[shaped_errors, client_address, host_form_urls],
         client_max_size=settings.max_sync_payload + 1024 * 1024,
     )
     app[INVOKER] = invoker
     app[METRICS] = metrics
     app.router.add_get("/metrics", serve_metrics)
+    app.router.add_get("/openapi.json", serve_openapi)
     app.router.add_post("/2015-03-31/functions/{name}/invocations", invoke_api.handle)
     ControlPlane(invoker, settings, authenticator).mount(app)
     app.router.add_route("*", PATH_PREFIX + "{url_id}", path_form_url)

@@ -3,6 +3,7 @@ the drain, and after a SIGKILL every process it started ends by itself."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -36,6 +37,8 @@ spec:
       app.py: |
         import time
         def handler(event, context):
+            if event.get("marker"):  # the test waits for this: the invocation is running
+                open(event["marker"], "w").close()
             time.sleep(float(event.get("seconds", 0)))
             return {"slept": event.get("seconds", 0)}
 """
@@ -148,16 +151,21 @@ def test_kill_9_leaves_no_process_and_the_next_up_serves(tmp_path: Path, repo_ro
 
 
 def _invoke_in_background(p: Platform, seconds: float) -> tuple[threading.Thread, list[object]]:
+    """Starts ``klambda invoke sleepy`` and returns once the function is running (a CLI
+    starting up under load can take longer than any fixed sleep)."""
     result: list[object] = []
+    marker = p.data_dir.parent / f"running-{seconds}"
+    payload = json.dumps({"seconds": seconds, "marker": str(marker)})
 
     def call() -> None:
         try:
-            result.append(p.cli("invoke", "sleepy", "--payload", f'{{"seconds": {seconds}}}'))
+            result.append(p.cli("invoke", "sleepy", "--payload", payload))
         except Exception as e:  # surfaced by the assertions below
             result.append(e)
 
     thread = threading.Thread(target=call)
     thread.start()
+    wait_until(marker.exists, timeout=30)
     return thread, result
 
 
@@ -166,7 +174,6 @@ def test_ctrl_c_lets_an_invocation_in_flight_finish(tmp_path: Path) -> None:
     with _up(tmp_path / "up", str(tmp_path / "sleepy.yaml")) as p:
         _warm(p, "sleepy")
         thread, result = _invoke_in_background(p, 1.5)
-        time.sleep(0.5)  # the invocation is running
         p.process.send_signal(signal.SIGINT)
         thread.join(30)
         p.process.wait(WAIT)
@@ -182,7 +189,6 @@ def test_a_second_ctrl_c_skips_the_drain(tmp_path: Path) -> None:
     with _up(tmp_path / "up", str(tmp_path / "sleepy.yaml"), grace=60) as p:
         tree = _warm(p, "sleepy")
         thread, _ = _invoke_in_background(p, 50)
-        time.sleep(0.5)
         p.process.send_signal(signal.SIGINT)
         time.sleep(1.0)
         assert p.process.poll() is None, "the first Ctrl-C waits for the invocation in flight"
