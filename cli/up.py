@@ -221,6 +221,7 @@ async def _run(
             redis_url=redis_url,
             async_consumer="klambda-up",
             shim_key=shim_key,
+            async_key=await asyncio.to_thread(_async_key, data_dir / "state"),
         )
         gateway = await _serve(
             create_app(gateway_settings, table, directory, controller),
@@ -268,6 +269,27 @@ async def _run(
             file=out,
             flush=True,
         )
+
+
+def _async_key(state_dir: Path) -> bytes:
+    """The key this data dir's async events are sealed with: kept (0600), since queued events
+    outlive a restart."""
+    path = state_dir / "async.key"
+    try:
+        key = path.read_bytes()
+        if len(key) == KEY_BYTES:
+            return key
+    except FileNotFoundError:
+        pass
+    state_dir.mkdir(parents=True, exist_ok=True)
+    state_dir.chmod(0o700)
+    key = secrets.token_bytes(KEY_BYTES)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(key)
+    tmp.replace(path)
+    return key
 
 
 def _print_summary(out: TextIO, state: PlatformState, store: ObjectStore) -> None:

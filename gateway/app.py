@@ -74,7 +74,9 @@ def create_app(
     urls = FunctionUrls(invoker, settings, authenticator)
     redis_client = aioredis.Redis.from_url(settings.redis_url) if settings.redis_url else None
     queue = (
-        AsyncQueue(redis_client, settings.async_queue_limit) if redis_client is not None else None
+        AsyncQueue(redis_client, settings.async_queue_limit, settings.async_key)
+        if redis_client is not None
+        else None
     )
     invoke_api = InvokeApi(invoker, settings, authenticator, queue)
 
@@ -111,7 +113,11 @@ def create_app(
         tasks = [asyncio.create_task(prune_streams(), name="prune-shim-streams")]
         if redis_client is not None:
             dispatcher = Dispatcher(
-                redis_client, invoker, settings.async_concurrency, settings.async_consumer
+                redis_client,
+                invoker,
+                settings.async_concurrency,
+                settings.async_consumer,
+                settings.async_key,
             )
             app[DISPATCHER] = dispatcher
             pollers = EventSourcePollers(table, redis_client, invoker)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import json
 import logging
 import os
@@ -72,12 +74,41 @@ class AsyncEvent:
     received: float
     attempt: int = 0
 
-    def encode(self) -> str:
-        return json.dumps(asdict(self))
+    def encode(self, key: bytes | None = None) -> str:
+        """The event as stored, sealed with ``key`` (an HMAC over it): a process that can
+        write to Redis but holds no key cannot make an entry the dispatcher will run."""
+        body = json.dumps(asdict(self), sort_keys=True)
+        if key is None:
+            return body
+        return json.dumps({"sealed": body, "mac": _mac(key, body)})
 
     @classmethod
-    def decode(cls, raw: str | bytes) -> AsyncEvent:
-        return cls(**json.loads(raw))
+    def decode(cls, raw: str | bytes, key: bytes | None = None) -> AsyncEvent:
+        """The stored event; raises ForgedEvent when ``key`` is set and its seal is missing
+        or wrong."""
+        doc = json.loads(raw)
+        if key is None:
+            return cls(**json.loads(doc["sealed"])) if "sealed" in doc else cls(**doc)
+        body, mac = doc.get("sealed"), doc.get("mac")
+        if not isinstance(body, str) or not isinstance(mac, str):
+            raise ForgedEvent("the entry is not sealed")
+        if not hmac.compare_digest(mac, _mac(key, body)):
+            raise ForgedEvent("the entry's seal does not match")
+        return cls(**json.loads(body))
+
+
+class ForgedEvent(ValueError):
+    """A stream entry the platform did not write."""
+
+
+def _mac(key: bytes, body: str) -> str:
+    return hmac.new(key, body.encode(), hashlib.sha256).hexdigest()
+
+
+def async_key(platform_key: bytes) -> bytes:
+    """The key async events are sealed with, derived from the platform key (Kubernetes: the
+    Secret every gateway reads, so any gateway opens any gateway's events, across restarts)."""
+    return hmac.new(platform_key, b"klambda async events v1", hashlib.sha256).digest()
 
 
 def backoff(attempt: int) -> float:
@@ -86,9 +117,12 @@ def backoff(attempt: int) -> float:
 
 
 class AsyncQueue:
-    def __init__(self, client: aioredis.Redis, limit: int = QUEUE_LIMIT) -> None:
+    def __init__(
+        self, client: aioredis.Redis, limit: int = QUEUE_LIMIT, key: bytes | None = None
+    ) -> None:
         self.client = client
         self.limit = limit
+        self.key = key
         self._enqueue = client.register_script(_ENQUEUE)
 
     async def enqueue(self, event: AsyncEvent) -> None:
@@ -96,7 +130,7 @@ class AsyncQueue:
         ``limit`` events waiting, ServiceError when Redis cannot take it."""
         try:
             added = await self._enqueue(
-                keys=[STREAM, QUEUED], args=[event.encode(), event.namespace, self.limit]
+                keys=[STREAM, QUEUED], args=[event.encode(self.key), event.namespace, self.limit]
             )
         except RedisError as e:
             raise ServiceError(f"cannot queue the event: {e}") from e
@@ -117,9 +151,13 @@ class Dispatcher:
         invoker: Invoker,
         concurrency: int = 16,
         consumer: str | None = None,
+        key: bytes | None = None,
     ) -> None:
+        """``key``: what events are sealed with (``AsyncQueue``'s); entries without its seal
+        are not run."""
         self.client = client
         self.invoker = invoker
+        self.key = key
         # A stable name lets a restarted dispatcher take its own unfinished entries back at
         # once; other dispatchers' entries are claimed only after they have been idle long.
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
@@ -129,6 +167,7 @@ class Dispatcher:
         self._inflight: dict[bytes | str, AsyncEvent] = {}
         self._stopping = asyncio.Event()
         self.delivered = 0
+        self.refused = 0
 
     def stop(self) -> None:
         """Asks ``run`` to return after its current round (at most one blocking read, 0.5 s):
@@ -184,7 +223,7 @@ class Dispatcher:
         with contextlib.suppress(RedisError):
             for entry_id, event in list(self._inflight.items()):
                 async with self.client.pipeline(transaction=True) as pipe:
-                    pipe.xadd(STREAM, {"event": event.encode()})
+                    pipe.xadd(STREAM, {"event": event.encode(self.key)})
                     pipe.xack(STREAM, GROUP, entry_id)
                     pipe.xdel(STREAM, entry_id)
                     await pipe.execute()
@@ -208,7 +247,17 @@ class Dispatcher:
             log.error("async delivery failed", exc_info=task.exception())
 
     async def _deliver(self, entry_id: bytes | str, fields: dict[bytes, bytes]) -> None:
-        event = AsyncEvent.decode(fields[b"event"])
+        try:
+            event = AsyncEvent.decode(fields[b"event"], self.key)
+        except (ForgedEvent, ValueError, TypeError, KeyError) as e:
+            # not written by a gateway (or unreadable): never run, never retried; said loudly
+            log.error("async entry %s refused, not run: %s", entry_id, e)
+            async with self.client.pipeline(transaction=True) as pipe:
+                pipe.xack(STREAM, GROUP, entry_id)
+                pipe.xdel(STREAM, entry_id)
+                await pipe.execute()
+            self.refused += 1
+            return
         self._inflight[entry_id] = event
         try:
             await self._deliver_once(entry_id, event)
@@ -251,7 +300,7 @@ class Dispatcher:
         event.attempt += 1
         due = time.time() + backoff(event.attempt)
         async with self.client.pipeline(transaction=True) as pipe:
-            pipe.zadd(DELAYED, {event.encode(): due})
+            pipe.zadd(DELAYED, {event.encode(self.key): due})
             pipe.xack(STREAM, GROUP, entry_id)
             pipe.xdel(STREAM, entry_id)
             await pipe.execute()

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from klambda.api.world import RouteContext
 from klambda.gateway.app import create_app
+from klambda.gateway.async_queue import async_key
 from klambda.gateway.kube_iam import SecretDirectory, TokenReviewer
 from klambda.gateway.kube_view import KubeView
 from klambda.gateway.routing import RoutingTable
@@ -56,7 +57,7 @@ async def run(
     runner = None
     try:
         key = await read_shim_key(client, platform_namespace or client.config.namespace)
-        settings = dataclasses.replace(settings, shim_key=key)
+        settings = dataclasses.replace(settings, shim_key=key, async_key=async_key(key))
         await view.start()
         await asyncio.gather(directory.keys.synced.wait(), directory.accounts.synced.wait())
         app = create_app(settings, table, directory, view, TokenReviewer(client, directory))

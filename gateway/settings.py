@@ -31,6 +31,10 @@ class GatewaySettings:
     """Asynchronous events delivered at once by this gateway."""
     async_queue_limit: int = defaults.ASYNC_QUEUE_LIMIT
     """Asynchronous events one namespace may have waiting at once; more get 429."""
+    async_key: bytes | None = None
+    """What async events are sealed with (``async_queue.AsyncEvent.encode``): entries without
+    its seal are never run. ``klambda up`` keeps one in its data dir; on Kubernetes it derives
+    from the platform key."""
     async_consumer: str | None = None
     """Stable consumer name of this gateway's dispatcher (default: host name and pid)."""
     init_allowance: float = 10.0
