@@ -52,7 +52,6 @@ class Controller:
             store, platform, routes, settings, self.reservations, self._enqueue_function
         )
         self.mappings = MappingReconciler(store, routes, settings.region)
-        self.reconciles = 0
         self._reconciled = asyncio.Condition()
         self._synced = False
         store.subscribe(self._changed)
@@ -165,13 +164,8 @@ class Controller:
             if kind == "Function":  # a mapping's problem follows its function's versions
                 for esm in self.store.parts("EventSourceMapping", (namespace, name)):
                     self.queue.add(esm.key)
-            self.reconciles += 1
             async with self._reconciled:
                 self._reconciled.notify_all()
-
-    async def settle(self) -> None:
-        """Returns once nothing is queued or being reconciled (tests, one-shot tools)."""
-        await self.queue.wait_idle()
 
     # ------------------------------------------------------------------ activation
 
