@@ -137,6 +137,7 @@ async def run(settings: OperatorSettings, stop: asyncio.Event | None = None) -> 
             asyncio.create_task(platform.deployments.run(), name="deployments"),
             asyncio.create_task(platform.pods.run(), name="pods"),
             asyncio.create_task(platform.replica_sets.run(), name="replicasets"),
+            asyncio.create_task(platform.network_policies.informer.run(), name="netpols"),
         ]
         await platform.deployments.synced.wait()
         tasks += [
@@ -152,6 +153,7 @@ async def run(settings: OperatorSettings, stop: asyncio.Event | None = None) -> 
         return code
     finally:
         await cancel_and_wait(tasks)
+        await platform.close()  # leaves every Deployment running; stops its own tasks
         if leading and not leader.lost.is_set():
             await leader.release()
         await store.stop()

@@ -29,6 +29,7 @@ from klambda.api.shim_config import ShimConfig
 from klambda.api.types import Code, FunctionSpec
 from klambda.controller.code import CodeBundle, CodeFetchFailed, fetch_files
 from klambda.controller.kube import builders, code_objects
+from klambda.controller.kube.policies import FunctionsPolicies
 from klambda.controller.platform import Observation, StartFailed
 from klambda.controller.reconcile import RunningShim, ShimKey
 from klambda.kube import names
@@ -89,8 +90,7 @@ class KubePlatform:
         )
         self.version_pods = VersionPods(client, self._changed)
         self.pods, self.replica_sets = self.version_pods.informers
-        self._policies: set[str] = set()
-        """Namespaces whose functions' NetworkPolicy this operator made or found."""
+        self.network_policies = FunctionsPolicies(client, settings)
 
     def _changed(self, kind: str, old: Any, new: Any) -> None:
         key = version_key_of(new or old)
@@ -260,36 +260,13 @@ class KubePlatform:
             config.provisioned_concurrency
         )
         try:
-            await self._ensure_functions_policy(config.namespace)
+            await self.network_policies.ensure(config.namespace)
             if objs.egress_policy is not None:
                 await self._apply(objs.egress_policy)
             # seen at once by running(): the function's status says Ready in this reconcile
             self.deployments.assume(await self._apply(objs.deployment))
         except KubeError as e:
             raise StartFailed(Reason.APPLY_FAILED, str(e)) from e
-
-    async def _ensure_functions_policy(self, namespace: str) -> None:
-        """The namespace's function NetworkPolicy, made once (and found, after a restart)."""
-        if namespace in self._policies:
-            return
-        manifest = builders.make_functions_policy(namespace, self.settings)
-        path = path_for("networking.k8s.io", "v1", "networkpolicies", namespace)
-        try:
-            await self.client.create(path, manifest)
-        except Conflict:
-            existing = await self.client.get(f"{path}/{builders.FUNCTIONS_POLICY}")
-            labels = existing.get("metadata", {}).get("labels") or {}
-            if labels.get("app.kubernetes.io/managed-by") != names.MANAGED_BY:
-                raise StartFailed(
-                    Reason.NOT_OWNED,
-                    f"NetworkPolicy {builders.FUNCTIONS_POLICY} exists and is not klambda's: "
-                    "refusing to change it",
-                    permanent=True,
-                ) from None
-            if existing.get("spec") != manifest["spec"]:
-                manifest["metadata"]["resourceVersion"] = existing["metadata"]["resourceVersion"]
-                await self.client.replace(f"{path}/{builders.FUNCTIONS_POLICY}", manifest)
-        self._policies.add(namespace)
 
     async def _apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
         """Create, or replace what exists (level-based: the manifest is the whole truth)."""
@@ -386,6 +363,7 @@ class KubePlatform:
 
     async def close(self) -> None:
         """Leaves every Deployment running: the operator stopping is not the functions stopping."""
+        await self.network_policies.stop()
 
 
 def _provisioned(deployment: dict[str, Any]) -> int:

@@ -278,3 +278,28 @@ async def test_leader_failover(tmp_path: Path) -> None:
 
 async def _is(getter: Any, value: str) -> bool:
     return bool(await getter() == value)
+
+
+async def test_a_deleted_functions_network_policy_is_made_again(tmp_path: Path) -> None:
+    """Without it function pods take connections from anywhere that can route to them."""
+    async with KubeApiDouble() as api:
+        await install_crds(api)
+        kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig")
+        client = KubeClient(KubeConfig.load(str(kubeconfig)))
+        functions = path_for("klambda.io", "v1alpha1", "functions", "default")
+        policy = path_for(
+            "networking.k8s.io", "v1", "networkpolicies", "default", "klambda-functions"
+        )
+        try:
+            async with operator(kubeconfig, "op-a"):
+                await client.create(functions, function("guarded"))
+                assert await eventually(lambda: client.get(policy))
+                first = (await client.get(policy))["metadata"]["uid"]
+                await client.delete(policy)
+
+                async def again() -> bool:
+                    return (await client.get(policy))["metadata"]["uid"] != first
+
+                assert await eventually(again, timeout=10)
+        finally:
+            await client.close()
