@@ -123,9 +123,6 @@ class ObjectIndex:
         found = self._parts.get((kind, function), {})
         return [found[name] for name in sorted(found)]
 
-    def keys(self) -> list[tuple[str, str, str]]:
-        return list(self._objects)
-
     def __len__(self) -> int:
         return len(self._objects)
 

@@ -41,9 +41,9 @@ class World:
     aliases: dict[tuple[str, str], list[ApiObject]]
     config_maps: dict[tuple[str, str], dict[str, str]]
     secrets: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
+    """Decoded Secret data, where the store holds Secrets (locally; the operator does not)."""
     event_sources: list[ApiObject] = field(default_factory=list)
     """EventSourceMapping objects."""
-    """Decoded Secret data, where the store holds Secrets (locally; the operator does not)."""
     _indexes: dict[str, dict[str, dict[str, dict[str, str]]]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
@@ -125,35 +125,11 @@ def _group(objects: Iterable[ApiObject]) -> dict[tuple[str, str], list[ApiObject
     return out
 
 
-@dataclass
-class Plans:
-    """Aliases and provisioned concurrency per function, and the reservations honoured."""
-
-    functions: dict[tuple[str, str], aliases_mod.FunctionPlan] = field(default_factory=dict)
-    granted: dict[tuple[str, str], int] = field(default_factory=dict)
-    refused: dict[tuple[str, str], str] = field(default_factory=dict)
-
-
-def plan(world: World, concurrency_limit: int, max_per_version: int) -> Plans:
-    """Every function's plan, reservations decided among all of them (tests and tools; the
-    controller and the gateway plan one function at a time with ``plan_function``)."""
-    granted, refused = aliases_mod.honoured_reservations(
-        {k: fn.spec.reserved_concurrency for k, fn in world.functions.items()},
-        sorted(world.functions, key=lambda k: world.functions[k].creation_key),
-        concurrency_limit,
-    )
-    functions = {
-        key: plan_function(world, key, granted.get(key), max_per_version)
-        for key in set(world.functions) | set(world.aliases)
-    }
-    return Plans(functions, granted, refused)
-
-
 def plan_function(
     world: World, key: FunctionKey, granted: int | None, max_per_version: int
 ) -> aliases_mod.FunctionPlan:
     """One function's aliases and provisioned concurrency; ``granted``: its honoured
-    reservation (``aliases.Reservations``)."""
+    reservation (``aliases.Reservations`` decides among all functions)."""
     return aliases_mod.plan_function(
         key in world.functions,
         world.numbered(key),

@@ -74,6 +74,7 @@ class FunctionState:
 def desired_shims(
     world: World,
     key: FunctionKey,
+    latest: DesiredShim | None,
     plan_: aliases_mod.FunctionPlan,
     state: FunctionState,
     running: set[ShimKey],
@@ -82,11 +83,10 @@ def desired_shims(
 ) -> dict[ShimKey, DesiredShim]:
     """The shims that must run for one function (pure): $LATEST always, a published version
     while an alias routes to it, it is provisioned, or it was used within the keep-warm period
-    (every version, with ``every_version``). Forgets uses that no longer count."""
-    fn = world.functions.get(key)
-    if fn is None:
+    (every version, with ``every_version``). Forgets uses that no longer count.
+    ``latest``: the function's $LATEST (``reconcile.latest_shim``), None when it is gone."""
+    if latest is None:
         return {}
-    latest = latest_shim(fn, world.maps_in(fn.namespace), world.secrets_in(fn.namespace))
     out = {latest.key: latest}
     wanted = {v for a in plan_.aliases if a.problem is None for v in a.versions}
     wanted |= set(plan_.provisioned)
@@ -142,25 +142,34 @@ class FunctionReconciler:
 
     async def reconcile(self, key: FunctionKey) -> float | None:
         world = world_mod.function_world(self.store, key)
-        self._reserve(key, world.functions.get(key))
-        collision = self._account(key, world.functions.get(key) is not None)
-        if await self._publish_versions(world, key):
+        first = world.functions.get(key)
+        self._reserve(key, first)
+        collision = self._account(key, first is not None)
+        # what $LATEST must run: its spec, ConfigMaps and Secrets (not its Versions' statuses,
+        # which publishing below may write), so computed once
+        latest = (
+            latest_shim(first, world.maps_in(key[0]), world.secrets_in(key[0])) if first else None
+        )
+        if await self._publish_versions(world, key, latest):
             world = world_mod.function_world(self.store, key)
         fn = world.functions.get(key)
+        if fn is None:  # deleted while versions were being numbered
+            latest = None
         granted = self.reservations.granted.get(key)
         plan_ = world_mod.plan_function(world, key, granted, self.settings.max_environments)
         state = self.state(key)
         running = set(self.platform.running(key))
-        desired = desired_shims(world, key, plan_, state, running, self.settings, time.time())
-        if fn is not None and collision is not None:  # nothing runs, invocations are refused
+        desired = desired_shims(
+            world, key, latest, plan_, state, running, self.settings, time.time()
+        )
+        if latest is not None and collision is not None:  # nothing runs, invocations refused
             desired = {}
-            want = latest_shim(fn, world.maps_in(fn.namespace), world.secrets_in(fn.namespace))
             message = (
                 f"the account id {account_for(key[0])} of namespace {key[0]!r} is also "
                 f"namespace {collision!r}'s: both are refused until one is renamed"
             )
             reason = Reason.ACCOUNT_ID_COLLISION
-            state.failures[LATEST] = Failure(want.config_hash, reason, message, True)
+            state.failures[LATEST] = Failure(latest.config_hash, reason, message, True)
         if fn is not None:  # routes first: a moved alias takes effect at once
             self._publish_route(world, fn, plan_, state)
         await self._carry_out(world, key, desired, plan_, state)
@@ -170,7 +179,7 @@ class FunctionReconciler:
             self._publish_route(world, fn, plan_, state)
         elif self.routes is not None:
             self.routes.withdraw(*key)
-        await self._write_statuses(world, key, plan_, state)
+        await self._write_statuses(world, key, latest, plan_, state)
         for version in [v for v in state.failures if (*key, v) not in desired]:
             del state.failures[version]
         if fn is None and not self.platform.running(key):
@@ -207,7 +216,9 @@ class FunctionReconciler:
                     self.enqueue((other.namespace, other.name))
         return self.accounts.collision(key[0]) if present else None
 
-    async def _publish_versions(self, world: World, key: FunctionKey) -> bool:
+    async def _publish_versions(
+        self, world: World, key: FunctionKey, latest: DesiredShim | None
+    ) -> bool:
         """Numbers new Versions; True when any status was written."""
         objs = world.versions.get(key, [])
         if not objs:
@@ -216,11 +227,10 @@ class FunctionReconciler:
         current = None
         state = self._state.get(key)
         bundle = state.code.get(LATEST) if state else None
-        if fn is not None and bundle is not None:
+        if fn is not None and latest is not None and bundle is not None:
             running = self.platform.running(key).get((*key, LATEST))
-            want = latest_shim(fn, world.maps_in(fn.namespace), world.secrets_in(fn.namespace))
-            if running is not None and running.config_hash == want.config_hash:
-                current = publishing.snapshot(fn.spec, bundle.sha256, want.config_hash)
+            if running is not None and running.config_hash == latest.config_hash:
+                current = publishing.snapshot(fn.spec, bundle.sha256, latest.config_hash)
         last = int(fn.status.get("lastVersion", 0)) if fn is not None else 0
         assignments, new_last = publishing.assign(objs, last, current, fn is not None)
         if fn is not None and new_last != last:
@@ -340,12 +350,12 @@ class FunctionReconciler:
         self,
         world: World,
         key: FunctionKey,
+        latest: DesiredShim | None,
         plan_: aliases_mod.FunctionPlan,
         state: FunctionState,
     ) -> None:
         fn = world.functions.get(key)
-        if fn is not None:
-            want = latest_shim(fn, world.maps_in(fn.namespace), world.secrets_in(fn.namespace))
+        if fn is not None and latest is not None:
             current = self.platform.running(key).get((*key, LATEST))
             bundle = state.code.get(LATEST)
             warning = self.reservations.refused.get(key) or (plan_.problem or (None, None))[1]
@@ -354,7 +364,7 @@ class FunctionReconciler:
                 status_mod.function_status(
                     fn,
                     previous=fn.status,
-                    current=current is not None and current.config_hash == want.config_hash,
+                    current=current is not None and current.config_hash == latest.config_hash,
                     serving=current is not None,
                     failure=state.failures.get(LATEST),
                     url=self.settings.route_context.url_of(*key) if fn.spec.url else "",

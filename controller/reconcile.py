@@ -1,15 +1,16 @@
 """Reconcile decisions, pure: from the objects users declared to what must run, and the steps
 that get there from what runs now.
 
-Level-based: every pass recomputes the whole desired state from the full specs; the platform
-adapters (``platform.local``, later Kubernetes) carry the steps out.
+Level-based: each reconcile recomputes its function's desired shims from the full specs
+(``latest_shim`` here, the rest in ``functions.desired_shims``); the platform adapters carry
+the steps out.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from klambda.api import schema
@@ -140,18 +141,6 @@ def latest_shim(
     spec: FunctionSpec = fn.spec
     inputs = {**code_inputs(spec, config_maps), **secret_inputs(spec, secrets or {})}
     return DesiredShim(fn.namespace, fn.name, LATEST, spec, config_hash(spec, inputs))
-
-
-def desired_shims(
-    functions: Iterable[ApiObject], config_maps: Mapping[tuple[str, str], Mapping[str, str]]
-) -> dict[ShimKey, DesiredShim]:
-    """$LATEST of every function."""
-    out: dict[ShimKey, DesiredShim] = {}
-    for fn in functions:
-        maps = {name: data for (ns, name), data in config_maps.items() if ns == fn.namespace}
-        desired = latest_shim(fn, maps)
-        out[desired.key] = desired
-    return out
 
 
 def plan(

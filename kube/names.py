@@ -8,6 +8,8 @@ from klambda.api.routes import LATEST
 from klambda.api.types import API_VERSION
 
 MANAGED_BY = "klambda"
+MANAGED_SELECTOR = f"app.kubernetes.io/managed-by={MANAGED_BY}"
+"""Selects what the operator made (Deployments, their ReplicaSets and pods, NetworkPolicies)."""
 FUNCTION_LABEL = "klambda.io/function"
 VERSION_LABEL = "klambda.io/version"
 CONFIG_HASH_LABEL = "klambda.io/config-hash"

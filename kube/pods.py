@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from klambda.kube.client import KubeClient
 from klambda.kube.informer import Informer, OnChange
+from klambda.kube.names import MANAGED_SELECTOR as MANAGED
 from klambda.kube.workloads import (
     VersionKey,
     pods_path,
@@ -14,8 +15,6 @@ from klambda.kube.workloads import (
     version_key_of,
     version_replica_sets,
 )
-
-MANAGED = "app.kubernetes.io/managed-by=klambda"
 
 
 class VersionPods:

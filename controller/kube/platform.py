@@ -80,12 +80,11 @@ class KubePlatform:
         self.code_hosts = code_hosts
         self.shim_key = b""
         """The platform key (``kube.shim_key``); the operator sets it once it leads."""
-        selector = "app.kubernetes.io/managed-by=klambda"
         self.deployments = Informer(
             client,
             deployments_path(),
             self._changed,
-            label_selector=selector,
+            label_selector=names.MANAGED_SELECTOR,
             index=function_key_of,
         )
         self.version_pods = VersionPods(client, self._changed)

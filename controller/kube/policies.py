@@ -29,7 +29,7 @@ class FunctionsPolicies:
             client,
             path_for("networking.k8s.io", "v1", "networkpolicies"),
             self._changed,
-            label_selector=f"app.kubernetes.io/managed-by={names.MANAGED_BY}",
+            label_selector=names.MANAGED_SELECTOR,
         )
         self._repairs: set[asyncio.Task[None]] = set()
 

@@ -6,9 +6,10 @@ operation (default 12)."""
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import requests
 import schemathesis
@@ -27,11 +28,9 @@ def signed(platform: Platform, kwargs: dict[str, Any]) -> dict[str, Any]:
     state = platform.state()
     url = kwargs["url"]
     if kwargs.get("params"):
-        url += "?" + requests.models.RequestEncodingMixin._encode_params(kwargs["params"])
+        url += "?" + urlencode(kwargs["params"], doseq=True)
     body = kwargs.get("data") or kwargs.get("json")
     if body is not None and not isinstance(body, (bytes, str)):
-        import json
-
         body = json.dumps(body)
     headers = {k: str(v) for k, v in (kwargs.get("headers") or {}).items()}
     req = AWSRequest(method=kwargs["method"], url=url, data=body or b"", headers=headers)

@@ -49,7 +49,7 @@ def test_a_later_copy_of_a_key_id_cannot_shadow_the_owner() -> None:
         )
 
 
-def test_lookups_are_by_key_id() -> None:
+def test_each_key_id_finds_its_own_secret_among_many() -> None:
     many = [secret("ns", f"p{i}", "2026-01-01T00:00:00Z", f"AKIA{i:016d}", "s") for i in range(500)]
     d = directory(*many)
     found = d.lookup("AKIA0000000000000123")
