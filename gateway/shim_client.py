@@ -75,13 +75,21 @@ class _Stream:
         except (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError) as e:
             self.pending.pop(request.request_id, None)
             self.broken = True
-            raise ShimUnavailable(f"function environment unavailable: {e}") from e
+            raise await self._why_unavailable(e) from e
         try:
             return await asyncio.wait_for(future, timeout)
         except TimeoutError:
             raise ServiceError("the invocation did not finish within its deadline") from None
         finally:  # an answer arriving later (or never) has nobody waiting for it
             self.pending.pop(request.request_id, None)
+
+    async def _why_unavailable(self, error: Exception) -> ShimUnavailable:
+        """A write fails with gRPC internals when the shim has just ended the stream; its
+        status says why (a refused caller token must read as such, not as a crash)."""
+        with contextlib.suppress(Exception):
+            if await asyncio.wait_for(self.call.code(), 1.0) == grpc.StatusCode.UNAUTHENTICATED:
+                return ShimUnavailable("the function environment refused the gateway")
+        return ShimUnavailable(f"function environment unavailable: {error}")
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):

@@ -98,3 +98,19 @@ async def test_a_gateway_with_another_key_gets_a_clear_error(tmp_path: Path) -> 
                 await client.invoke(shim.address, request, 30, ("team-a", "fn", "$LATEST"))
         finally:
             await client.close()
+
+
+async def test_a_refusal_seen_first_by_the_writer_still_says_why(tmp_path: Path) -> None:
+    """The shim ends a refused stream at once; a request written after that (a race the
+    reader usually wins, seen lost in CI) must fail with the refusal, not gRPC internals."""
+    async with running_shim(config(tmp_path), tmp_path) as shim:
+        client = ShimClient(secrets.token_bytes(32))
+        try:
+            version = ("team-a", "fn", "$LATEST")
+            stream = client._stream(shim.address, client.token(version))
+            assert await stream.call.code() == grpc.StatusCode.UNAUTHENTICATED
+            request = shim_pb2.InvokeRequest(payload=b"{}", request_id="r1")
+            with pytest.raises(ServiceError, match="refused the gateway"):
+                await stream.invoke(request, 30)
+        finally:
+            await client.close()
