@@ -30,13 +30,19 @@ def _prctl() -> Callable[[int, int], int] | None:
     return fn
 
 
-def die_with_parent(sig: int = signal.SIGKILL) -> Callable[[], None] | None:
+def die_with_parent(
+    sig: int = signal.SIGKILL, uid: int | None = None
+) -> Callable[[], None] | None:
     """A ``preexec_fn`` that makes the child receive ``sig`` when this process ends.
 
     Made in the parent (the C function is looked up before fork, so the child only makes one
     system call). The signal is tied to the thread that forks, which is the event loop's thread
     everywhere we spawn. If the parent died before the call took effect the child exits at once,
     which closes the race between fork and ``prctl``.
+
+    ``uid``: the child also becomes that user (and group), with no supplementary groups and a
+    umask that keeps the files it makes (in /tmp too) its own. Done here rather than by
+    ``subprocess``'s ``user=``, which uvloop's spawn does not take.
     """
     prctl = _prctl()
     if prctl is None:
@@ -44,6 +50,11 @@ def die_with_parent(sig: int = signal.SIGKILL) -> Callable[[], None] | None:
     parent = os.getpid()
 
     def preexec() -> None:
+        if uid is not None:  # first: a change of user clears the parent-death signal
+            os.setgroups([])
+            os.setresgid(uid, uid, uid)
+            os.setresuid(uid, uid, uid)
+            os.umask(0o077)
         prctl(_PR_SET_PDEATHSIG, int(sig))
         if os.getppid() != parent:
             os._exit(1)

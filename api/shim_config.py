@@ -76,6 +76,9 @@ class ShimConfig:
     runtime (a timeout), so that the pod's liveness probe restarts the runtime's container."""
     home_dir: str = ""
     """HOME of the runtimes; empty: the shim makes a private one (0700) for its lifetime."""
+    runtime_uid: int = -1
+    """The uid (and gid) runtimes run as, when the shim runs as root (``api.isolation``);
+    -1: the shim's own. The Runtime API then answers only that uid's connections."""
     caller_token: str = ""
     """The token every gRPC call must carry (``api.shim_auth``); the platforms always set
     it. Empty only for a shim started by hand, which then takes any caller."""

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 DATA_DIR_ENV = "KLAMBDA_DATA_DIR"
+ROOT_DATA_DIR = "/var/lib/klambda"
 
 
 class NotRunning(Exception):
@@ -22,8 +23,10 @@ def default_data_dir() -> Path:
     env = os.environ.get(DATA_DIR_ENV)
     if env:
         return Path(env).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache) / "klambda"
+    cache = os.environ.get("XDG_CACHE_HOME")
+    if cache is None and os.geteuid() == 0:  # root's home is closed to the functions' users
+        return Path(ROOT_DATA_DIR)
+    return Path(cache or Path.home() / ".cache") / "klambda"
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from aiohttp import web
 
 from klambda.api import defaults
 from klambda.api.iam import AccessKey
+from klambda.api.isolation import blocked_for_others, runtime_files
 from klambda.api.manifest import ManifestError, load_documents
 from klambda.api.objects import ApiObject, parse_object
 from klambda.api.schema import ValidationError
@@ -140,8 +141,7 @@ async def run(options: UpOptions, out: TextIO = sys.stdout) -> int:
             f"{running.gateway_url}); stop it first or pass another --data-dir"
         )
     objects = load_objects(options.files)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    data_dir.chmod(0o700)  # keys, tokens, code and logs: no other user reads any of it
+    _prepare_data_dir(data_dir, _separate_users())
     _setup_logging(data_dir)
     directory = FileDirectory(data_dir / "iam.json")
     admin_key = directory.ensure_admin()
@@ -196,6 +196,7 @@ async def _run(
             data_dir / "code",
             secrets=lambda ns: {o.name: o.spec for o in store.list("Secret", ns)},
             shim_key=shim_key,
+            separate_users=_separate_users(),
         )
         stack.push_async_callback(step("function processes", platform.close))
         controller = Controller(
@@ -260,7 +261,7 @@ async def _run(
         )
         state.write()
         stack.callback(state.remove)
-        _print_summary(out, state, store)
+        _print_summary(out, state, store, platform.separate_users)
 
         await shutdown.requested.wait()
         print(
@@ -292,11 +293,53 @@ def _async_key(state_dir: Path) -> bytes:
     return key
 
 
-def _print_summary(out: TextIO, state: PlatformState, store: ObjectStore) -> None:
+def _separate_users() -> bool:
+    """Functions get uids of their own when klambda runs as root (``api.isolation``)."""
+    return sys.platform.startswith("linux") and os.geteuid() == 0
+
+
+def _prepare_data_dir(data_dir: Path, separate_users: bool) -> None:
+    """Keys, tokens, code and logs: no other user reads any of it (0700, files 0600).
+
+    When functions run under uids of their own they must reach their code, and only that: the
+    data dir and ``code/`` let them pass (0711) without listing anything, and a code directory is
+    named by its SHA-256, so only who has the code can name it; every other part stays 0700."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.chmod(0o711 if separate_users else 0o700)
+    for part in ("run", "redis", "state", "logs"):
+        (data_dir / part).mkdir(exist_ok=True)
+        (data_dir / part).chmod(0o700)
+    (data_dir / "code").mkdir(exist_ok=True)
+    (data_dir / "code").chmod(0o711 if separate_users else 0o700)
+
+
+def _isolation(separate_users: bool, data_dir: str) -> str:
+    """One line on what this run isolates (docs/security.md says the rest)."""
+    if not separate_users:
+        return "functions run as your user: not isolated from each other (docs/security.md)"
+    blocked = blocked_for_others([str(Path(data_dir, "code"))])
+    if blocked is not None:
+        return (
+            f"functions run as root, since other users cannot pass {blocked} "
+            "(use a --data-dir they can, e.g. /var/lib/klambda)"
+        )
+    blocked = blocked_for_others(runtime_files([sys.executable]))
+    if blocked is None:
+        return "each function runs as a user of its own"
+    return (
+        "each provided-runtime function runs as a user of its own; python functions run as "
+        f"root, since other users cannot read {blocked}"
+    )
+
+
+def _print_summary(
+    out: TextIO, state: PlatformState, store: ObjectStore, separate_users: bool
+) -> None:
     lines = [
         f"klambda is running (data in {state.data_dir})",
         f"  gateway  {state.gateway_url}",
         f"  redis    {state.redis_url}",
+        f"  users    {_isolation(separate_users, state.data_dir)}",
         "",
     ]
     functions = store.list("Function")

@@ -134,6 +134,7 @@ class Environment:
                 self._environ(),
                 self.stream.fd,
                 self.config.memory_size,
+                uid=self.config.runtime_uid if self.config.runtime_uid >= 0 else None,
             )
         assert self.runtime.exited is not None
         self._exited = asyncio.create_task(self._watch_exit(self.runtime.exited))

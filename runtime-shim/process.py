@@ -36,8 +36,15 @@ class RuntimeProcess:
         self._gone: asyncio.Event | None = None
 
     async def spawn(
-        self, command: list[str], cwd: str, env: dict[str, str], output: int, memory_mb: int
+        self,
+        command: list[str],
+        cwd: str,
+        env: dict[str, str],
+        output: int,
+        memory_mb: int,
+        uid: int | None = None,
     ) -> None:
+        """``uid``: the user it runs as (``die_with_parent``); None: the shim's."""
         self.process = await asyncio.create_subprocess_exec(
             *command,
             cwd=cwd,
@@ -48,7 +55,7 @@ class RuntimeProcess:
             # its own process group, so a kill takes whatever it started as well; and it
             # dies with the shim even if the shim is killed outright
             start_new_session=True,
-            preexec_fn=die_with_parent(),
+            preexec_fn=die_with_parent(uid=uid),
         )
         _limit_memory(self.process.pid, memory_mb)
         with contextlib.suppress(OSError):

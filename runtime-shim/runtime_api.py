@@ -6,6 +6,7 @@ they connect to: one listening socket per environment, all served by one aiohttp
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import socket
@@ -13,6 +14,7 @@ import socket
 from aiohttp import web
 
 from klambda.shim.environment import ConcurrentNext, Environment
+from klambda.shim.identity import peer_uid
 
 PREFIX = "/2018-06-01/runtime"
 MAX_RESPONSE_BYTES = 6 * 1024 * 1024 + 100  # RIE's limit: 6 MiB + 100 bytes
@@ -31,8 +33,13 @@ def _accepted() -> web.Response:
 class RuntimeApi:
     """The Runtime API server; ``attach`` gives an environment its own address."""
 
-    def __init__(self, host: str = "127.0.0.1") -> None:
+    def __init__(self, host: str = "127.0.0.1", uid: int | None = None) -> None:
+        """``uid``: the only user whose connections are answered (None: anyone's)."""
         self.host = host
+        self.uid = uid
+        self._trusted: set[asyncio.Transport] = set()
+        """Connections found to be the runtimes' user's (held, so none is mistaken for a later
+        one; closed ones are dropped as more come)."""
         self._by_port: dict[int, Environment] = {}
         self._sites: dict[int, web.SockSite] = {}
         app = web.Application(client_max_size=MAX_RESPONSE_BYTES + 1024)
@@ -84,7 +91,28 @@ class RuntimeApi:
 
     def _env(self, request: web.Request) -> Environment | None:
         sockname = request.transport.get_extra_info("sockname") if request.transport else None
+        if self.uid is not None and request.transport not in self._trusted:
+            self._check_user(request, sockname)
         return self._by_port.get(sockname[1]) if sockname else None
+
+    def _check_user(self, request: web.Request, sockname: tuple[str, int] | None) -> None:
+        """Refuses a connection not made by the runtimes' user (another function's code, or
+        any other process on the machine); checked once per connection."""
+        peername = request.transport.get_extra_info("peername") if request.transport else None
+        if sockname and peername and peer_uid(sockname, peername) == self.uid:
+            if len(self._trusted) >= 64:
+                self._trusted = {t for t in self._trusted if not t.is_closing()}
+            self._trusted.add(request.transport)  # type: ignore[arg-type]
+            return
+        raise web.HTTPForbidden(
+            text=json.dumps(
+                {
+                    "errorType": "Runtime.Forbidden",
+                    "errorMessage": "this Runtime API answers only its function's runtime",
+                }
+            ),
+            content_type="application/json",
+        )
 
     async def _next(self, request: web.Request) -> web.StreamResponse:
         env = self._env(request)

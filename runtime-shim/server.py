@@ -18,6 +18,7 @@ from klambda.api.reasons import Reason
 from klambda.api.shim_config import ShimConfig
 from klambda.protos import SERVER_OPTIONS, shim_pb2_grpc
 from klambda.shim.auth import CallerAuth
+from klambda.shim.identity import runtime_user
 from klambda.shim.runtimes import RuntimeUnavailable, resolve_command
 from klambda.shim.service import ShimService
 from klambda.shim.shim import Shim
@@ -57,6 +58,10 @@ async def _serve(config: ShimConfig, ready_fd: int | None) -> int:
     except RuntimeUnavailable as e:
         _report(ready_fd, {"error": str(e), "reason": Reason.INVALID_RUNTIME})
         return 3
+    uid = runtime_user(config, command)
+    config = replace(config, runtime_uid=-1 if uid is None else uid)
+    if uid is not None:  # its HOME becomes the function user's own
+        os.chown(config.home_dir, uid, uid)
     missing = [name for name in config.inherited_environment if name not in os.environ]
     if missing:  # the platform resolves secretRefs before starting a shim; never start without
         message = f"secret values were not provided for {', '.join(missing)}"

@@ -40,7 +40,9 @@ class Shim:
     def __init__(self, config: ShimConfig, command: list[str]) -> None:
         self.config = config
         self.command = command
-        self.runtime_api = RuntimeApi(config.runtime_api_host)
+        self.runtime_api = RuntimeApi(
+            config.runtime_api_host, config.runtime_uid if config.runtime_uid >= 0 else None
+        )
         self.pool = EnvironmentPool(
             self._create_environment,
             config.max_environments,

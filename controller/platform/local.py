@@ -23,6 +23,7 @@ from typing import BinaryIO
 
 import grpc
 
+from klambda.api.isolation import function_uid
 from klambda.api.lifecycle import die_with_parent
 from klambda.api.objects import FunctionKey
 from klambda.api.reasons import Reason
@@ -79,6 +80,9 @@ class LocalPlatform:
     secrets: Callable[[str], Mapping[str, Mapping[str, str]]] = lambda namespace: {}
     """A namespace's Secrets by name (their data as text): the local store holds them, as the
     API server does on Kubernetes, where the kubelet resolves secretKeyRefs instead."""
+    separate_users: bool = False
+    """Each function's runtimes run under a uid of their own (``api.isolation``: root only)."""
+    _uids: dict[tuple[str, str], int] = field(default_factory=dict)
     _current: dict[ShimKey, ShimProcess] = field(default_factory=dict)
     _retiring: dict[asyncio.Task[None], ShimProcess] = field(default_factory=dict)
 
@@ -120,6 +124,10 @@ class LocalPlatform:
         key = (config.namespace, config.function_name, config.version)
         token = caller_token(self.shim_key, *key)
         config = replace(config, code_dir=str(code.ref), caller_token=token)
+        if self.separate_users:  # a function keeps its uid for the run, whatever its versions
+            if key[:2] not in self._uids:
+                self._uids[key[:2]] = function_uid(len(self._uids))
+            config = replace(config, runtime_uid=self._uids[key[:2]])
         values = resolve_secret_refs(spec.secret_refs, self.secrets(key[0]), key[0])
         shim = await self._spawn(key, config, values)
         old = self._current.get(key)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
+from klambda.api.isolation import UID_BASE
 from tests.e2e.conftest import Platform, start_platform, stop_platform, wait_gone
 from tests.helpers import free_port
 
@@ -482,3 +484,31 @@ def test_the_embedded_redis_refuses_clients_without_the_runs_password(platform: 
     data = Path(platform.state()["data_dir"])
     assert (data / "redis" / "redis.conf").stat().st_mode & 0o777 == 0o600
     assert data.stat().st_mode & 0o777 == 0o700  # other users see nothing of it
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="functions get users of their own only under root")
+def test_as_root_each_function_runs_as_a_user_of_its_own(open_dir: Path, repo_root: Path) -> None:
+    """The shout example (a provided runtime any user can run) under a data dir other users
+    can pass: its runtime is not root, and the data dir shows them nothing but the way to
+    their code."""
+    p = start_platform(open_dir, str(repo_root / "examples" / "bootstrap.yaml"))
+    try:
+        r = p.cli("invoke", "shout", "--payload", '{"text": "hi"}')
+        assert r.returncode == 0, r.stderr
+        uids = {pid: _uid(pid) for pid in p.children()}
+        runtime = [pid for pid in uids if "bootstrap" in _cmdline(pid)]
+        assert runtime and all(uids[pid] >= UID_BASE for pid in runtime)
+        modes = {d: oct(os.stat(p.data_dir / d).st_mode & 0o777) for d in ("", "code", "run")}
+        assert modes == {"": "0o711", "code": "0o711", "run": "0o700"}
+    finally:
+        out = stop_platform(p)
+    assert "users    each" in out
+
+
+def _uid(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1])
+
+
+def _cmdline(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
