@@ -30,9 +30,7 @@ def _prctl() -> Callable[[int, int], int] | None:
     return fn
 
 
-def die_with_parent(
-    sig: int = signal.SIGKILL, uid: int | None = None
-) -> Callable[[], None] | None:
+def die_with_parent(sig: int = signal.SIGKILL, uid: int | None = None) -> Callable[[], None] | None:
     """A ``preexec_fn`` that makes the child receive ``sig`` when this process ends.
 
     Made in the parent (the C function is looked up before fork, so the child only makes one

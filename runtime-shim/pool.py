@@ -31,6 +31,11 @@ class Busy(Exception):
     """Every environment is busy and no new one may start: the caller is throttled."""
 
 
+class CannotStart(Exception):
+    """No environment could be started (the runtime's process could not be spawned): the
+    invocation did not start, and until a start succeeds the shim is not ready."""
+
+
 Create = Callable[[str], Awaitable[Environment]]
 
 
@@ -63,6 +68,9 @@ class EnvironmentPool:
         self._closed = False
         self.last_activity = time.monotonic()
         self._busy = 0
+        self.cannot_start: str | None = None
+        """Why the last attempt to start an environment failed; None once one starts."""
+        self._broken = asyncio.Event()
 
     # ------------------------------------------------------------------ counts
 
@@ -92,13 +100,17 @@ class EnvironmentPool:
             asyncio.create_task(self._reap_forever(), name="reap-idle-environments"),
             asyncio.create_task(self._provision_forever(), name="keep-provisioned"),
             asyncio.create_task(self._watch_memory_forever(), name="memory-limits"),
+            asyncio.create_task(self._recover_forever(), name="recover-start"),
         ]
         for _ in range(min(prewarm, self.max_environments)):
             self._tasks.append(asyncio.create_task(self._prewarm_one(), name="prewarm"))
 
     async def _prewarm_one(self) -> None:
         """An on-demand environment started before it is asked for (its init still counts)."""
-        env = await self._new(ON_DEMAND)
+        try:
+            env = await self._new(ON_DEMAND)
+        except CannotStart:  # logged; _recover_forever tries again
+            return
         failure = await env.wait_ready()
         if failure is not None:
             self._all.discard(env)
@@ -193,10 +205,29 @@ class EnvironmentPool:
         self._starting += 1
         try:
             env = await self._create(init_type)
+        except OSError as e:  # fork, exec, fds, memory: the platform's part, not the code's
+            log.error("cannot start an environment: %s", e)
+            self.cannot_start = f"{type(e).__name__}: {e}"
+            self._broken.set()
+            raise CannotStart(f"cannot start an environment: {self.cannot_start}") from e
         finally:
             self._starting -= 1
+        self.cannot_start = None
         self._all.add(env)
         return env
+
+    async def _recover_forever(self) -> None:
+        """While no environment can start, tries again by itself (1 s doubling to 30 s): a
+        shim that is not ready gets no invocations that would try it."""
+        while True:
+            await self._broken.wait()
+            self._broken.clear()
+            delay = 1.0
+            while self.cannot_start is not None:
+                await asyncio.sleep(delay)
+                delay = min(RETRY_MAX, delay * 2)
+                if self.size < self.max_environments and self.cannot_start is not None:
+                    await self._prewarm_one()
 
     async def release(self, env: Environment) -> None:
         self._busy -= 1

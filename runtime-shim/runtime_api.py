@@ -10,6 +10,7 @@ import asyncio
 import json
 import re
 import socket
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -48,8 +49,11 @@ class RuntimeApi:
         app.router.add_post(f"{PREFIX}/invocation/{{request_id}}/error", self._invocation_error)
         app.router.add_post(f"{PREFIX}/init/error", self._init_error)
         app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/ready", self._ready)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         self._abandoned = False
+        self.not_ready: Callable[[], str | None] = lambda: None
+        """Why the shim takes no traffic now (None: it does); ``/ready`` answers with it."""
 
     async def start(self, health_host: str = "127.0.0.1", health_port: int = 0) -> None:
         await self._runner.setup()
@@ -65,6 +69,14 @@ class RuntimeApi:
         if self._abandoned:
             self._abandoned = False
             return _error(503, "Runtime.Abandoned", "the runtime must be restarted")
+        return web.json_response({"status": "OK"})
+
+    async def _ready(self, request: web.Request) -> web.Response:
+        """The pod's readiness probe: 503 while the shim cannot take invocations (starting,
+        draining, or unable to start an environment), so its endpoint leaves the Service."""
+        reason = self.not_ready()
+        if reason is not None:
+            return _error(503, "Runtime.NotReady", reason)
         return web.json_response({"status": "OK"})
 
     async def close(self) -> None:

@@ -81,6 +81,7 @@ async def _serve(config: ShimConfig, ready_fd: int | None) -> int:
     shim_pb2_grpc.add_ShimServicer_to_server(service, server)
     port = server.add_insecure_port(f"{config.grpc_host}:{config.grpc_port}")
     await server.start()
+    shim.serving = True
     stop = asyncio.Event()
     graceful = True
     loop = asyncio.get_running_loop()

@@ -12,7 +12,7 @@ import grpc
 
 from klambda.protos import shim_pb2, shim_pb2_grpc
 from klambda.shim.environment import Outcome
-from klambda.shim.pool import Busy
+from klambda.shim.pool import Busy, CannotStart
 from klambda.shim.shim import InvokeArgs, Shim
 
 FUNCTION_ERROR = "Unhandled"
@@ -31,6 +31,7 @@ class ShimService(shim_pb2_grpc.ShimServicer):
         """Refuses new requests and ends every stream once its invocations are answered, so the
         gateway reconnects elsewhere and the server can stop before its grace period runs out."""
         self.draining = True
+        self.shim.serving = False
         for end_if_idle in list(self._idle_enders):
             end_if_idle()
 
@@ -59,6 +60,23 @@ class ShimService(shim_pb2_grpc.ShimServicer):
             request_id=request_id,
         )
 
+    async def _answer(self, request: shim_pb2.InvokeRequest) -> shim_pb2.InvokeResponse:
+        """One invocation's answer; a refusal says whether it started (the gateway sends one
+        that did not to another environment)."""
+        if self.draining:
+            return _refused(request, "UNAVAILABLE", "the shim is draining")
+        deadline = request.timeout_ms / 1000 if request.timeout_ms else None
+        try:
+            outcome = await self.shim.invoke(self._args(request, deadline))
+        except Busy as e:
+            return _refused(request, "RESOURCE_EXHAUSTED", str(e))
+        except CannotStart as e:
+            return _refused(request, "UNAVAILABLE", str(e))
+        except Exception as e:  # answered, or the caller would wait out its deadline
+            log.exception("invocation %s failed in the shim", request.request_id)
+            return _refused(request, "INTERNAL", f"{type(e).__name__}: {e}")
+        return self._response(outcome, request.request_id)
+
     async def InvokeStream(
         self,
         request_iterator: AsyncIterator[shim_pb2.InvokeRequest],
@@ -80,19 +98,7 @@ class ShimService(shim_pb2_grpc.ShimServicer):
             end_if_idle()
 
         async def run(request: shim_pb2.InvokeRequest) -> None:
-            deadline = request.timeout_ms / 1000 if request.timeout_ms else None
-            if self.draining:  # never started: the gateway sends it to another environment
-                await answers.put(_refused(request, "UNAVAILABLE", "the shim is draining"))
-                return
-            try:
-                outcome = await self.shim.invoke(self._args(request, deadline))
-                answer = self._response(outcome, request.request_id)
-            except Busy as e:
-                answer = _refused(request, "RESOURCE_EXHAUSTED", str(e))
-            except Exception as e:  # answered, or the caller would wait out its deadline
-                log.exception("invocation %s failed in the shim", request.request_id)
-                answer = _refused(request, "INTERNAL", f"{type(e).__name__}: {e}")
-            await answers.put(answer)
+            await answers.put(await self._answer(request))
 
         async def read() -> None:
             try:

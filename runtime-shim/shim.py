@@ -51,11 +51,20 @@ class Shim:
             on_gone=self.runtime_api.detach,
         )
         self._inflight: set[asyncio.Task[Outcome]] = set()
+        self.serving = False
+        """The gRPC server takes invocations (set once it listens, cleared on drain)."""
+        self.runtime_api.not_ready = self.not_ready
 
     async def start(self) -> None:
         await self.runtime_api.start(self.config.grpc_host, self.config.health_port)
         self.pool.start(self.config.prewarm)
         self.pool.set_provisioned(self.config.provisioned_concurrency)
+
+    def not_ready(self) -> str | None:
+        """Why the shim should get no traffic now (its pod's readiness); None: ready."""
+        if not self.serving:
+            return "the shim is not serving"
+        return self.pool.cannot_start
 
     async def _create_environment(self, init_type: str) -> Environment:
         env = Environment(

@@ -93,7 +93,7 @@ def pod_shim_config(config: ShimConfig) -> ShimConfig:
     """The shim's settings inside a pod: one environment, fixed port, code at /var/task."""
     external: dict[str, Any] = (
         # the image's process lives as long as its container: never reaped by the shim
-        {"runtime_api_port": RUNTIME_API_PORT, "health_port": HEALTH_PORT, "idle_timeout": 1e9}
+        {"runtime_api_port": RUNTIME_API_PORT, "idle_timeout": 1e9}
         if config.external_runtime
         else {}
     )
@@ -103,6 +103,7 @@ def pod_shim_config(config: ShimConfig) -> ShimConfig:
         log_dir=LOG_DIR,
         log_to_stdout=True,  # kubectl logs shows START/END/REPORT and the function's output
         grpc_host="0.0.0.0",
+        health_port=HEALTH_PORT,  # readiness (/ready); image functions' liveness (/healthz)
         grpc_port=names.GRPC_PORT,
         max_environments=1,
         # all pods busy: the gateway asks for more pods, and this call waits (bounded) for
@@ -190,8 +191,16 @@ def _pod_spec(
                 "imagePullPolicy": settings.image_pull_policy,
                 "command": ["python3", "-m", "klambda.shim", "--config-env", SHIM_CONFIG_ENV],
                 "env": [settings_env],
-                "ports": [{"name": "grpc", "containerPort": names.GRPC_PORT}],
-                "readinessProbe": {"tcpSocket": {"port": names.GRPC_PORT}, "periodSeconds": 1},
+                "ports": [
+                    {"name": "grpc", "containerPort": names.GRPC_PORT},
+                    {"name": "health", "containerPort": HEALTH_PORT},
+                ],
+                # not ready while the shim cannot start an environment, as well as until it
+                # serves: a pod that can only fail leaves the Service
+                "readinessProbe": {
+                    "httpGet": {"path": "/ready", "port": HEALTH_PORT},
+                    "periodSeconds": 1,
+                },
                 "resources": resources(spec.memory_size),
                 "securityContext": {
                     "allowPrivilegeEscalation": False,
@@ -242,7 +251,6 @@ def _image_pod(
         "requests": {"cpu": "50m", "memory": f"{SHIM_OVERHEAD_MB}Mi"},
         "limits": {"memory": f"{SHIM_OVERHEAD_MB}Mi"},
     }
-    shim_container["ports"].append({"name": "health", "containerPort": shim.health_port})
     shim_container["volumeMounts"] = [
         m for m in shim_container["volumeMounts"] if m["name"] == "logs"
     ] + [{"name": "shim-tmp", "mountPath": "/tmp"}]

@@ -277,7 +277,13 @@ class ProcessKubelet:
         for container in spec["containers"][1:]:
             env = await self._env(pod.namespace, container)
             pod.containers.append(asyncio.create_task(self._supervise(pod, container, env)))
-        pod.ready = True
+        await self._set_ready(pod, True)
+        probe = shim.get("readinessProbe", {})
+        if "httpGet" in probe:
+            pod.containers.append(asyncio.create_task(self._probe_readiness(pod, probe)))
+
+    async def _set_ready(self, pod: PodProcess, ready: bool) -> None:
+        pod.ready = ready
         with contextlib.suppress(NotFound):
             await self.client.patch(
                 path_for("", "v1", "pods", pod.namespace, pod.name, "status"),
@@ -285,11 +291,35 @@ class ProcessKubelet:
                     "status": {
                         "phase": "Running",
                         "podIP": pod.ip,
-                        "conditions": [{"type": "Ready", "status": "True"}],
+                        "conditions": [{"type": "Ready", "status": str(ready)}],
                     }
                 },
             )
         self._wake.set()
+
+    async def _probe_readiness(self, pod: PodProcess, probe: dict[str, Any]) -> None:
+        """The shim container's readiness probe, as the kubelet runs it: ``failureThreshold``
+        failures in a row make the pod NotReady, ``successThreshold`` successes Ready again."""
+        period = float(probe.get("periodSeconds", 10))
+        failing, passing = (
+            int(probe.get("failureThreshold", 3)),
+            int(probe.get("successThreshold", 1)),
+        )
+        url = f"http://{pod.ip}:{probe['httpGet']['port']}{probe['httpGet'].get('path', '/')}"
+        failures = successes = 0
+        async with aiohttp.ClientSession() as session:
+            while True:
+                await asyncio.sleep(period)
+                try:
+                    async with session.get(url, timeout=aiohttp.ClientTimeout(total=1)) as r:
+                        ok = r.status < 400
+                except (aiohttp.ClientError, TimeoutError):
+                    ok = False
+                failures, successes = (0, successes + 1) if ok else (failures + 1, 0)
+                if pod.ready and failures >= failing:
+                    await self._set_ready(pod, False)
+                elif not pod.ready and successes >= passing:
+                    await self._set_ready(pod, True)
 
     async def _supervise(
         self, pod: PodProcess, container: dict[str, Any], env: dict[str, str]

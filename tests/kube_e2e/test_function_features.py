@@ -5,7 +5,10 @@ operator, the pods and the gateway (the API double with the process kubelet, or 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -298,3 +301,71 @@ async def test_zip_with_a_binary_file(cluster: Cluster) -> None:  # noqa: F811
     assert body == hashlib.sha256(blob).hexdigest()
     fn = await cluster.function("zipped")
     assert fn["status"]["codeSha256"] == base64.b64encode(hashlib.sha256(archive).digest()).decode()
+
+
+FRAGILE_FUNCTION = """apiVersion: klambda.io/v1alpha1
+kind: Function
+metadata: {name: fragile}
+spec:
+  runtime: provided.al2023
+  handler: x
+  url: {authType: NONE}
+  code:
+    inline:
+      bootstrap: |
+        #!/usr/bin/env python3
+        import os, urllib.request
+        API = f"http://{os.environ['AWS_LAMBDA_RUNTIME_API']}/2018-06-01/runtime/invocation/"
+        while True:
+            with urllib.request.urlopen(API + "next") as r:
+                rid = r.headers["Lambda-Runtime-Aws-Request-Id"]
+            body = b'{"statusCode": 200, "body": "ok"}'
+            urllib.request.urlopen(urllib.request.Request(API + rid + "/response", data=body))
+"""
+
+
+async def test_a_pod_that_cannot_start_environments_is_not_ready_until_it_can(
+    cluster: Cluster,  # noqa: F811
+) -> None:
+    """Its readiness probe (the shim's /ready) fails while no environment can start, so the
+    pod leaves the endpoints; repaired, it is Ready again by itself and serves."""
+    cluster.double_only("breaks a pod's code in the process kubelet's files")
+    manifest = cluster.tmp / "fragile.yaml"
+    manifest.write_text(FRAGILE_FUNCTION)
+    await cluster.kubectl("apply", "-f", str(manifest))
+
+    async def served() -> bool:
+        return (await get(cluster.url("fragile")))[0] == 200
+
+    await cluster.eventually(served, timeout=60, what="HTTP 200 from fragile")
+    _, out, _ = await cluster.kubectl(
+        "get", "pods", "-l", "klambda.io/function=fragile", "-o", "json"
+    )
+    (pod,) = json.loads(out)["items"]
+    bootstrap = cluster.tmp / "pods" / pod["metadata"]["name"] / "var-task" / "bootstrap"
+    await asyncio.to_thread(bootstrap.chmod, 0o644)  # its runtime can no longer start
+    for pid in _runtimes_of(bootstrap):  # its warm environment goes (as an OOM kill would)
+        os.kill(pid, signal.SIGKILL)
+    status, _ = await get(cluster.url("fragile"))
+    assert status != 200
+
+    async def ready(wanted: str) -> bool:
+        _, out, _ = await cluster.kubectl("get", "pod", pod["metadata"]["name"], "-o", "json")
+        conditions = json.loads(out)["status"].get("conditions", [])
+        return any(c["type"] == "Ready" and c["status"] == wanted for c in conditions)
+
+    await cluster.eventually(lambda: ready("False"), timeout=20, what="the pod NotReady")
+    await asyncio.to_thread(bootstrap.chmod, 0o755)
+    await cluster.eventually(lambda: ready("True"), timeout=30, what="the pod Ready again")
+    await cluster.eventually(served, timeout=30, what="HTTP 200 from fragile again")
+
+
+def _runtimes_of(bootstrap: Path) -> list[int]:
+    """Pids of the runtime processes started from ``bootstrap`` (ours: the kubelet's shim's)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            with contextlib.suppress(OSError):
+                if str(bootstrap) in (proc / "cmdline").read_bytes().decode(errors="replace"):
+                    found.append(int(proc.name))
+    return found

@@ -100,7 +100,13 @@ def test_deployment_shape() -> None:
         "requests": {"cpu": "1000m", "memory": "1865Mi"},
         "limits": {"memory": "1865Mi"},
     }
-    assert c["ports"] == [{"name": "grpc", "containerPort": 9000}]
+    assert c["ports"] == [
+        {"name": "grpc", "containerPort": 9000},
+        {"name": "health", "containerPort": 9002},
+    ]
+    # ready only while the shim can start an environment (tests/component/test_readiness.py)
+    assert c["readinessProbe"]["httpGet"] == {"path": "/ready", "port": 9002}
+    assert json.loads(c["env"][0]["value"])["health_port"] == 9002
     assert d["spec"]["template"]["metadata"]["labels"][names.CONFIG_HASH_LABEL] == "abc123"
 
 
