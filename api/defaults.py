@@ -23,3 +23,7 @@ SHUTDOWN_GRACE = 10.0
 30 s termination grace period, so the kubelet never has to kill it)."""
 PUBLIC_URL = "http://klambda-gateway"
 """Base URL of the gateway as clients reach it on Kubernetes (function URLs in status)."""
+
+ASYNC_RETRY_DELAY = 60.0
+"""Seconds before the first retry of an async event's function error (Lambda: about a minute;
+the second retry waits twice as long)."""

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from klambda.api import defaults
+from klambda.api.async_settings import AsyncSettings
 from klambda.api.policy import Policy
 from klambda.api.reasons import Reason
 from klambda.api.types import FunctionUrl
@@ -68,6 +69,12 @@ class FunctionRoute:
     """The function URL of $LATEST, when it has one."""
     created: str = ""
     """When the function was created (ISO 8601)."""
+    async_settings: dict[str, AsyncSettings] = field(default_factory=dict)
+    """Asynchronous invocation settings per qualifier ($LATEST, version number, alias)."""
+
+    def async_settings_of(self, qualifier: str | None) -> AsyncSettings:
+        """The settings an async invocation of ``qualifier`` runs with."""
+        return self.async_settings.get(qualifier or LATEST) or AsyncSettings()
 
     def url_id(
         self, qualifier: str | None = None, default_namespace: str = defaults.NAMESPACE

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from klambda.api import aliases as aliases_mod
 from klambda.api import publishing
 from klambda.api.arn import account_for, function_arn
+from klambda.api.async_settings import function_async_settings
 from klambda.api.configuration import function_configuration, revision_id
 from klambda.api.objects import ApiObject, FunctionKey
 from klambda.api.policy import parse_policy
@@ -241,6 +242,9 @@ def build_route(
                 revision_id(a.obj.resource_version, a.name),
                 ctx.url_of(*key, a.name) if aspec.url else "",
             )
+    async_settings, _ = function_async_settings(
+        fn, world.numbered(key), world.aliases.get(key, []), ctx.region
+    )
     return FunctionRoute(
         fn.namespace,
         fn.name,
@@ -254,4 +258,5 @@ def build_route(
         account_for(fn.namespace),
         ctx.url_of(*key) if fn.spec.url else "",
         str(fn.manifest["metadata"].get("creationTimestamp", "")),
+        async_settings,
     )

@@ -27,6 +27,16 @@ def _keep_warm(parser: argparse.ArgumentParser, what: str) -> None:
     _seconds(parser, "--keep-warm", defaults.KEEP_WARM, what)
 
 
+def _retry_delay(parser: argparse.ArgumentParser) -> None:
+    _seconds(
+        parser,
+        "--async-retry-delay",
+        defaults.ASYNC_RETRY_DELAY,
+        "wait before the first retry of an async event's function error; the second waits "
+        "twice as long",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -63,6 +73,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="regional limit on invocations in flight (default %(default)s)",
     )
+    _retry_delay(up)
     up.add_argument(
         "--durability",
         choices=["default", "strict"],
@@ -170,6 +181,7 @@ def _parser() -> argparse.ArgumentParser:
         help="asynchronous events one namespace may have waiting (more get 429; default "
         "%(default)s)",
     )
+    _retry_delay(gw)
     gw.add_argument("--region", default=defaults.REGION)
     gw.add_argument("--concurrency-limit", type=int, default=defaults.CONCURRENCY_LIMIT)
     _keep_warm(gw, "how long after its last use this gateway reports a version as used")
@@ -224,6 +236,7 @@ def _up(args: argparse.Namespace) -> int:
         concurrency_limit=args.concurrency_limit,
         shutdown_grace=args.shutdown_grace,
         durability="always" if args.durability == "strict" else "everysec",
+        async_retry_delay=args.async_retry_delay,
     )
     if args.concurrency_limit < 100:
         print(
@@ -298,6 +311,7 @@ def _gateway(args: argparse.Namespace) -> int:
         region=args.region,
         redis_url=args.redis_url,
         async_queue_limit=args.async_queue_limit,
+        async_retry_delay=args.async_retry_delay,
         concurrency_limit=args.concurrency_limit,
         keep_warm=args.keep_warm,
         shutdown_grace=args.shutdown_grace,

@@ -59,6 +59,7 @@ class UpOptions:
     """Embedded Redis's appendfsync: ``everysec``, or ``always`` (``--durability strict``)."""
     shutdown_grace: float = defaults.SHUTDOWN_GRACE
     """Seconds in-flight invocations get to finish after Ctrl-C (a second Ctrl-C skips it)."""
+    async_retry_delay: float = defaults.ASYNC_RETRY_DELAY
 
 
 class UpError(Exception):
@@ -221,6 +222,7 @@ async def _run(
             concurrency_limit=options.concurrency_limit,
             redis_url=redis_url,
             async_consumer="klambda-up",
+            async_retry_delay=options.async_retry_delay,
             shim_key=shim_key,
             async_key=await asyncio.to_thread(_async_key, data_dir / "state"),
         )

@@ -34,6 +34,7 @@ from klambda.api import aliases as aliases_mod
 from klambda.api import publishing, scaling
 from klambda.api import world as world_mod
 from klambda.api.arn import AccountIds, account_for, function_arn
+from klambda.api.async_settings import function_async_settings
 from klambda.api.objects import ApiObject, FunctionKey
 from klambda.api.reasons import Reason
 from klambda.api.routes import LATEST
@@ -359,6 +360,10 @@ class FunctionReconciler:
             current = self.platform.running(key).get((*key, LATEST))
             bundle = state.code.get(LATEST)
             warning = self.reservations.refused.get(key) or (plan_.problem or (None, None))[1]
+            _, unusable = function_async_settings(
+                fn, world.numbered(key), world.aliases.get(key, []), self.settings.region
+            )
+            warning = "; ".join([w for w in (warning, *unusable) if w]) or None
             await self.store.set_status(
                 fn,
                 status_mod.function_status(

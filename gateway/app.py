@@ -14,7 +14,8 @@ from aiohttp import web
 from klambda.api.iam import Directory
 from klambda.api.tasks import cancel_and_wait
 from klambda.gateway import openapi
-from klambda.gateway.async_queue import AsyncQueue, Dispatcher
+from klambda.gateway.async_dispatch import Dispatcher
+from klambda.gateway.async_queue import AsyncQueue
 from klambda.gateway.auth import SOURCE_IP, Authenticator, TokenReviewer
 from klambda.gateway.client_ip import client_ip, networks
 from klambda.gateway.control_plane import ControlPlane
@@ -118,6 +119,8 @@ def create_app(
                 settings.async_concurrency,
                 settings.async_consumer,
                 settings.async_key,
+                retry_base=settings.async_retry_delay,
+                queue_limit=settings.async_queue_limit,
             )
             app[DISPATCHER] = dispatcher
             pollers = EventSourcePollers(table, redis_client, invoker)

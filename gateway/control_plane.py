@@ -86,6 +86,9 @@ class ControlPlane:
         r.add_get("/2015-03-31/functions/{name}/policy", self._wrap(self.get_policy))
         r.add_get("/2021-10-31/functions/{name}/url", self._wrap(self.get_url_config))
         r.add_get("/2019-09-30/functions/{name}/concurrency", self._wrap(self.get_concurrency))
+        invoke_config = "/2019-09-25/functions/{name}/event-invoke-config"
+        r.add_get(invoke_config, self._wrap(self.get_event_invoke_config))
+        r.add_get(invoke_config + "/list", self._wrap(self.list_event_invoke_configs))
         for path in ("/2015-03-31/event-source-mappings", "/2015-03-31/event-source-mappings/"):
             r.add_get(path, self._wrap(self.list_event_source_mappings))
         r.add_get(
@@ -242,6 +245,28 @@ class ControlPlane:
         if route.reserved_concurrency is None:
             return {}
         return {"ReservedConcurrentExecutions": route.reserved_concurrency}
+
+    async def get_event_invoke_config(
+        self, request: web.Request, identity: Identity
+    ) -> dict[str, Any]:
+        route, qualifier = self._function(request, identity, "lambda:GetFunctionEventInvokeConfig")
+        self._version_config(route, qualifier)  # an unknown qualifier is a 404 of its own
+        settings = route.async_settings.get(qualifier or LATEST)
+        arn = f"{route.arn}:{qualifier or LATEST}"
+        if settings is None or not settings.configured:
+            raise ResourceNotFound(f"The function {arn} doesn't have an EventInvokeConfig")
+        return settings.event_invoke_config(arn)
+
+    async def list_event_invoke_configs(
+        self, request: web.Request, identity: Identity
+    ) -> dict[str, Any]:
+        route, _ = self._function(request, identity, "lambda:ListFunctionEventInvokeConfigs")
+        configs = [
+            settings.event_invoke_config(f"{route.arn}:{qualifier}")
+            for qualifier, settings in route.async_settings.items()
+            if settings.configured
+        ]
+        return _page(configs, request, "FunctionEventInvokeConfigs")
 
     async def list_event_source_mappings(
         self, request: web.Request, identity: Identity

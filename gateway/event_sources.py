@@ -16,43 +16,28 @@ The record shapes and the response rules are pure functions at the top of this m
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import logging
-import os
 import socket
 import time
-import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError
 
 from klambda.api.routes import EventSourceRoute
+from klambda.gateway import queues
+from klambda.gateway.async_policy import MAX_LINEAGE
 from klambda.gateway.errors import LambdaError
 from klambda.gateway.invoking import Invocation, Invoker
-from klambda.gateway.redis_streams import Entry, claim_idle, read_group
+from klambda.gateway.queues import Queue
 from klambda.gateway.routing import RoutingTable
 
 log = logging.getLogger(__name__)
 
 GROUP = "klambda"
-MOVE_SCRIPT = """
-local kind = redis.call('TYPE', KEYS[2])['ok']
-if kind ~= 'stream' and kind ~= 'none' then
-  return redis.error_reply('WRONGTYPE the dead-letter queue ' .. KEYS[2] .. ' holds a ' .. kind)
-end
-for i = 2, #ARGV, 2 do
-  redis.call('XADD', KEYS[2], '*', 'body', ARGV[i + 1])
-  redis.call('XACK', KEYS[1], ARGV[1], ARGV[i])
-  redis.call('XDEL', KEYS[1], ARGV[i])
-end
-return (#ARGV - 1) / 2
-"""
-"""Moves messages (ARGV: group, then id and body of each) from the queue (KEYS[1]) to the
-dead-letter queue (KEYS[2]), checking first, so each is in exactly one place."""
 IDLE_BLOCK_MS = 1000
 ERROR_PAUSE = 1.0
 FIRST_RECEIVE_MEMORY = 10_000
@@ -66,6 +51,10 @@ class Message:
     body: str
     receive_count: int
     first_receive_ms: int
+    attributes: dict[str, Any] = field(default_factory=dict, compare=False)
+    """SQS message attributes (e.g. those Lambda sets on dead-letter messages)."""
+    lineage: int = 0
+    """Hops through klambda that led to it (a destination's record: the event's + 1)."""
 
 
 def sqs_event(route: EventSourceRoute, messages: list[Message]) -> dict[str, Any]:
@@ -82,7 +71,7 @@ def sqs_event(route: EventSourceRoute, messages: list[Message]) -> dict[str, Any
                     "SenderId": "klambda",
                     "ApproximateFirstReceiveTimestamp": str(m.first_receive_ms),
                 },
-                "messageAttributes": {},
+                "messageAttributes": m.attributes,
                 "md5OfBody": hashlib.md5(m.body.encode(), usedforsecurity=False).hexdigest(),
                 "eventSource": "aws:sqs",
                 "eventSourceARN": route.queue_arn,
@@ -133,18 +122,23 @@ def to_dead_letter(messages: list[Message], max_receive_count: int | None) -> li
 class QueuePoller:
     """Delivers one mapping's queue: receive a batch, invoke, delete what succeeded."""
 
-    def __init__(self, route: EventSourceRoute, client: aioredis.Redis, invoker: Invoker) -> None:
+    def __init__(
+        self, route: EventSourceRoute, client: aioredis.Redis, invoker: Invoker, index: int = 0
+    ) -> None:
         self.route = route
-        self.client = client
+        self.queue = Queue(client, route.queue_key, GROUP)
+        self.dead_letter = (
+            Queue(client, route.dead_letter_key, GROUP) if route.dead_letter_key else None
+        )
         self.invoker = invoker
-        self.consumer = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.consumer = f"{socket.gethostname()}-{route.name}-{index}"
         self._first_receive: dict[str, int] = {}
 
     async def run(self) -> None:
         """Polls until cancelled; a failure pauses it, never ends it (messages wait in Redis)."""
         while True:
             try:
-                await self._ensure_group()
+                await self.queue.ensure()
                 while True:
                     await self.poll_once()
             except (RedisError, OSError) as e:
@@ -153,81 +147,78 @@ class QueuePoller:
                 log.exception("queue %s: poller failed; retrying", self.route.queue_key)
             await asyncio.sleep(ERROR_PAUSE)
 
-    async def _ensure_group(self) -> None:
-        with contextlib.suppress(ResponseError):  # BUSYGROUP: it exists
-            await self.client.xgroup_create(self.route.queue_key, GROUP, id="0", mkstream=True)
-
     async def poll_once(self) -> int:
         """Receives and delivers one batch; returns how many messages it held."""
         messages = await self._receive()
         if not messages:
             return 0
         dead = to_dead_letter(messages, self.route.max_receive_count)
+        looping = [m for m in messages if m not in dead and self._looping(m)]
+        if looping:
+            await self._stop_loop(looping)
         if dead:
             await self._redrive(dead)
-            messages = [m for m in messages if m not in dead]
-        if messages:
-            await self._deliver(messages)
-        return len(messages) + len(dead)
+        rest = [m for m in messages if m not in dead and m not in looping]
+        if rest:
+            await self._deliver(rest)
+        return len(messages)
 
     async def _receive(self) -> list[Message]:
         """Up to batch_size messages: reclaimed ones first, then new ones, waiting up to a
         second for the first and then up to the batching window for the batch to fill."""
         r = self.route
-        entries = await self._reclaim(r.batch_size)
+        received: list[queues.Message] = []
         window_ends = time.monotonic() + r.batching_window
-        while len(entries) < r.batch_size:
-            wait = window_ends - time.monotonic() if entries else IDLE_BLOCK_MS / 1000
+        while len(received) < r.batch_size:
+            wait = window_ends - time.monotonic() if received else IDLE_BLOCK_MS / 1000
             if wait <= 0:
                 break
-            entries += await read_group(
-                self.client,
-                GROUP,
-                self.consumer,
-                {r.queue_key: ">"},
-                count=r.batch_size - len(entries),
-                block=max(1, int(wait * 1000)),
+            more = await self.queue.receive(
+                self.consumer, r.batch_size - len(received), r.visibility_timeout, block=wait
             )
-            if not entries:
+            received += more
+            if not received:
                 break  # a quiet second: go round, reclaiming again
-        return await self._messages(entries)
+        return self._messages(received)
 
-    async def _reclaim(self, count: int) -> list[Entry]:
-        """Messages whose visibility timeout ran out (their delivery counter goes up)."""
-        idle_ms = int(self.route.visibility_timeout * 1000)
-        return await claim_idle(
-            self.client, self.route.queue_key, GROUP, self.consumer, idle_ms, count
-        )
-
-    async def _messages(self, entries: list[Entry]) -> list[Message]:
-        if not entries:
-            return []
-        ids = [_text(i) for i, _ in entries]
-        async with self.client.pipeline(transaction=False) as pipe:
-            for i in ids:
-                pipe.xpending_range(self.route.queue_key, GROUP, min=i, max=i, count=1)
-            pending = await pipe.execute()
+    def _messages(self, received: list[queues.Message]) -> list[Message]:
         now_ms = int(time.time() * 1000)
         if len(self._first_receive) > FIRST_RECEIVE_MEMORY:  # approximate, as SQS says
             self._first_receive.clear()
         out = []
-        for i, (_, fields), info in zip(ids, entries, pending, strict=True):
-            count = int(info[0]["times_delivered"]) if info else 1
-            first = self._first_receive.setdefault(i, now_ms)
-            out.append(Message(i, _text(fields.get(b"body", b"")), count, first))
+        for m in received:
+            first = self._first_receive.setdefault(m.id, now_ms)
+            body = m.fields.get("body", "")
+            out.append(Message(m.id, body, m.receive_count, first, *_extras(m.fields)))
         return out
 
-    async def _redrive(self, dead: list[Message]) -> None:
-        """Onto the dead-letter queue and off this one, atomically (a Lua script that checks
-        first: MULTI/EXEC would not undo an XADD that fails at run time, and the XACK/XDEL
-        after it would lose the message). On failure the messages stay where they were."""
-        assert self.route.dead_letter_key is not None
-        args: list[str] = [GROUP]
-        for m in dead:
-            args += [m.message_id, m.body]
-        await self.client.eval(
-            MOVE_SCRIPT, 2, self.route.queue_key, self.route.dead_letter_key, *args
+    def _looping(self, m: Message) -> bool:
+        fn = self.invoker.table.get(self.route.namespace, self.route.function)
+        settings = fn.async_settings_of(self.route.qualifier) if fn else None
+        allowed = settings is not None and settings.recursive_loop == "Allow"
+        return m.lineage >= MAX_LINEAGE and not allowed
+
+    async def _stop_loop(self, looping: list[Message]) -> None:
+        """A message gone round ``MAX_LINEAGE`` times is not delivered (Lambda's loop
+        detection): to the dead-letter queue, or dropped, logged and counted."""
+        r = self.route
+        self.invoker.metrics.recursive_dropped.labels(r.namespace, r.function).inc(len(looping))
+        log.warning(
+            "queue %s: %d message(s) stopped as a recursive loop", r.queue_key, len(looping)
         )
+        if self.dead_letter is not None:
+            await self._redrive(looping)
+            return
+        self.invoker.metrics.async_dropped.labels(
+            r.namespace, r.function, "RecursiveInvocationException"
+        ).inc(len(looping))
+        await self.queue.delete([m.message_id for m in looping])
+
+    async def _redrive(self, dead: list[Message]) -> None:
+        """Onto the dead-letter queue and off this one, atomically (the engine's move); on
+        failure the messages stay where they were."""
+        assert self.dead_letter is not None
+        await self.queue.move([(m.message_id, _fields(m)) for m in dead], to=self.dead_letter)
         for m in dead:
             self._first_receive.pop(m.message_id, None)
         log.info(
@@ -237,9 +228,10 @@ class QueuePoller:
     async def _deliver(self, messages: list[Message]) -> None:
         r = self.route
         payload = json.dumps(sqs_event(r, messages)).encode()
+        lineage = max(m.lineage for m in messages)
         try:
             result = await self.invoker.invoke(
-                Invocation(r.namespace, r.function, r.qualifier, payload)
+                Invocation(r.namespace, r.function, r.qualifier, payload, lineage=lineage)
             )
         except LambdaError as e:  # throttled or not ready: the messages come back later
             log.info("queue %s: batch not delivered: %s", r.queue_key, e)
@@ -249,13 +241,30 @@ class QueuePoller:
         ids = [m.message_id for m in messages]
         keep = failed_items(result.payload, ids) if r.report_failures else set()
         done = [i for i in ids if i not in keep]
-        if done:
-            async with self.client.pipeline(transaction=True) as pipe:
-                pipe.xack(r.queue_key, GROUP, *done)
-                pipe.xdel(r.queue_key, *done)
-                await pipe.execute()
-            for i in done:
-                self._first_receive.pop(i, None)
+        await self.queue.delete(done)
+        for i in done:
+            self._first_receive.pop(i, None)
+
+
+def _extras(fields: dict[str, str]) -> tuple[dict[str, Any], int]:
+    """A message's attributes and lineage, from the fields klambda writes beside ``body``."""
+    try:
+        attributes = json.loads(fields["attributes"]) if "attributes" in fields else {}
+    except ValueError:
+        attributes = {}
+    lineage = fields.get("lineage", "0")
+    return (attributes if isinstance(attributes, dict) else {}), int(
+        lineage
+    ) if lineage.isdigit() else 0
+
+
+def _fields(m: Message) -> dict[str, str]:
+    out = {"body": m.body}
+    if m.attributes:
+        out["attributes"] = json.dumps(m.attributes)
+    if m.lineage:
+        out["lineage"] = str(m.lineage)
+    return out
 
 
 class EventSourcePollers:
@@ -287,7 +296,7 @@ class EventSourcePollers:
             if key not in self._running:  # one poller per batch in flight, one consumer each
                 tasks = [
                     asyncio.create_task(
-                        QueuePoller(route, self.client, self.invoker).run(),
+                        QueuePoller(route, self.client, self.invoker, i).run(),
                         name=f"esm-{key[0]}-{key[1]}-{i}",
                     )
                     for i in range(route.concurrency)
@@ -299,7 +308,3 @@ class EventSourcePollers:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

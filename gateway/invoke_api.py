@@ -16,6 +16,7 @@ import time
 from aiohttp import web
 
 from klambda.api.arn import InvalidFunctionName, parse_function_name
+from klambda.gateway.async_policy import lineage_of
 from klambda.gateway.async_queue import AsyncEvent, AsyncQueue
 from klambda.gateway.auth import Authenticator, context_keys
 from klambda.gateway.errors import (
@@ -81,8 +82,21 @@ class InvokeApi:
         self.invoker.check(route, ref.qualifier)
         if invocation_type == "DryRun":
             return web.Response(status=204, headers={"x-amzn-RequestId": request_id})
+        # a function that calls klambda passes on its trace header: one hop more
+        hops = lineage_of(request.headers.get("X-Amzn-Trace-Id"))
+        lineage = None if hops is None else hops + 1
         if invocation_type == "Event":
-            return await self._enqueue(namespace, ref.name, ref.qualifier, payload, request_id)
+            return await self._enqueue(
+                AsyncEvent(
+                    request_id,
+                    namespace,
+                    ref.name,
+                    ref.qualifier,
+                    payload.decode(),
+                    time.time(),
+                    lineage=lineage or 0,
+                )
+            )
         tail = log_type == "Tail"
         result = await self.invoker.invoke(
             Invocation(
@@ -93,6 +107,7 @@ class InvokeApi:
                 request_id,
                 tail_log=tail,
                 client_context=_client_context(request.headers.get("X-Amz-Client-Context")),
+                lineage=lineage,
             )
         )
         headers = {
@@ -107,16 +122,14 @@ class InvokeApi:
             status=200, body=result.payload, content_type="application/json", headers=headers
         )
 
-    async def _enqueue(
-        self, namespace: str, name: str, qualifier: str | None, payload: bytes, request_id: str
-    ) -> web.Response:
-        if len(payload) > self.settings.max_async_payload:
+    async def _enqueue(self, event: AsyncEvent) -> web.Response:
+        if len(event.payload.encode()) > self.settings.max_async_payload:
             raise too_large(self.settings.max_async_payload)
         if self.queue is None:
             raise ServiceError("asynchronous invocation needs Redis (the gateway has none)")
-        event = AsyncEvent(request_id, namespace, name, qualifier, payload.decode(), time.time())
         await self.queue.enqueue(event)
-        return web.Response(status=202, headers={"x-amzn-RequestId": request_id})
+        self.invoker.metrics.async_received.labels(event.namespace, event.function).inc()
+        return web.Response(status=202, headers={"x-amzn-RequestId": event.request_id})
 
 
 def _json_payload(body: bytes) -> bytes:

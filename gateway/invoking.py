@@ -17,6 +17,7 @@ from typing import Protocol
 
 from klambda.api.arn import FunctionRef, function_arn
 from klambda.api.routes import FunctionRoute, VersionTarget
+from klambda.gateway.async_policy import trace_header
 from klambda.gateway.auth import Identity, authorize
 from klambda.gateway.concurrency import ConcurrencyLimiter
 from klambda.gateway.errors import (
@@ -62,6 +63,9 @@ class Invocation:
     request_id: str = ""
     tail_log: bool = False
     client_context: str = ""
+    lineage: int | None = None
+    """Hops through klambda before this invocation (async events, destinations, queues):
+    passed to the function in its trace header. None: not part of such a chain."""
 
 
 class Invoker:
@@ -200,6 +204,7 @@ class Invoker:
                 invoked_function_arn=self.arn(inv.namespace, inv.name, inv.qualifier),
                 client_context=inv.client_context,
                 tail_log=inv.tail_log,
+                trace_id="" if inv.lineage is None else trace_header(request_id, inv.lineage),
             )
             deadline = target.timeout + self.settings.init_allowance + 5.0
             try:

@@ -27,6 +27,7 @@ DURATION_BUCKETS = (
     300,
     900,
 )
+AGE_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 30, 60, 300, 900, 3600, 21600)
 LABELS = ("namespace", "function", "version")
 
 
@@ -61,6 +62,46 @@ class Metrics:
             "Init phase of new environments (Lambda: Init Duration).",
             LABELS,
             buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+
+        fn = ("namespace", "function")
+        self.async_received = Counter(
+            "klambda_async_events_received",
+            "Asynchronous events accepted (Lambda: AsyncEventsReceived).",
+            fn,
+            registry=r,
+        )
+        self.async_event_age = Histogram(
+            "klambda_async_event_age_seconds",
+            "Time from intake to dispatch, retries included (Lambda: AsyncEventAge).",
+            fn,
+            buckets=AGE_BUCKETS,
+            registry=r,
+        )
+        self.async_dropped = Counter(
+            "klambda_async_events_dropped",
+            "Asynchronous events given up on with nowhere to go (Lambda: AsyncEventsDropped).",
+            (*fn, "reason"),
+            registry=r,
+        )
+        self.dead_letter_errors = Counter(
+            "klambda_dead_letter_errors",
+            "Events that could not be sent to the dead-letter queue (Lambda: DeadLetterErrors).",
+            fn,
+            registry=r,
+        )
+        self.destination_failures = Counter(
+            "klambda_destination_delivery_failures",
+            "Records that could not be delivered to a destination "
+            "(Lambda: DestinationDeliveryFailures).",
+            fn,
+            registry=r,
+        )
+        self.recursive_dropped = Counter(
+            "klambda_recursive_invocations_dropped",
+            "Events stopped as a recursive loop (Lambda: RecursiveInvocationsDropped).",
+            fn,
             registry=r,
         )
 

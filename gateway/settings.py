@@ -31,12 +31,16 @@ class GatewaySettings:
     """Asynchronous events delivered at once by this gateway."""
     async_queue_limit: int = defaults.ASYNC_QUEUE_LIMIT
     """Asynchronous events one namespace may have waiting at once; more get 429."""
+    async_retry_delay: float = defaults.ASYNC_RETRY_DELAY
+    """Seconds before the first retry of an async event's function error (the second waits
+    twice as long); Lambda's is about a minute."""
     async_key: bytes | None = None
     """What async events are sealed with (``async_queue.AsyncEvent.encode``): entries without
     its seal are never run. ``klambda up`` keeps one in its data dir; on Kubernetes it derives
     from the platform key."""
     async_consumer: str | None = None
-    """Stable consumer name of this gateway's dispatcher (default: host name and pid)."""
+    """Stable consumer name of this gateway's dispatcher (default: the host name, a pod's
+    name on Kubernetes), so that a restarted one resumes the events it held at once."""
     init_allowance: float = 10.0
     """Seconds added to a function's timeout for a cold start's init phase (Lambda: 10 s)."""
     concurrency_limit: int = defaults.CONCURRENCY_LIMIT

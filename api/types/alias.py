@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 
 from klambda.api.schema import prop
+from klambda.api.types.async_config import AsyncConfig
 from klambda.api.types.common import (
     FUNCTION_NAME_MAX,
     FUNCTION_NAME_PATTERN,
@@ -93,6 +94,12 @@ class AliasSpec:
         default=0, minimum=0, doc="Environments kept initialised behind this alias."
     )
     url: FunctionUrl | None = prop(default=None, doc="Function URL for this alias.")
+    async_config: AsyncConfig | None = prop(
+        default=None,
+        name="asyncConfig",
+        doc="Asynchronous invocation settings of invocations through this alias, instead of "
+        "the function's.",
+    )
 
     def check(self) -> Problems:
         weights = self.routing_config.additional_version_weights if self.routing_config else {}

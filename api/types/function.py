@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from klambda.api.policy import PolicyError, parse_policy
 from klambda.api.schema import prop
+from klambda.api.types.async_config import AsyncConfig, DeadLetterConfig
 from klambda.api.types.common import (
     CODE_PATH_PATTERN,
     ENV_KEY_PATTERN,
@@ -287,6 +288,23 @@ class FunctionSpec:
         default=None,
         doc="Resource-based policy (IAM JSON with Statement, Principal, Action, Condition): "
         "who may invoke this function and its URLs.",
+    )
+    async_config: AsyncConfig | None = prop(
+        default=None,
+        name="asyncConfig",
+        doc="Retries, event age and destinations of asynchronous invocations (Lambda's "
+        "FunctionEventInvokeConfig); a Version or Alias may set its own.",
+    )
+    dead_letter_config: DeadLetterConfig | None = prop(
+        default=None,
+        name="deadLetterConfig",
+        doc="Queue for events that failed when no onFailure destination takes them.",
+    )
+    recursive_loop: Literal["Allow", "Terminate"] = prop(
+        default="Terminate",
+        name="recursiveLoop",
+        doc="Terminate: an event that has gone round 16 times through klambda (async "
+        "invocations, destinations, queues) is not invoked again (Lambda's recursion config).",
     )
 
     @property

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from klambda.api.schema import prop
+from klambda.api.types.async_config import AsyncConfig
 from klambda.api.types.common import (
     FUNCTION_NAME_MAX,
     FUNCTION_NAME_PATTERN,
@@ -51,6 +52,12 @@ class VersionSpec:
         default=0,
         minimum=0,
         doc="Environments kept initialised for this version before traffic arrives.",
+    )
+    async_config: AsyncConfig | None = prop(
+        default=None,
+        name="asyncConfig",
+        doc="Asynchronous invocation settings of this version, instead of the function's "
+        "(may change: it is not part of the snapshot).",
     )
 
 

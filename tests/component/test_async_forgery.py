@@ -12,8 +12,9 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from klambda.gateway.async_queue import STREAM, AsyncEvent, AsyncQueue, Dispatcher
-from tests.component.test_async_quota import Done
+from klambda.gateway.async_dispatch import Dispatcher
+from klambda.gateway.async_queue import STREAM, AsyncEvent, AsyncQueue
+from tests.component.async_fakes import FakeInvoker
 
 KEY = secrets.token_bytes(32)
 
@@ -29,7 +30,7 @@ async def test_only_sealed_entries_run(client: aioredis.Redis) -> None:
     await AsyncQueue(client, key=KEY).enqueue(real)
 
     ran: list[Any] = []
-    invoker = Done()
+    invoker = FakeInvoker(("team-a", "fn"), ("team-b", "payroll"))
     original = invoker.invoke
 
     async def recording(invocation: Any) -> Any:

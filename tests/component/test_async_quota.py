@@ -6,39 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 
-from klambda.gateway.async_queue import QUEUED, STREAM, AsyncEvent, AsyncQueue, Dispatcher
+from klambda.gateway.async_dispatch import Dispatcher
+from klambda.gateway.async_queue import QUEUED, STREAM, AsyncEvent, AsyncQueue
 from klambda.gateway.errors import TooManyRequests
+from tests.component.async_fakes import FakeInvoker
 
 
 def event(namespace: str, i: int) -> AsyncEvent:
     return AsyncEvent(f"{namespace}-{i}", namespace, "fn", None, "{}", time.time())
-
-
-class Table:
-    async def wait_synced(self) -> None:
-        return None
-
-
-class Done:
-    """Every invocation succeeds."""
-
-    def __init__(self) -> None:
-        self.table = Table()
-        self.count = 0
-
-    async def invoke(self, invocation: Any) -> Any:
-        self.count += 1
-
-        class Result:
-            function_error = ""
-            error_type = ""
-
-        return Result()
 
 
 async def test_a_namespace_past_its_quota_gets_429_and_others_do_not(
@@ -53,7 +32,7 @@ async def test_a_namespace_past_its_quota_gets_429_and_others_do_not(
     await queue.enqueue(event("team-b", 0))  # another tenant is not affected
     assert await client.xlen(STREAM) == 6  # the refused one was never stored
 
-    invoker = Done()
+    invoker = FakeInvoker(("team-a", "fn"), ("team-b", "fn"))
     dispatcher = Dispatcher(client, invoker, consumer="gw")  # type: ignore[arg-type]
     running = asyncio.create_task(dispatcher.run())
 

@@ -10,24 +10,9 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from klambda.gateway.async_queue import GROUP, STREAM, AsyncEvent, AsyncQueue, Dispatcher
-
-
-class Table:
-    async def wait_synced(self) -> None:
-        return None
-
-
-class StuckInvoker:
-    """An invocation that is still running when the dispatcher is told to stop."""
-
-    def __init__(self) -> None:
-        self.table = Table()
-        self.started = asyncio.Event()
-
-    async def invoke(self, invocation: Any) -> Any:
-        self.started.set()
-        await asyncio.Event().wait()
+from klambda.gateway.async_dispatch import Dispatcher
+from klambda.gateway.async_queue import GROUP, STREAM, AsyncEvent, AsyncQueue
+from tests.component.async_fakes import FakeInvoker, never
 
 
 async def test_events_in_flight_are_queued_again_when_the_dispatcher_stops(
@@ -35,10 +20,16 @@ async def test_events_in_flight_are_queued_again_when_the_dispatcher_stops(
 ) -> None:
     event = AsyncEvent("req-1", "default", "fn", None, "{}", time.time())
     await AsyncQueue(client).enqueue(event)
-    invoker = StuckInvoker()
+    started = asyncio.Event()
+
+    async def stuck(invocation: Any) -> Any:
+        started.set()
+        return await never(invocation)
+
+    invoker = FakeInvoker(("default", "fn"), answer=stuck)
     dispatcher = Dispatcher(client, invoker, consumer="gateway-pod-a")  # type: ignore[arg-type]
     running = asyncio.create_task(dispatcher.run())
-    await asyncio.wait_for(invoker.started.wait(), 10)
+    await asyncio.wait_for(started.wait(), 10)
     dispatcher.stop()  # as the gateway stops it
     await asyncio.wait_for(running, 10)
 

@@ -25,7 +25,7 @@ ROUTE = EventSourceRoute(
 async def _received_once(client: aioredis.Redis) -> tuple[QueuePoller, list[Any]]:
     await client.xadd(ROUTE.queue_key, {"body": "poison"})
     poller = QueuePoller(ROUTE, client, invoker=None)  # type: ignore[arg-type]
-    await poller._ensure_group()
+    await poller.queue.ensure()
     messages = await poller._receive()
     assert [m.body for m in messages] == ["poison"]
     return poller, messages
