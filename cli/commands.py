@@ -188,6 +188,8 @@ def invoke(args: argparse.Namespace, out: TextIO) -> int:
     headers = {"Content-Type": "application/json"}
     if args.tail:
         headers["X-Amz-Log-Type"] = "Tail"
+    if args.event:
+        headers["X-Amz-Invocation-Type"] = "Event"
     try:
         resp = signed(state, "POST", target, payload, headers)
     except ApiError as e:
@@ -200,6 +202,9 @@ def invoke(args: argparse.Namespace, out: TextIO) -> int:
             message = resp.body.decode(errors="replace")
         kind = resp.headers.get("x-amzn-ErrorType", f"HTTP {resp.status}")
         raise CliError(f"{kind}: {message}")
+    if args.event:  # accepted, durably queued: it runs later
+        out.write(resp.headers.get("x-amzn-RequestId", "") + "\n")
+        return 0
     if args.tail and resp.headers.get("X-Amz-Log-Result"):
         sys.stderr.write(
             base64.b64decode(resp.headers["X-Amz-Log-Result"]).decode(errors="replace")

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from klambda.api import defaults
-from klambda.cli import commands
+from klambda.cli import commands, dlq
 from klambda.cli.state import NotRunning, default_data_dir
 
 
@@ -118,6 +118,24 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--payload", help="JSON event, or @FILE")
     i.add_argument("--qualifier", help="version or alias")
     i.add_argument("--tail", action="store_true", help="print the invocation's log to stderr")
+    i.add_argument(
+        "--async",
+        dest="event",
+        action="store_true",
+        help="invoke asynchronously (InvocationType Event): print the request id",
+    )
+
+    d = sub.add_parser("dlq", help="dead-letter queues: list them, redrive them to a function")
+    ds = d.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
+    dl = ds.add_parser("list", parents=[common, ns], help="print a queue's messages")
+    dl.add_argument("queue")
+    dl.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+    dr = ds.add_parser(
+        "redrive", parents=[common, ns], help="send a queue's messages to a function (async)"
+    )
+    dr.add_argument("queue")
+    dr.add_argument("--to", required=True, metavar="FUNCTION", help="the function to invoke")
+    dr.add_argument("--qualifier", help="version or alias of the function")
 
     lg = sub.add_parser("logs", parents=[common, ns], help="print a function's logs")
     lg.add_argument("name")
@@ -263,6 +281,7 @@ COMMANDS = {
     "publish": commands.publish,
     "keys": commands.keys,
     "invoke": commands.invoke,
+    "dlq": dlq.dlq,
     "logs": commands.logs,
     "env": commands.env,
 }

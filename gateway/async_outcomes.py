@@ -94,7 +94,7 @@ class Outcomes:
                 await self.queue.move(
                     [(message.id, fields)],
                     Queue(self.queue.client, self._queue_key(event, target)),
-                    self._quota(event),
+                    leaving=self._quota(event),
                 )
                 return
             except RedisError as e:
@@ -129,7 +129,7 @@ class Outcomes:
             if target.kind == "queue":
                 fields = {"body": body, "lineage": str(event.lineage + 1)}
                 to = Queue(self.queue.client, self._queue_key(event, target))
-                await self.queue.move([(message.id, fields)], to, self._quota(event))
+                await self.queue.move([(message.id, fields)], to, leaving=self._quota(event))
                 return True
             namespace = self._function_namespace(event, route, target)
             record_event = AsyncEvent(
@@ -143,8 +143,8 @@ class Outcomes:
             )
             await self.queue.move(
                 [(message.id, self.fields(record_event))],
-                quota=self._quota(event),
-                new_owner=namespace,
+                leaving=self._quota(event),
+                entering=self._quota(record_event),
             )
             return True
         except (RedisError, DestinationRefused) as e:

@@ -70,10 +70,10 @@ for i = 3, #ARGV do args[#args + 1] = ARGV[i] end
 return redis.call('XADD', KEYS[1], '*', unpack(args))
 """
 
-# KEYS: source stream, target stream, quota hash (or none); ARGV: group, owner, new owner,
-# count of messages, then per message: id, number of fields n, 2n field/value strings.
-# The target is the source for a requeue (the message goes to the back as a new entry), which
-# may hand it to another owner; a message leaving the queue no longer counts.
+# KEYS: source stream, target stream, quota hash (or none); ARGV: group, owner whose count
+# the message leaves ('' none), owner whose count it enters ('' none), count of messages, then
+# per message: id, number of fields n, 2n field/value strings. The target may be the source (a
+# requeue: the message goes to the back as a new entry).
 _MOVE = """
 local kind = redis.call('TYPE', KEYS[2])['ok']
 if kind ~= 'stream' and kind ~= 'none' then
@@ -88,10 +88,8 @@ for m = 1, tonumber(ARGV[4]) do
   if redis.call('XACK', KEYS[1], ARGV[1], id) == 1 then
     redis.call('XADD', KEYS[2], '*', unpack(args))
     redis.call('XDEL', KEYS[1], id)
-    if KEYS[3] and (KEYS[1] ~= KEYS[2] or ARGV[2] ~= ARGV[3]) then
-      redis.call('HINCRBY', KEYS[3], ARGV[2], -1)
-      if KEYS[1] == KEYS[2] then redis.call('HINCRBY', KEYS[3], ARGV[3], 1) end
-    end
+    if ARGV[2] ~= '' then redis.call('HINCRBY', KEYS[3], ARGV[2], -1) end
+    if ARGV[3] ~= '' then redis.call('HINCRBY', KEYS[3], ARGV[3], 1) end
   end
 end
 return 1
@@ -200,18 +198,27 @@ class Queue:
         self,
         messages: Sequence[tuple[str, Fields]],
         to: Queue | None = None,
-        quota: Quota | None = None,
-        new_owner: str | None = None,
+        *,
+        leaving: Quota | None = None,
+        entering: Quota | None = None,
     ) -> None:
         """Moves received messages (with the fields given: the originals or new ones) to
-        ``to``, or to the back of this queue (counted for ``new_owner`` when given); raises
-        ResponseError, moving nothing, when the target is not a stream."""
+        ``to``, or to the back of this queue; each stops counting for ``leaving``'s owner and
+        starts counting for ``entering``'s. Raises ResponseError, moving nothing, when the
+        target is not a stream."""
         if not messages:
             return
+        quotas = [q for q in (leaving, entering) if q is not None]
+        if len({q.key for q in quotas}) > 1:
+            raise ValueError("one quota hash per move")
         target = to.key if to is not None else self.key
-        keys = [self.key, target] + ([quota.key] if quota else [])
-        owner = quota.owner if quota else ""
-        args: list[str | int] = [self.group, owner, new_owner or owner, len(messages)]
+        keys = [self.key, target] + [q.key for q in quotas[:1]]
+        args: list[str | int] = [
+            self.group,
+            leaving.owner if leaving else "",
+            entering.owner if entering else "",
+            len(messages),
+        ]
         for message_id, fields in messages:
             args += [message_id, len(fields), *_flat(fields)]
         await self._move(keys=keys, args=args)
@@ -233,6 +240,12 @@ class Queue:
         """When the earliest delayed message is due (epoch seconds), None if there is none."""
         first = await self.client.zrange(self.delayed_key, 0, 0, withscores=True)
         return float(first[0][1]) if first else None
+
+    async def peek(self, count: int) -> list[Message]:
+        """The first ``count`` messages in the stream, held ones too, without receiving them."""
+        reply = await self.client.xrange(self.key, count=count)
+        entries = cast(list[tuple[bytes, dict[bytes, bytes]]], reply or [])
+        return [Message(_text(i), _decode(f)) for i, f in entries]
 
     async def depth(self) -> int:
         """Messages in the stream (held ones included) plus delayed ones."""

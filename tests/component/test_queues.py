@@ -101,12 +101,17 @@ async def test_a_quota_counts_what_is_in_the_queue(client: aioredis.Redis) -> No
         await q.send({"body": "3"}, quota)
     await q.send({"body": "b"}, Quota("q:held", "team-b", 2))  # another owner's own quota
     a1, a2, _ = await q.receive("c1", 10, visibility_timeout=30)
-    await q.move([(a1.id, a1.fields)], quota=quota)  # a requeue still counts
+    await q.move([(a1.id, a1.fields)])  # a requeue still counts
     with pytest.raises(QueueFull):
         await q.send({"body": "3"}, quota)
     await q.delete([a2.id], quota)
     await q.send({"body": "3"}, quota)
     (again, _) = await q.receive("c1", 10, visibility_timeout=30)
-    await q.move([(again.id, again.fields)], to=other, quota=quota)  # out of this queue
+    await q.move([(again.id, again.fields)], to=other, leaving=quota)  # out of this queue
     await q.send({"body": "4"}, quota)
     assert await client.hget("q:held", "team-a") == b"2"
+    # handed to another owner within the queue (a record for another namespace's function)
+    (mine,) = [m for m in await q.receive("c1", 10, 30) if m.fields["body"] == "4"]
+    await q.move([(mine.id, mine.fields)], leaving=quota, entering=Quota("q:held", "team-b", 2))
+    held = await client.hgetall("q:held")
+    assert (held[b"team-a"], held[b"team-b"]) == (b"1", b"2")
