@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import secrets
 import shutil
@@ -21,6 +22,8 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from klambda.api.lifecycle import die_with_parent
+
+log = logging.getLogger(__name__)
 
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 2.0
@@ -71,8 +74,16 @@ async def ping(url: str, timeout: float = 2.0) -> None:
 
 @dataclass
 class EmbeddedRedis:
+    """A redis-server of klambda's own, restarted (same port, password and data) if it dies:
+    what it acknowledged is in its append-only file, so accepted events survive its crash."""
+
     process: asyncio.subprocess.Process
     url: str
+    command: list[str]
+    data_dir: Path
+    restarts: int = 0
+    _supervisor: asyncio.Task[None] | None = None
+    _stopping: bool = False
 
     @classmethod
     async def start(
@@ -82,55 +93,81 @@ class EmbeddedRedis:
         or kernel crash, writes of the last second or so may be lost; a crash of Redis or of
         klambda loses nothing) or ``always`` (fsync before every write is acknowledged)."""
         port = free_port(host)
-        log = await asyncio.to_thread(_open_log, data_dir)
         password = secrets.token_urlsafe(24)
         # the password in a 0600 file, not on the command line (which any user can read)
         config = await asyncio.to_thread(_write_config, data_dir, password)
+        command = [
+            redis_binary(),
+            str(config),
+            "--bind",
+            host,
+            "--port",
+            str(port),
+            "--dir",
+            str(data_dir),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            durability,
+            "--save",
+            "",
+            "--daemonize",
+            "no",
+            "--protected-mode",
+            "yes",
+        ]
+        process = await _spawn(command, data_dir)
+        server = cls(process, f"redis://:{password}@{host}:{port}/0", command, data_dir)
         try:
-            process = await asyncio.create_subprocess_exec(
-                redis_binary(),
-                str(config),
-                "--bind",
-                host,
-                "--port",
-                str(port),
-                "--dir",
-                str(data_dir),
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                durability,
-                "--save",
-                "",
-                "--daemonize",
-                "no",
-                "--protected-mode",
-                "yes",
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,
-                preexec_fn=die_with_parent(),  # never outlives klambda up, even if it is killed
-            )
-        finally:
-            log.close()
-        server = cls(process, f"redis://:{password}@{host}:{port}/0")
+            await server._until_up()
+        except RedisUnavailable:
+            await server.stop()
+            raise
+        server._supervisor = asyncio.create_task(server._supervise(), name="embedded-redis")
+        return server
+
+    async def _until_up(self) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + START_TIMEOUT
         while True:
-            if process.returncode is not None:
-                raise RedisUnavailable(f"redis-server exited (see {data_dir / 'redis.log'})")
+            if self.process.returncode is not None:
+                raise RedisUnavailable(f"redis-server exited (see {self.data_dir / 'redis.log'})")
             try:
-                await ping(server.url, timeout=0.5)
-                return server
+                await ping(self.url, timeout=0.5)
+                return
             except RedisUnavailable:
                 if loop.time() > deadline:
-                    await server.stop()
                     raise
                 await asyncio.sleep(0.05)
 
+    async def _supervise(self) -> None:
+        """Restarts redis-server when it exits on its own (1 s doubling to 30 s between
+        tries); clients reconnect by themselves."""
+        delay = 1.0
+        while True:
+            code = await self.process.wait()
+            if self._stopping:
+                return
+            log.error("the embedded redis-server exited (%s); restarting it", code)
+            await asyncio.sleep(delay)
+            try:
+                self.process = await _spawn(self.command, self.data_dir)
+                await self._until_up()
+            except (OSError, RedisUnavailable) as e:
+                log.error("the embedded redis-server did not come back: %s", e)
+                delay = min(30.0, delay * 2)
+                continue
+            self.restarts += 1
+            delay = 1.0
+            log.warning("the embedded redis-server is back (restart %d)", self.restarts)
+
     async def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         """SIGTERM (Redis writes its append-only file and exits); SIGKILL after ``timeout``."""
+        self._stopping = True
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._supervisor
         if self.process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 self.process.send_signal(signal.SIGTERM)
@@ -139,6 +176,21 @@ class EmbeddedRedis:
             except TimeoutError:
                 self.process.kill()
                 await self.process.wait()
+
+
+async def _spawn(command: list[str], data_dir: Path) -> asyncio.subprocess.Process:
+    output = await asyncio.to_thread(_open_log, data_dir)
+    try:
+        return await asyncio.create_subprocess_exec(
+            *command,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=output,
+            stderr=output,
+            start_new_session=True,
+            preexec_fn=die_with_parent(),  # never outlives klambda up, even if it is killed
+        )
+    finally:
+        output.close()
 
 
 def _write_config(data_dir: Path, password: str) -> Path:
