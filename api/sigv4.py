@@ -9,6 +9,7 @@ against the SignedHeaders it receives, never a fixed list, and compares in const
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import posixpath
@@ -111,7 +112,9 @@ def _hmac(key: bytes, msg: str) -> bytes:
     return hmac.new(key, msg.encode(), hashlib.sha256).digest()
 
 
+@functools.lru_cache(maxsize=1024)
 def signing_key(secret: str, date: str, region: str, service: str = SERVICE) -> bytes:
+    """The day's key of a secret (cached: four HMACs that every request of the day repeats)."""
     k = _hmac(("AWS4" + secret).encode(), date)
     k = _hmac(k, region)
     k = _hmac(k, service)

@@ -16,6 +16,7 @@ buffer, some of it waits a second off the stream so that others' events are rece
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import time
@@ -39,6 +40,8 @@ VISIBILITY = 30.0
 """Seconds before another dispatcher receives an event whose holder stopped beating."""
 HEARTBEAT = 10.0
 SURPLUS_WAIT = 1.0
+RECLAIM_EVERY = 0.5
+"""Seconds between looks for due retries and for events whose holder stopped beating."""
 RETRY_BASE = 60.0
 """Seconds before the first retry of a function error (Lambda: about a minute)."""
 
@@ -65,8 +68,9 @@ class Dispatcher:
         self.consumer = consumer or socket.gethostname()
         self.queue = Queue(client, STREAM, GROUP)
         self.concurrency = concurrency
-        self._buffer = concurrency * 2
-        """Events held at once: running, or received and waiting for a slot."""
+        self._buffer = concurrency * 8
+        """Events held at once: running, or received and waiting for a slot (the ones of a
+        function at its share wait here while others' are received behind them)."""
         self.retry_base = retry_base
         self.metrics = metrics or invoker.metrics
         self.outcomes = Outcomes(self.queue, invoker.table, self.metrics, key, queue_limit)
@@ -78,6 +82,7 @@ class Dispatcher:
         """Deliveries cancelled by shutdown, to queue again."""
         self._stopping = asyncio.Event()
         self._beat = 0.0
+        self._reclaimed = 0.0
         self.delivered = 0
         self.refused = 0
 
@@ -110,18 +115,29 @@ class Dispatcher:
                     await asyncio.sleep(1.0)
         finally:
             await self._requeue_held()
+            with contextlib.suppress(RedisError):
+                await self.outcomes.flush()
 
     async def _round(self) -> None:
-        await self.queue.release_due()
+        await self.outcomes.flush()
         now = time.monotonic()
         if now - self._beat >= HEARTBEAT:
             self._beat = now
             await self.queue.extend(self.consumer, self._held_ids())
+        reclaim = now - self._reclaimed >= RECLAIM_EVERY  # rare: a dispatcher died
+        if reclaim:
+            self._reclaimed = now
+            await self.queue.release_due()
         room = self._buffer - len(self._tasks) - len(self._waiting)
         if room > 0:
-            self._take(await self.queue.receive(self.consumer, room, VISIBILITY, block=0.5))
+            # waiting events start only between reads: then do not wait long for new ones
+            block = 0.005 if self._waiting else 0.5
+            received = await self.queue.receive(
+                self.consumer, room, VISIBILITY, block=block, reclaim=reclaim
+            )
+            self._take(received)
         else:
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.005)
         await self._start_fairly()
 
     def _held_ids(self) -> list[str]:
@@ -150,9 +166,9 @@ class Dispatcher:
 
     async def _start_fairly(self) -> None:
         """Starts waiting events, oldest first, while slots are free, each function taking at
-        most its share of the slots. When the buffer is full of events of functions at their
-        share while slots are free, the newest of them wait a second off the stream, so that
-        other functions' events can be received."""
+        most its share of the slots. Only when the buffer is full of events of functions at
+        their share while slots are free do the newest of them wait a second off the stream,
+        so that other functions' events can still be received."""
         share = self.concurrency - max(1, self.concurrency // 4)
         still: list[tuple[Message, AsyncEvent]] = []
         for message, event in self._waiting:

@@ -50,6 +50,8 @@ class Outcomes:
         self.metrics = metrics
         self.key = key
         self.queue_limit = queue_limit
+        self.finished: dict[str, list[str]] = {}
+        """Ids of events done with (by namespace), deleted at the next ``flush``."""
 
     async def succeed(
         self,
@@ -64,7 +66,15 @@ class Outcomes:
             doc = self._record(event, route, policy.Condition.SUCCESS, response)
             if await self._send_record(message, event, route, target, doc):
                 return
-        await self.queue.delete([message.id], self._quota(event))
+        self.finished.setdefault(event.namespace, []).append(message.id)
+
+    async def flush(self) -> None:
+        """Deletes the events finished since the last flush, one call per namespace: an event
+        that succeeded is done with in a batch (were the dispatcher to die first, it would be
+        delivered again: at least once)."""
+        finished, self.finished = self.finished, {}
+        for namespace, ids in finished.items():
+            await self.queue.delete(ids, Quota(QUEUED, namespace, self.queue_limit))
 
     async def fail(
         self,

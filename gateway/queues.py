@@ -161,10 +161,18 @@ class Queue:
         return _text(added)
 
     async def receive(
-        self, consumer: str, count: int, visibility_timeout: float, block: float | None = None
+        self,
+        consumer: str,
+        count: int,
+        visibility_timeout: float,
+        block: float | None = None,
+        reclaim: bool = True,
     ) -> list[Message]:
-        """Messages whose visibility timeout ran out first, then new ones (waiting up to
-        ``block`` seconds for one when there are none)."""
+        """Messages whose visibility timeout ran out first (unless ``reclaim`` is off: a busy
+        consumer looks for them now and then), then new ones (waiting up to ``block`` seconds
+        for one when there are none)."""
+        if not reclaim:
+            return await self._read(consumer, ">", count, block)
         idle_ms = max(1, int(visibility_timeout * 1000))
         reply = await self.client.xautoclaim(
             self.key, self.group, consumer, idle_ms, "0-0", count=count
