@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -9,6 +10,7 @@ import redis.asyncio as aioredis
 
 from klambda.api.routes import EventSourceRoute
 from klambda.gateway.event_sources import GROUP, QueuePoller
+from tests.component.async_fakes import FakeInvoker
 
 ROUTE = EventSourceRoute(
     namespace="default",
@@ -53,3 +55,21 @@ async def test_a_failed_dead_letter_move_leaves_the_message_where_it_was(
     assert await client.get(ROUTE.dead_letter_key) == b"not a stream"
     assert [f[b"body"] for _, f in await client.xrange(ROUTE.queue_key)] == [b"poison"]
     assert (await client.xpending(ROUTE.queue_key, GROUP))["pending"] == 1  # still in flight
+
+
+async def test_a_message_16_hops_deep_goes_to_the_dead_letter_queue_not_the_function(
+    client: aioredis.Redis,
+) -> None:
+    """A destination's record carries its hop count; a function -> queue -> function loop is
+    stopped at 16 (Lambda's loop detection), the message kept in the dead-letter queue."""
+    invoker = FakeInvoker(("default", "fn"))
+    await client.xadd(ROUTE.queue_key, {"body": "again", "lineage": "16"})
+    await client.xadd(ROUTE.queue_key, {"body": "fine", "lineage": "3"})
+    poller = QueuePoller(ROUTE, client, invoker)  # type: ignore[arg-type]
+    await poller.queue.ensure()
+    assert await poller.poll_once() == 2
+    assert [c.lineage for c in invoker.calls] == [3]  # only the other one was delivered
+    assert json.loads(invoker.calls[0].payload)["Records"][0]["body"] == "fine"
+    dead = await client.xrange(ROUTE.dead_letter_key)
+    assert [(f[b"body"], f[b"lineage"]) for _, f in dead] == [(b"again", b"16")]
+    assert invoker.metrics.recursive_dropped.labels("default", "fn")._value.get() == 1

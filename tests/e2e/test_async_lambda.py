@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import boto3
 import pytest
 import redis
+from botocore.config import Config
 
 from klambda.api.arn import account_for
 from tests.e2e.conftest import Platform, start_platform, stop_platform, wait_for_reason
@@ -121,6 +124,39 @@ spec:
             return {}
 ---
 apiVersion: klambda.io/v1alpha1
+kind: Function
+metadata: {name: narrow}
+spec:
+  runtime: python3.11
+  handler: app.handler
+  timeout: 60
+  reservedConcurrency: 1
+  asyncConfig:
+    maximumEventAgeInSeconds: 60
+    destinations: {onFailure: {queue: failures}}
+  code:
+    inline:
+      app.py: |
+        import time
+        def handler(event, context):
+            time.sleep(event.get("hold", 0))
+            return "ran"
+---
+apiVersion: klambda.io/v1alpha1
+kind: Function
+metadata: {name: streamer}
+spec:
+  runtime: python3.11
+  handler: app.handler
+  asyncConfig:
+    destinations: {onFailure: {stream: errors}}
+  code:
+    inline:
+      app.py: |
+        def handler(event, context):
+            return None
+---
+apiVersion: klambda.io/v1alpha1
 kind: EventSourceMapping
 metadata: {name: relay-loop}
 spec:
@@ -147,7 +183,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
         )
         r = p.cli("apply", "-f", str(manifest))
         assert r.returncode == 0, r.stderr
-        for name in ("flaky", "steady", "doomed", "looper", "relay"):
+        for name in ("flaky", "steady", "doomed", "looper", "relay", "narrow"):
             wait_for_reason(p, name, "EnvironmentReady", timeout=60)
         yield p
     finally:
@@ -316,3 +352,41 @@ def test_cli_lists_a_dead_letter_queue_and_redrives_it_once(platform: Platform) 
     )
     payloads = [json.loads(m["body"])["requestPayload"] for m in redriven[before:]]
     assert {"n": 4} in payloads
+
+
+def test_a_stream_destination_is_refused_in_the_status(platform: Platform) -> None:
+    status = wait_for_reason(platform, "streamer", "EnvironmentReady")
+    message = status["conditions"][0]["message"]
+    assert "destinations.onFailure: streams are not available yet" in message
+
+
+def test_an_event_throttled_past_its_age_fails_with_event_age_exceeded(
+    platform: Platform,
+) -> None:
+    """narrow's one reserved environment is held by a 34 s call, so its event is throttled,
+    retried after 1, 2, 4, 8, 16 s; the next wait (32 s) would pass its 60 s age."""
+    state = platform.state()
+    lam = boto3.client(
+        "lambda",
+        endpoint_url=platform.url,
+        region_name="us-east-1",
+        aws_access_key_id=state["access_key_id"],
+        aws_secret_access_key=state["secret_access_key"],
+        config=Config(retries={"max_attempts": 1}, read_timeout=70),  # the hold outlasts 30 s
+    )
+    hog = threading.Thread(
+        target=lambda: lam.invoke(FunctionName="narrow", Payload=json.dumps({"hold": 34}))
+    )
+    hog.start()
+    try:
+        time.sleep(1.0)  # the hold has begun
+        started = time.monotonic()
+        request_id = send(platform, "narrow", {"n": 1})
+        (doc,) = until(lambda: records(platform, "failures", request_id), timeout=50)
+        waited = time.monotonic() - started
+    finally:
+        hog.join(60)
+    assert doc["requestContext"]["condition"] == "EventAgeExceeded"
+    assert doc["requestContext"]["approximateInvokeCount"] == 0
+    assert "responseContext" not in doc and doc["requestPayload"] == {"n": 1}
+    assert 25 < waited < 45  # 1 + 2 + 4 + 8 + 16 s of backoff, not its full 60 s
