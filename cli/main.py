@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import logging
 import os
 import signal
@@ -25,6 +26,13 @@ def _seconds(parser: argparse.ArgumentParser, flag: str, default: float, what: s
 
 def _keep_warm(parser: argparse.ArgumentParser, what: str) -> None:
     _seconds(parser, "--keep-warm", defaults.KEEP_WARM, what)
+
+
+def _cidr(value: str) -> str:
+    try:
+        return str(ipaddress.ip_network(value, strict=False))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"not a CIDR: {value}") from e
 
 
 def _retry_delay(parser: argparse.ArgumentParser) -> None:
@@ -179,6 +187,15 @@ def _parser() -> argparse.ArgumentParser:
         help="a host code.zip URLs may name (shell pattern, repeatable; default any): the "
         "operator fetches them from inside the cluster",
     )
+    op.add_argument(
+        "--pod-cidr",
+        action="append",
+        dest="pod_cidrs",
+        type=_cidr,
+        metavar="CIDR",
+        help="the cluster's pod address range (repeatable): left out of function pods' "
+        "outside-world egress, so no network plugin lets them reach platform pods by address",
+    )
 
     gw = sub.add_parser("gateway", help="run the gateway against a Kubernetes cluster")
     gw.add_argument("--kubeconfig", help="kubeconfig (default: $KUBECONFIG or in-cluster)")
@@ -315,6 +332,7 @@ def _operator(args: argparse.Namespace) -> int:
         api_burst=args.api_burst,
         keep_warm=args.keep_warm,
         code_hosts=tuple(args.code_hosts or ("*",)),
+        pod_cidrs=tuple(args.pod_cidrs or ()),
     )
     return _until_signalled(lambda stop: run_operator(settings, stop))
 

@@ -13,6 +13,8 @@ MANAGED_SELECTOR = f"app.kubernetes.io/managed-by={MANAGED_BY}"
 FUNCTION_LABEL = "klambda.io/function"
 VERSION_LABEL = "klambda.io/version"
 CONFIG_HASH_LABEL = "klambda.io/config-hash"
+VPC_LABEL = "klambda.io/vpc"
+"""On pods of versions with vpcConfig: their egress is their own policy's alone."""
 COMPONENT_LABEL = "app.kubernetes.io/component"
 GATEWAY_LABELS = {"app.kubernetes.io/name": "klambda", COMPONENT_LABEL: "gateway"}
 VERSION_ANNOTATION = "klambda.io/lambda-version"

@@ -31,6 +31,7 @@ CODE_DIR = "/var/task"
 SHIM_CONFIG_ENV = "KLAMBDA_SHIM_CONFIG"
 """The shim container's variable holding its settings (JSON): part of the pod template, so a
 change of settings rolls the pods, and no object per version beyond its Deployment."""
+FUNCTIONS_EGRESS_POLICY = "klambda-functions-egress"
 FUNCTIONS_POLICY = "klambda-functions"
 """The NetworkPolicy of every function pod in a namespace: ingress from gateways only."""
 LOG_DIR = "/var/log/klambda"  # its own volume: logs must not eat the function's /tmp
@@ -65,6 +66,12 @@ class KubeSettings:
     """Labels of gateway pods: the only ingress function pods accept."""
     platform_namespace: str = defaults.NAMESPACE
     """The namespace the gateways run in: pods labelled like a gateway elsewhere are refused."""
+    gateway_port: int = defaults.GATEWAY_PORT
+    """The gateways' HTTP port: the one place in the platform's namespace function code may
+    reach (to call the Lambda API, as functions do)."""
+    pod_cidrs: tuple[str, ...] = ()
+    """The cluster's pod address ranges, left out of function pods' "outside world" egress: some
+    network plugins match pod addresses with ipBlock rules, which would let platform pods in."""
     max_replicas: int = 1000
     """Upper bound on pods per version."""
 
@@ -135,6 +142,8 @@ def make_version_objects(
     name = names.deployment_name(function, version)
     shim = pod_shim_config(config)
     pod_labels = {**labels, names.CONFIG_HASH_LABEL: config.config_hash}
+    if spec.vpc_config is not None:  # not under the namespace's default egress
+        pod_labels[names.VPC_LABEL] = "true"
     deployment = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -165,7 +174,8 @@ def make_version_objects(
             },
         },
     }
-    return VersionObjects(deployment, make_egress_policy(namespace, name, labels, spec, owner))
+    egress = make_egress_policy(namespace, name, labels, spec, owner, settings)
+    return VersionObjects(deployment, egress)
 
 
 def _pod_spec(
@@ -337,13 +347,91 @@ def make_functions_policy(namespace: str, settings: KubeSettings) -> Manifest:
     }
 
 
+def make_functions_egress_policy(namespace: str, settings: KubeSettings) -> Manifest:
+    """The default egress of a namespace's function pods (those without vpcConfig, whose own
+    policy alone decides): anywhere, DNS and other namespaces included, except the platform's
+    namespace, where only the gateways' HTTP port is open. Redis, the operator and whatever
+    else runs there stay out of reach of function code."""
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {
+            "name": FUNCTIONS_EGRESS_POLICY,
+            "namespace": namespace,
+            "labels": {"app.kubernetes.io/managed-by": names.MANAGED_BY},
+        },
+        "spec": {
+            "podSelector": {
+                "matchLabels": {
+                    "app.kubernetes.io/managed-by": names.MANAGED_BY,
+                    names.COMPONENT_LABEL: "function",
+                },
+                "matchExpressions": [{"key": names.VPC_LABEL, "operator": "DoesNotExist"}],
+            },
+            "policyTypes": ["Egress"],
+            "egress": [
+                {"to": _anywhere_but_the_platform(settings)},
+                {
+                    "to": [
+                        {
+                            "namespaceSelector": {
+                                "matchLabels": {
+                                    "kubernetes.io/metadata.name": settings.platform_namespace
+                                }
+                            },
+                            "podSelector": {"matchLabels": settings.gateway_labels},
+                        }
+                    ],
+                    "ports": [{"protocol": "TCP", "port": settings.gateway_port}],
+                },
+            ],
+        },
+    }
+
+
+def _anywhere_but_the_platform(settings: KubeSettings) -> list[Manifest]:
+    """Peers: every namespace but the platform's, and every address outside the pod ranges."""
+    outside: Manifest = {"cidr": "0.0.0.0/0"}
+    v4 = [c for c in settings.pod_cidrs if ":" not in c]
+    if v4:
+        outside["except"] = v4
+    outside6: Manifest = {"cidr": "::/0"}
+    v6 = [c for c in settings.pod_cidrs if ":" in c]
+    if v6:
+        outside6["except"] = v6
+    return [
+        {
+            "namespaceSelector": {
+                "matchExpressions": [
+                    {
+                        "key": "kubernetes.io/metadata.name",
+                        "operator": "NotIn",
+                        "values": [settings.platform_namespace],
+                    }
+                ]
+            }
+        },
+        {"ipBlock": outside},
+        {"ipBlock": outside6},
+    ]
+
+
 def make_egress_policy(
-    namespace: str, name: str, labels: dict[str, str], spec: FunctionSpec, owner: dict[str, Any]
+    namespace: str,
+    name: str,
+    labels: dict[str, str],
+    spec: FunctionSpec,
+    owner: dict[str, Any],
+    settings: KubeSettings | None = None,
 ) -> Manifest | None:
-    """A version's egress allow-list (vpcConfig.egress), or None when egress is open."""
+    """A version's egress allow-list (vpcConfig.egress), or None when egress is open. Its
+    rules are confined as the namespace's default is: a namespace selector never takes in the
+    platform's namespace, an address block never the cluster's pod ranges (policies only add
+    up, so the tenant's rules must not open what the default keeps shut)."""
     egress = spec.vpc_config.egress if spec.vpc_config else None
     if egress is None:
         return None
+    settings = settings or KubeSettings()
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -351,6 +439,36 @@ def make_egress_policy(
         "spec": {
             "podSelector": {"matchLabels": labels},
             "policyTypes": ["Egress"],
-            "egress": list(egress),
+            "egress": [_confined(rule, settings) for rule in egress],
         },
     }
+
+
+def _confined(rule: Any, settings: KubeSettings) -> Any:
+    if not isinstance(rule, dict):
+        return rule  # the API server refuses it
+    if not rule.get("to"):  # any destination: as the default, anywhere but the platform
+        return {**rule, "to": _anywhere_but_the_platform(settings)}
+    peers = []
+    for peer in rule["to"]:
+        peer = dict(peer) if isinstance(peer, dict) else peer
+        if isinstance(peer, dict) and isinstance(peer.get("namespaceSelector"), dict):
+            selector = dict(peer["namespaceSelector"])
+            selector["matchExpressions"] = [
+                *selector.get("matchExpressions", []),
+                {
+                    "key": "kubernetes.io/metadata.name",
+                    "operator": "NotIn",
+                    "values": [settings.platform_namespace],
+                },
+            ]
+            peer["namespaceSelector"] = selector
+        elif isinstance(peer, dict) and isinstance(peer.get("ipBlock"), dict):
+            block = dict(peer["ipBlock"])
+            cidr = str(block.get("cidr", ""))
+            extra = [c for c in settings.pod_cidrs if (":" in c) == (":" in cidr)]
+            if extra:
+                block["except"] = [*block.get("except", []), *extra]
+            peer["ipBlock"] = block
+        peers.append(peer)
+    return {**rule, "to": peers}

@@ -64,6 +64,8 @@ class OperatorSettings:
     code_hosts: tuple[str, ...] = ("*",)
     """Hosts (shell patterns) that Functions' ``code.zip`` URLs may name: the operator fetches
     them from inside the cluster, so narrow this to where your code lives."""
+    pod_cidrs: tuple[str, ...] = ()
+    """The cluster's pod address ranges (``KubeSettings.pod_cidrs``)."""
     keep_warm: float = defaults.KEEP_WARM
     """Seconds a version may go unused (by the gateways' reports) before its pods scale back
     to its provisioned concurrency."""
@@ -93,7 +95,7 @@ async def run(settings: OperatorSettings, stop: asyncio.Event | None = None) -> 
     store = KubeStore(client, settings.namespaces, events)
     platform = KubePlatform(
         client,
-        KubeSettings(platform_namespace=settings.lease_namespace),
+        KubeSettings(platform_namespace=settings.lease_namespace, pod_cidrs=settings.pod_cidrs),
         owner_lookup(store),
         keep_warm=settings.keep_warm,
         code_hosts=settings.code_hosts,

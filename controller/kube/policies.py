@@ -1,6 +1,8 @@
-"""The NetworkPolicy of each namespace's function pods (``builders.make_functions_policy``):
-made when the namespace's first version starts, and made again at once if it is deleted,
-since without it function pods take connections from anywhere that can route to them."""
+"""The NetworkPolicies of each namespace's function pods: who may connect to them
+(``builders.make_functions_policy``) and where they may connect by default
+(``builders.make_functions_egress_policy``: not to the platform's namespace). Made when the
+namespace's first version starts, and made again at once if one is deleted, since without them
+function pods take connections from anywhere and reach the platform's Redis."""
 
 from __future__ import annotations
 
@@ -18,6 +20,11 @@ from klambda.kube.informer import Informer
 
 log = logging.getLogger(__name__)
 
+POLICIES = {
+    builders.FUNCTIONS_POLICY: builders.make_functions_policy,
+    builders.FUNCTIONS_EGRESS_POLICY: builders.make_functions_egress_policy,
+}
+
 
 class FunctionsPolicies:
     def __init__(self, client: KubeClient, settings: builders.KubeSettings) -> None:
@@ -34,32 +41,34 @@ class FunctionsPolicies:
         self._repairs: set[asyncio.Task[None]] = set()
 
     async def ensure(self, namespace: str) -> None:
-        """The namespace's policy, made once (and found, after a restart); raises StartFailed
-        when a policy of that name is not klambda's."""
+        """The namespace's policies, made once (and found, after a restart); raises
+        StartFailed when a policy of one of their names is not klambda's."""
         if namespace in self._made:
             return
-        manifest = builders.make_functions_policy(namespace, self.settings)
+        for name, build in POLICIES.items():
+            await self._ensure_one(namespace, name, build(namespace, self.settings))
+        self._made.add(namespace)
+
+    async def _ensure_one(self, namespace: str, name: str, manifest: dict[str, Any]) -> None:
         path = path_for("networking.k8s.io", "v1", "networkpolicies", namespace)
         try:
             await self.client.create(path, manifest)
         except Conflict:
-            existing = await self.client.get(f"{path}/{builders.FUNCTIONS_POLICY}")
+            existing = await self.client.get(f"{path}/{name}")
             labels = existing.get("metadata", {}).get("labels") or {}
             if labels.get("app.kubernetes.io/managed-by") != names.MANAGED_BY:
                 raise StartFailed(
                     Reason.NOT_OWNED,
-                    f"NetworkPolicy {builders.FUNCTIONS_POLICY} exists and is not klambda's: "
-                    "refusing to change it",
+                    f"NetworkPolicy {name} exists and is not klambda's: refusing to change it",
                     permanent=True,
                 ) from None
             if existing.get("spec") != manifest["spec"]:
                 manifest["metadata"]["resourceVersion"] = existing["metadata"]["resourceVersion"]
-                await self.client.replace(f"{path}/{builders.FUNCTIONS_POLICY}", manifest)
-        self._made.add(namespace)
+                await self.client.replace(f"{path}/{name}", manifest)
 
     def _changed(self, kind: str, old: Any, new: Any) -> None:
         meta = (old or {}).get("metadata", {})
-        if new is not None or meta.get("name") != builders.FUNCTIONS_POLICY:
+        if new is not None or meta.get("name") not in POLICIES:
             return
         namespace = meta.get("namespace", "")
         if namespace in self._made:
@@ -69,13 +78,15 @@ class FunctionsPolicies:
             task.add_done_callback(self._repairs.discard)
 
     async def _repair(self, namespace: str) -> None:
-        where = f"{namespace}/{builders.FUNCTIONS_POLICY}"
+        where = f"{namespace}'s function policies"
         try:
             await self.ensure(namespace)
         except (KubeError, StartFailed) as e:  # the namespace itself is going, most likely
-            log.warning("NetworkPolicy %s was deleted and could not be made again: %s", where, e)
+            log.warning(
+                "A NetworkPolicy of %s was deleted and could not be made again: %s", where, e
+            )
             return
-        log.warning("NetworkPolicy %s was deleted: made again", where)
+        log.warning("A NetworkPolicy of %s was deleted: made again", where)
 
     async def stop(self) -> None:
         await cancel_and_wait(list(self._repairs))

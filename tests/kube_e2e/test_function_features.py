@@ -354,7 +354,7 @@ async def test_a_pod_that_cannot_start_environments_is_not_ready_until_it_can(
         conditions = json.loads(out)["status"].get("conditions", [])
         return any(c["type"] == "Ready" and c["status"] == wanted for c in conditions)
 
-    await cluster.eventually(lambda: ready("False"), timeout=20, what="the pod NotReady")
+    await cluster.eventually(lambda: ready("False"), timeout=30, what="the pod NotReady")
     await asyncio.to_thread(bootstrap.chmod, 0o755)
     await cluster.eventually(lambda: ready("True"), timeout=30, what="the pod Ready again")
     await cluster.eventually(served, timeout=30, what="HTTP 200 from fragile again")

@@ -280,16 +280,16 @@ async def _is(getter: Any, value: str) -> bool:
     return bool(await getter() == value)
 
 
-async def test_a_deleted_functions_network_policy_is_made_again(tmp_path: Path) -> None:
-    """Without it function pods take connections from anywhere that can route to them."""
+@pytest.mark.parametrize("name", ["klambda-functions", "klambda-functions-egress"])
+async def test_a_deleted_functions_network_policy_is_made_again(tmp_path: Path, name: str) -> None:
+    """Without them function pods take connections from anywhere that can route to them, and
+    reach the platform's Redis."""
     async with KubeApiDouble() as api:
         await install_crds(api)
         kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig")
         client = KubeClient(KubeConfig.load(str(kubeconfig)))
         functions = path_for("klambda.io", "v1alpha1", "functions", "default")
-        policy = path_for(
-            "networking.k8s.io", "v1", "networkpolicies", "default", "klambda-functions"
-        )
+        policy = path_for("networking.k8s.io", "v1", "networkpolicies", "default", name)
         try:
             async with operator(kubeconfig, "op-a"):
                 await client.create(functions, function("guarded"))

@@ -235,6 +235,10 @@ def test_network_policies() -> None:
         "team", "fn-hello-latest", names.labels("hello", "$LATEST"), fspec, OWNER
     )
     assert again == own
+    # the namespace's default egress selects pods without vpcConfig only (tests/unit/
+    # test_network_policy.py evaluates it)
+    vpc_labels = build(fspec).deployment["spec"]["template"]["metadata"]["labels"]
+    assert vpc_labels[names.VPC_LABEL] == "true" and names.VPC_LABEL not in pod_labels
 
 
 def test_code_config_map_keeps_paths_and_is_immutable() -> None:
