@@ -7,10 +7,11 @@ the heaviest tests, as Knative's builders do. Per version:
   replicas = concurrency the version can serve; resources from memorySize (CPU in proportion,
   1 vCPU per 1,769 MB as Lambda), hardened security context, code and shim settings mounted
   read-only, a writable /tmp of ephemeralStorage MB;
-- ``fn-<name>-<latest|vN>-shim`` ConfigMap with the shim's settings;
-- ``klambda-code-<sha>`` immutable ConfigMap with the code files (shared by identical code);
-- ``fn-<name>-<latest|vN>`` NetworkPolicy: ingress only from the gateway, egress from
-  ``spec.vpcConfig`` (all egress when absent).
+- the shim's settings in the pod template (``KLAMBDA_SHIM_CONFIG``), text code up to 32 KiB
+  in its annotations, larger code in an immutable ``klambda-code-<sha>`` ConfigMap
+  (``code_objects``);
+- ``fn-<name>-<latest|vN>`` NetworkPolicy from ``spec.vpcConfig`` (``network_policies``, with
+  the namespace's own policies).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from klambda.api import defaults
 from klambda.api.shim_config import ShimConfig
 from klambda.api.types import FunctionSpec
 from klambda.controller.kube.code_objects import code_volume
+from klambda.controller.kube.network_policies import make_egress_policy
 from klambda.kube import names
 
 MB_PER_VCPU = 1769
@@ -31,8 +33,6 @@ CODE_DIR = "/var/task"
 SHIM_CONFIG_ENV = "KLAMBDA_SHIM_CONFIG"
 """The shim container's variable holding its settings (JSON): part of the pod template, so a
 change of settings rolls the pods, and no object per version beyond its Deployment."""
-FUNCTIONS_EGRESS_POLICY = "klambda-functions-egress"
-FUNCTIONS_POLICY = "klambda-functions"
 """The NetworkPolicy of every function pod in a namespace: ingress from gateways only."""
 LOG_DIR = "/var/log/klambda"  # its own volume: logs must not eat the function's /tmp
 RUN_AS = 65532
@@ -174,7 +174,7 @@ def make_version_objects(
             },
         },
     }
-    egress = make_egress_policy(namespace, name, labels, spec, owner, settings)
+    egress = make_egress_policy(namespace, _meta(name, namespace, labels, owner), spec, settings)
     return VersionObjects(deployment, egress)
 
 
@@ -304,171 +304,3 @@ def _image_pod(
         {"name": "shim-tmp", "emptyDir": {"sizeLimit": "64Mi"}}
     ]
     return pod
-
-
-def make_functions_policy(namespace: str, settings: KubeSettings) -> Manifest:
-    """One NetworkPolicy for every function pod of a namespace: they take connections only
-    from gateway pods of the platform's namespace, on the shim's port (a tenant can label a pod
-    like a gateway, but not put it in the platform's namespace). Policies add up: a version
-    with vpcConfig also has its own egress policy. Shims check a caller token as well, so a
-    cluster that does not enforce NetworkPolicy is not open either."""
-    return {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": {
-            "name": FUNCTIONS_POLICY,
-            "namespace": namespace,
-            "labels": {"app.kubernetes.io/managed-by": names.MANAGED_BY},
-        },
-        "spec": {
-            "podSelector": {
-                "matchLabels": {
-                    "app.kubernetes.io/managed-by": names.MANAGED_BY,
-                    names.COMPONENT_LABEL: "function",
-                }
-            },
-            "policyTypes": ["Ingress"],
-            "ingress": [
-                {
-                    "from": [
-                        {
-                            "namespaceSelector": {
-                                "matchLabels": {
-                                    "kubernetes.io/metadata.name": settings.platform_namespace
-                                }
-                            },
-                            "podSelector": {"matchLabels": settings.gateway_labels},
-                        }
-                    ],
-                    "ports": [{"protocol": "TCP", "port": names.GRPC_PORT}],
-                }
-            ],
-        },
-    }
-
-
-def make_functions_egress_policy(namespace: str, settings: KubeSettings) -> Manifest:
-    """The default egress of a namespace's function pods (those without vpcConfig, whose own
-    policy alone decides): anywhere, DNS and other namespaces included, except the platform's
-    namespace, where only the gateways' HTTP port is open. Redis, the operator and whatever
-    else runs there stay out of reach of function code."""
-    return {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": {
-            "name": FUNCTIONS_EGRESS_POLICY,
-            "namespace": namespace,
-            "labels": {"app.kubernetes.io/managed-by": names.MANAGED_BY},
-        },
-        "spec": {
-            "podSelector": {
-                "matchLabels": {
-                    "app.kubernetes.io/managed-by": names.MANAGED_BY,
-                    names.COMPONENT_LABEL: "function",
-                },
-                "matchExpressions": [{"key": names.VPC_LABEL, "operator": "DoesNotExist"}],
-            },
-            "policyTypes": ["Egress"],
-            "egress": [
-                {"to": _anywhere_but_the_platform(settings)},
-                {
-                    "to": [
-                        {
-                            "namespaceSelector": {
-                                "matchLabels": {
-                                    "kubernetes.io/metadata.name": settings.platform_namespace
-                                }
-                            },
-                            "podSelector": {"matchLabels": settings.gateway_labels},
-                        }
-                    ],
-                    "ports": [{"protocol": "TCP", "port": settings.gateway_port}],
-                },
-            ],
-        },
-    }
-
-
-def _anywhere_but_the_platform(settings: KubeSettings) -> list[Manifest]:
-    """Peers: every namespace but the platform's, and every address outside the pod ranges."""
-    outside: Manifest = {"cidr": "0.0.0.0/0"}
-    v4 = [c for c in settings.pod_cidrs if ":" not in c]
-    if v4:
-        outside["except"] = v4
-    outside6: Manifest = {"cidr": "::/0"}
-    v6 = [c for c in settings.pod_cidrs if ":" in c]
-    if v6:
-        outside6["except"] = v6
-    return [
-        {
-            "namespaceSelector": {
-                "matchExpressions": [
-                    {
-                        "key": "kubernetes.io/metadata.name",
-                        "operator": "NotIn",
-                        "values": [settings.platform_namespace],
-                    }
-                ]
-            }
-        },
-        {"ipBlock": outside},
-        {"ipBlock": outside6},
-    ]
-
-
-def make_egress_policy(
-    namespace: str,
-    name: str,
-    labels: dict[str, str],
-    spec: FunctionSpec,
-    owner: dict[str, Any],
-    settings: KubeSettings | None = None,
-) -> Manifest | None:
-    """A version's egress allow-list (vpcConfig.egress), or None when egress is open. Its
-    rules are confined as the namespace's default is: a namespace selector never takes in the
-    platform's namespace, an address block never the cluster's pod ranges (policies only add
-    up, so the tenant's rules must not open what the default keeps shut)."""
-    egress = spec.vpc_config.egress if spec.vpc_config else None
-    if egress is None:
-        return None
-    settings = settings or KubeSettings()
-    return {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": _meta(name, namespace, labels, owner),
-        "spec": {
-            "podSelector": {"matchLabels": labels},
-            "policyTypes": ["Egress"],
-            "egress": [_confined(rule, settings) for rule in egress],
-        },
-    }
-
-
-def _confined(rule: Any, settings: KubeSettings) -> Any:
-    if not isinstance(rule, dict):
-        return rule  # the API server refuses it
-    if not rule.get("to"):  # any destination: as the default, anywhere but the platform
-        return {**rule, "to": _anywhere_but_the_platform(settings)}
-    peers = []
-    for peer in rule["to"]:
-        peer = dict(peer) if isinstance(peer, dict) else peer
-        if isinstance(peer, dict) and isinstance(peer.get("namespaceSelector"), dict):
-            selector = dict(peer["namespaceSelector"])
-            selector["matchExpressions"] = [
-                *selector.get("matchExpressions", []),
-                {
-                    "key": "kubernetes.io/metadata.name",
-                    "operator": "NotIn",
-                    "values": [settings.platform_namespace],
-                },
-            ]
-            peer["namespaceSelector"] = selector
-        elif isinstance(peer, dict) and isinstance(peer.get("ipBlock"), dict):
-            block = dict(peer["ipBlock"])
-            cidr = str(block.get("cidr", ""))
-            extra = [c for c in settings.pod_cidrs if (":" in c) == (":" in cidr)]
-            if extra:
-                block["except"] = [*block.get("except", []), *extra]
-            peer["ipBlock"] = block
-        peers.append(peer)
-    return {**rule, "to": peers}

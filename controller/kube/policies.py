@@ -1,6 +1,6 @@
 """The NetworkPolicies of each namespace's function pods: who may connect to them
-(``builders.make_functions_policy``) and where they may connect by default
-(``builders.make_functions_egress_policy``: not to the platform's namespace). Made when the
+(``network_policies.make_functions_policy``) and where they may connect by default
+(``network_policies.make_functions_egress_policy``: not to the platform's namespace). Made when the
 namespace's first version starts, and made again at once if one is deleted, since without them
 function pods take connections from anywhere and reach the platform's Redis."""
 
@@ -12,7 +12,7 @@ from typing import Any
 
 from klambda.api.reasons import Reason
 from klambda.api.tasks import cancel_and_wait
-from klambda.controller.kube import builders
+from klambda.controller.kube import builders, network_policies
 from klambda.controller.platform import StartFailed
 from klambda.kube import names
 from klambda.kube.client import Conflict, KubeClient, KubeError, path_for
@@ -21,8 +21,8 @@ from klambda.kube.informer import Informer
 log = logging.getLogger(__name__)
 
 POLICIES = {
-    builders.FUNCTIONS_POLICY: builders.make_functions_policy,
-    builders.FUNCTIONS_EGRESS_POLICY: builders.make_functions_egress_policy,
+    network_policies.FUNCTIONS_POLICY: network_policies.make_functions_policy,
+    network_policies.FUNCTIONS_EGRESS_POLICY: network_policies.make_functions_egress_policy,
 }
 
 

@@ -10,8 +10,6 @@ from klambda.api.objects import parse_object
 from klambda.api.shim_config import ShimConfig
 from klambda.controller.kube.builders import (
     KubeSettings,
-    make_egress_policy,
-    make_functions_policy,
     make_version_objects,
     resources,
 )
@@ -22,6 +20,7 @@ from klambda.controller.kube.code_objects import (
     make_code_config_map,
     with_owner,
 )
+from klambda.controller.kube.network_policies import make_egress_policy, make_functions_policy
 from klambda.kube import names
 
 OWNER = names.owner_reference("Function", "hello", "uid-1")
@@ -231,9 +230,9 @@ def test_network_policies() -> None:
     assert own["spec"]["policyTypes"] == ["Egress"] and own["spec"]["egress"] == egress
     assert own["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
     fspec = spec(vpcConfig={"egress": egress})
-    again = make_egress_policy(
-        "team", "fn-hello-latest", names.labels("hello", "$LATEST"), fspec, OWNER
-    )
+    labels = names.labels("hello", "$LATEST")
+    meta = {"name": "fn-hello-latest", "namespace": "team", "labels": labels}
+    again = make_egress_policy("team", {**meta, "ownerReferences": [OWNER]}, fspec, KubeSettings())
     assert again == own
     # the namespace's default egress selects pods without vpcConfig only (tests/unit/
     # test_network_policy.py evaluates it)

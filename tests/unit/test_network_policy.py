@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from klambda.api.types import FunctionSpec, VpcConfig
-from klambda.controller.kube.builders import (
-    KubeSettings,
+from klambda.controller.kube.builders import KubeSettings
+from klambda.controller.kube.network_policies import (
     make_egress_policy,
     make_functions_egress_policy,
     make_functions_policy,
@@ -186,7 +186,8 @@ def test_a_vpc_config_alone_decides_its_pods_egress() -> None:
         vpc_config=VpcConfig(egress=[{"to": [{"ipBlock": {"cidr": "10.0.0.0/8"}}]}]),
     )
     labels = names.labels("fn", "$LATEST")
-    vpc = make_egress_policy("team-a", "fn-fn-latest", labels, spec, {})
+    meta = {"name": "fn-fn-latest", "namespace": "team-a", "labels": labels}
+    vpc = make_egress_policy("team-a", meta, spec, SETTINGS)
     assert vpc is not None
     pod = ("team-a", {**labels, names.VPC_LABEL: "true"}, "10.244.1.12")
     assert not reaches([EGRESS, vpc], pod, (None, {}, "93.184.216.34"), 443)
@@ -214,7 +215,8 @@ def test_a_vpc_config_cannot_open_the_platform(rule: dict[str, Any], others: boo
         vpc_config=VpcConfig(egress=[rule]),
     )
     labels = names.labels("fn", "$LATEST")
-    vpc = make_egress_policy("team-a", "fn-fn-latest", labels, spec, {}, SETTINGS)
+    meta = {"name": "fn-fn-latest", "namespace": "team-a", "labels": labels}
+    vpc = make_egress_policy("team-a", meta, spec, SETTINGS)
     assert vpc is not None
     pod = ("team-a", {**labels, names.VPC_LABEL: "true"}, "10.244.1.12")
     assert not reaches([EGRESS, vpc], pod, REDIS, 6379)
