@@ -39,6 +39,8 @@ class _Stream:
         self.pending: dict[str, asyncio.Future[shim_pb2.InvokeResponse]] = {}
         self.write_lock = asyncio.Lock()
         self.broken = False
+        self.opened = False
+        """The shim's headers arrived: it took the stream (or refused it, and ended it)."""
         self.reader = asyncio.create_task(self._read(), name="shim-stream-reader")
 
     async def _read(self) -> None:
@@ -67,6 +69,8 @@ class _Stream:
     ) -> shim_pb2.InvokeResponse:
         if self.broken:  # ended between _stream() and now; nothing was sent
             raise ShimUnavailable("function environment unavailable: its stream closed")
+        if not self.opened:
+            await self._open()
         future = asyncio.get_running_loop().create_future()
         self.pending[request.request_id] = future
         try:
@@ -82,6 +86,20 @@ class _Stream:
             raise ServiceError("the invocation did not finish within its deadline") from None
         finally:  # an answer arriving later (or never) has nobody waiting for it
             self.pending.pop(request.request_id, None)
+
+    async def _open(self) -> None:
+        """Waits for the shim's headers before the first write: a shim that refuses the caller
+        ends the stream with them, and a write racing that end would fail with gRPC internals
+        in place of the reason (seen in CI)."""
+        try:
+            await self.call.initial_metadata()
+        except grpc.aio.AioRpcError as e:
+            self.broken = True
+            raise await self._why_unavailable(e) from e
+        if self.call.done():
+            self.broken = True
+            raise await self._why_unavailable(ShimUnavailable("the stream ended at once"))
+        self.opened = True
 
     async def _why_unavailable(self, error: Exception) -> ShimUnavailable:
         """A write fails with gRPC internals when the shim has just ended the stream; its

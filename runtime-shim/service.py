@@ -84,8 +84,11 @@ class ShimService(shim_pb2_grpc.ShimServicer):
     ) -> AsyncIterator[shim_pb2.InvokeResponse]:
         """Runs every request concurrently and answers each as it completes.
 
-        The stream ends once the caller has closed its side and every answer is out.
+        The stream ends once the caller has closed its side and every answer is out. Headers go
+        out at once: the gateway waits for them before its first request, so a refusal (the
+        caller-token check) reaches it as a refusal, never as a failed write.
         """
+        await context.send_initial_metadata(())
         answers: asyncio.Queue[shim_pb2.InvokeResponse | None] = asyncio.Queue()
         running: set[asyncio.Task[None]] = set()
 
