@@ -73,8 +73,14 @@ class Outcomes:
         that succeeded is done with in a batch (were the dispatcher to die first, it would be
         delivered again: at least once)."""
         finished, self.finished = self.finished, {}
-        for namespace, ids in finished.items():
-            await self.queue.delete(ids, Quota(QUEUED, namespace, self.queue_limit))
+        for namespace, ids in list(finished.items()):
+            try:
+                await self.queue.delete(ids, Quota(QUEUED, namespace, self.queue_limit))
+            except RedisError:  # kept for the next flush (Redis is back by then, or not)
+                for again, more in finished.items():
+                    self.finished.setdefault(again, []).extend(more)
+                raise
+            del finished[namespace]
 
     async def fail(
         self,

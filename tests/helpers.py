@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import socket
 import sys
 import time
@@ -17,6 +18,7 @@ from typing import Any
 
 import grpc
 
+from klambda.api.isolation import blocked_for_others
 from klambda.api.lifecycle import die_with_parent
 from klambda.api.shim_config import ShimConfig
 from klambda.gateway.shim_client import ShimClient
@@ -158,3 +160,13 @@ async def running_shim(
             except TimeoutError:
                 process.kill()
                 await process.wait()
+
+
+def python_for_others() -> bool:
+    """A python3 on PATH that an unprivileged user can run (what a bootstrap's
+    ``#!/usr/bin/env python3`` finds when klambda runs it as a function's own user)."""
+    for folder in os.environ.get("PATH", "").split(os.pathsep):
+        candidate = shutil.which("python3", path=folder)
+        if candidate and blocked_for_others([candidate]) is None:
+            return True
+    return False

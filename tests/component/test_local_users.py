@@ -13,12 +13,17 @@ import aiohttp
 import pytest
 
 from klambda.api.isolation import UID_BASE
-from tests.helpers import running_shim, shim_config
+from tests.helpers import python_for_others, running_shim, shim_config
 
-pytestmark = pytest.mark.skipif(
-    not sys.platform.startswith("linux") or os.geteuid() != 0,
-    reason="functions get users of their own only when klambda runs as root (on Linux)",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        not sys.platform.startswith("linux") or os.geteuid() != 0,
+        reason="functions get users of their own only when klambda runs as root (on Linux)",
+    ),
+    pytest.mark.skipif(
+        not python_for_others(), reason="no python3 on PATH that other users can run"
+    ),
+]
 
 # A provided runtime: /usr/bin/env finds a python3 any user can run (the test's own interpreter
 # may live where only root reads).

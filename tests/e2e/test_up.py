@@ -18,7 +18,7 @@ from botocore.config import Config
 
 from klambda.api.isolation import UID_BASE
 from tests.e2e.conftest import Platform, start_platform, stop_platform, wait_gone
-from tests.helpers import free_port
+from tests.helpers import free_port, python_for_others
 
 
 def test_up_prints_every_function_url(platform: Platform) -> None:
@@ -489,6 +489,7 @@ def test_the_embedded_redis_refuses_clients_without_the_runs_password(platform: 
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="functions get users of their own only under root")
+@pytest.mark.skipif(not python_for_others(), reason="no python3 on PATH other users can run")
 def test_as_root_each_function_runs_as_a_user_of_its_own(open_dir: Path, repo_root: Path) -> None:
     """The shout example (a provided runtime any user can run) under a data dir other users
     can pass: its runtime is not root, and the data dir shows them nothing but the way to

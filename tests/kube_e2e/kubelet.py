@@ -22,6 +22,7 @@ import base64
 import contextlib
 import itertools
 import json
+import logging
 import os
 import re
 import secrets
@@ -38,6 +39,8 @@ from klambda.kube import names
 from klambda.kube.client import Conflict, KubeClient, KubeError, NotFound, path_for
 from klambda.kube.informer import Informer
 from tests.helpers import read_report, start_shim
+
+log = logging.getLogger(__name__)
 
 _addresses = itertools.count(2)
 # Pod IPs are 127.<a>.<b>.<n>, a and b from the process id: test runs side by side (xdist, two
@@ -316,10 +319,14 @@ class ProcessKubelet:
                 except (aiohttp.ClientError, TimeoutError):
                     ok = False
                 failures, successes = (0, successes + 1) if ok else (failures + 1, 0)
-                if pod.ready and failures >= failing:
-                    await self._set_ready(pod, False)
-                elif not pod.ready and successes >= passing:
-                    await self._set_ready(pod, True)
+                try:
+                    if pod.ready and failures >= failing:
+                        await self._set_ready(pod, False)
+                    elif not pod.ready and successes >= passing:
+                        await self._set_ready(pod, True)
+                except KubeError as e:  # as a kubelet does: probe on, write again next time
+                    log.warning("pod %s: readiness not written: %s", pod.name, e)
+                    pod.ready = not pod.ready
 
     async def _supervise(
         self, pod: PodProcess, container: dict[str, Any], env: dict[str, str]

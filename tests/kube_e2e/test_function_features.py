@@ -342,6 +342,27 @@ async def test_a_pod_that_cannot_start_environments_is_not_ready_until_it_can(
         "get", "pods", "-l", "klambda.io/function=fragile", "-o", "json"
     )
     (pod,) = json.loads(out)["items"]
+    # calls keep coming, so the operator does not scale the idle version (keep-warm 6 s) to
+    # zero while the pod is watched; they may bring a second pod, which the test ignores
+    keep_using = asyncio.create_task(_keep_calling(cluster.url("fragile")))
+    try:
+        await _break_and_repair(cluster, pod)
+    finally:
+        keep_using.cancel()
+        await asyncio.gather(keep_using, return_exceptions=True)
+
+
+async def _keep_calling(url: str) -> None:
+    while True:
+        await asyncio.sleep(1.0)
+        with contextlib.suppress(Exception):
+            await get(url)
+
+
+async def _break_and_repair(cluster: Cluster, pod: dict[str, Any]) -> None:  # noqa: F811
+    async def served() -> bool:
+        return (await get(cluster.url("fragile")))[0] == 200
+
     bootstrap = cluster.tmp / "pods" / pod["metadata"]["name"] / "var-task" / "bootstrap"
     await asyncio.to_thread(bootstrap.chmod, 0o644)  # its runtime can no longer start
     for pid in _runtimes_of(bootstrap):  # its warm environment goes (as an OOM kill would)
@@ -354,7 +375,11 @@ async def test_a_pod_that_cannot_start_environments_is_not_ready_until_it_can(
         conditions = json.loads(out)["status"].get("conditions", [])
         return any(c["type"] == "Ready" and c["status"] == wanted for c in conditions)
 
-    await cluster.eventually(lambda: ready("False"), timeout=30, what="the pod NotReady")
+    shim_ready = f"http://{pod['status']['podIP']}:9002/ready"
+    try:
+        await cluster.eventually(lambda: ready("False"), timeout=30, what="the pod NotReady")
+    except AssertionError as e:  # say what the shim itself answered
+        raise AssertionError(f"{e}; the shim's /ready: {await get(shim_ready)}") from None
     await asyncio.to_thread(bootstrap.chmod, 0o755)
     await cluster.eventually(lambda: ready("True"), timeout=30, what="the pod Ready again")
     await cluster.eventually(served, timeout=30, what="HTTP 200 from fragile again")
