@@ -285,3 +285,20 @@ async def _true(value: bool) -> bool:
 
 async def _waiting_is(client: aioredis.Redis, n: int) -> bool:
     return await waiting(client) == n
+
+
+async def test_a_redis_that_lost_its_data_gets_its_group_back_and_new_events_run(
+    client: aioredis.Redis,
+) -> None:
+    """An external Redis without persistence restarted empty: the dispatcher says so, makes
+    its consumer group again and delivers what is accepted from then on."""
+    invoker = FakeInvoker()
+    publish(invoker, "fn")
+    await AsyncQueue(client).enqueue(event(request_id="before"))
+    async with dispatching(client, invoker):
+        await until(lambda: _true(invoker.count == 1))
+        await client.flushall()  # as a restart without persistence leaves it
+        await asyncio.sleep(0.6)  # the dispatcher's next reads find no group
+        await AsyncQueue(client).enqueue(event(request_id="after"))
+        await until(lambda: _true(invoker.count == 2))
+    assert [c.request_id for c in invoker.calls] == ["before", "after"]
