@@ -25,7 +25,7 @@ import json
 import secrets
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import cast
 
 import redis.asyncio as aioredis
@@ -41,7 +41,6 @@ class Message:
     id: str
     fields: dict[str, str]
     receive_count: int = 1
-    first_receive_ms: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True)
@@ -243,11 +242,6 @@ class Queue:
         """Puts delayed messages whose time has come back on the stream; returns how many."""
         keys = [self.delayed_key, self.key]
         return int(await self._release_due(keys=keys, args=[time.time(), most]))
-
-    async def next_due(self) -> float | None:
-        """When the earliest delayed message is due (epoch seconds), None if there is none."""
-        first = await self.client.zrange(self.delayed_key, 0, 0, withscores=True)
-        return float(first[0][1]) if first else None
 
     async def peek(self, count: int) -> list[Message]:
         """The first ``count`` messages in the stream, held ones too, without receiving them."""

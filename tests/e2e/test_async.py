@@ -7,12 +7,11 @@ import subprocess
 import time
 from pathlib import Path
 
-import boto3
 import pytest
-from botocore.config import Config
 
 from klambda.controller.platform.redis_server import redis_binary
-from tests.e2e.conftest import Platform, start_platform, stop_platform
+from tests.e2e.conftest import start_platform, stop_platform
+from tests.e2e.test_lambda_api import client
 from tests.helpers import free_port, wait_until
 
 SLOW = """apiVersion: klambda.io/v1alpha1
@@ -33,30 +32,18 @@ spec:
 """
 
 
-def lambda_client(platform: Platform) -> object:
-    state = platform.state()
-    return boto3.client(
-        "lambda",
-        endpoint_url=platform.url,
-        region_name="us-east-1",
-        aws_access_key_id=state["access_key_id"],
-        aws_secret_access_key=state["secret_access_key"],
-        config=Config(retries={"max_attempts": 1}),
-    )
-
-
 def test_accepted_events_survive_a_restart(tmp_path: Path) -> None:
     manifest = tmp_path / "slow.yaml"
     manifest.write_text(SLOW)
     out = tmp_path / "out.jsonl"
     first = start_platform(tmp_path, str(manifest))
     try:
-        c = lambda_client(first)
+        c = client(first)
         for n in range(8):
             payload = {"sleep": 3, "file": str(out), "n": n}
             r = c.invoke(
                 FunctionName="slow-recorder",
-                InvocationType="Event",  # type: ignore[attr-defined]
+                InvocationType="Event",
                 Payload=json.dumps(payload).encode(),
             )
             assert r["StatusCode"] == 202
@@ -110,12 +97,12 @@ def test_external_redis_and_losing_it(tmp_path: Path, repo_root: Path, external_
     )
     try:
         assert platform.state()["redis_url"] == url
-        c = lambda_client(platform)
-        assert c.invoke(FunctionName="greeter", InvocationType="Event")["StatusCode"] == 202  # type: ignore[attr-defined]
+        c = client(platform)
+        assert c.invoke(FunctionName="greeter", InvocationType="Event")["StatusCode"] == 202
         proc.terminate()
         proc.wait(10)
-        with pytest.raises(c.exceptions.ServiceException):  # type: ignore[attr-defined]
-            c.invoke(FunctionName="greeter", InvocationType="Event")  # type: ignore[attr-defined]
-        assert c.invoke(FunctionName="greeter")["StatusCode"] == 200  # type: ignore[attr-defined]
+        with pytest.raises(c.exceptions.ServiceException):
+            c.invoke(FunctionName="greeter", InvocationType="Event")
+        assert c.invoke(FunctionName="greeter")["StatusCode"] == 200
     finally:
         stop_platform(platform)

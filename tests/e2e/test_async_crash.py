@@ -11,13 +11,11 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from tests.e2e.conftest import Platform, start_platform, stop_platform, wait_gone
+from tests.e2e.conftest import start_platform, stop_platform, wait_gone
+from tests.e2e.test_lambda_api import client
 from tests.helpers import wait_until
 
 EVENTS = 500
@@ -43,18 +41,6 @@ spec:
 """
 
 
-def lambda_client(platform: Platform) -> Any:
-    state = platform.state()
-    return boto3.client(
-        "lambda",
-        endpoint_url=platform.url,
-        region_name="us-east-1",
-        aws_access_key_id=state["access_key_id"],
-        aws_secret_access_key=state["secret_access_key"],
-        config=Config(retries={"max_attempts": 1}, read_timeout=10, connect_timeout=5),
-    )
-
-
 def delivered(out: Path) -> Counter[int]:
     if not out.exists():
         return Counter()
@@ -72,7 +58,7 @@ def test_kill_9_of_the_dispatching_process_loses_no_accepted_event(tmp_path: Pat
     out = tmp_path / "out.jsonl"
     first = start_platform(tmp_path, str(manifest))
     try:
-        c = lambda_client(first)
+        c = client(first)
         for n in range(EVENTS):
             payload = json.dumps({"file": str(out), "n": n})
             assert (
@@ -114,7 +100,7 @@ def test_a_crash_of_the_embedded_redis_under_load_loses_no_accepted_event(
 
     def produce() -> None:
         nonlocal refused
-        c = lambda_client(p)
+        c = client(p)
         for n in range(300):
             payload = json.dumps({"file": str(out), "n": n})
             try:

@@ -11,10 +11,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import boto3
 import pytest
 import redis
-from botocore.config import Config
 
 from klambda.api.arn import account_for
 from tests.e2e.conftest import Platform, start_platform, stop_platform, wait_for_reason
@@ -365,15 +363,7 @@ def test_an_event_throttled_past_its_age_fails_with_event_age_exceeded(
 ) -> None:
     """narrow's one reserved environment is held by a 34 s call, so its event is throttled,
     retried after 1, 2, 4, 8, 16 s; the next wait (32 s) would pass its 60 s age."""
-    state = platform.state()
-    lam = boto3.client(
-        "lambda",
-        endpoint_url=platform.url,
-        region_name="us-east-1",
-        aws_access_key_id=state["access_key_id"],
-        aws_secret_access_key=state["secret_access_key"],
-        config=Config(retries={"max_attempts": 1}, read_timeout=70),  # the hold outlasts 30 s
-    )
+    lam = client(platform, read_timeout=70)  # the hold outlasts the usual 30 s
     hog = threading.Thread(
         target=lambda: lam.invoke(FunctionName="narrow", Payload=json.dumps({"hold": 34}))
     )

@@ -24,7 +24,12 @@ from tests.e2e.conftest import Platform
 ACCOUNT = account_for("default")
 
 
-def client(platform: Platform, key: str | None = None, secret: str | None = None) -> Any:
+def client(
+    platform: Platform,
+    key: str | None = None,
+    secret: str | None = None,
+    read_timeout: float = 30,
+) -> Any:
     state = platform.state()
     return boto3.client(
         "lambda",
@@ -32,7 +37,7 @@ def client(platform: Platform, key: str | None = None, secret: str | None = None
         region_name="us-east-1",
         aws_access_key_id=key or state["access_key_id"],
         aws_secret_access_key=secret or state["secret_access_key"],
-        config=Config(retries={"max_attempts": 1}, read_timeout=30),
+        config=Config(retries={"max_attempts": 1}, read_timeout=read_timeout),
     )
 
 
