@@ -81,6 +81,11 @@ def queue_arn(region: str, account: str, name: str) -> str:
     return f"arn:aws:sqs:{region}:{account}:{name}"
 
 
+def stream_arn(region: str, account: str, name: str) -> str:
+    """A stream's ARN, shaped as Kinesis's (records carry it as eventSourceARN)."""
+    return f"arn:aws:kinesis:{region}:{account}:stream/{name}"
+
+
 class InvalidFunctionName(ValueError):
     """The FunctionName (or qualifier) a caller sent cannot name a function."""
 

@@ -2,8 +2,8 @@
 poller's route and its Lambda EventSourceMappingConfiguration.
 
 A mapping's problem depends on its function's versions and aliases (which qualifier it names,
-their timeouts against the queue's visibility timeout), so it is decided from a ``World``
-holding that function (``world.function_world``).
+their timeouts against the queue's visibility timeout) and on the Queue or Stream it reads, so
+it is decided from a ``World`` holding that function and those sources (``function_world``).
 """
 
 from __future__ import annotations
@@ -12,11 +12,28 @@ from datetime import datetime
 from typing import Any
 
 from klambda.api import publishing
-from klambda.api.arn import account_for, function_arn, queue_arn
+from klambda.api.arn import account_for, function_arn, queue_arn, stream_arn
+from klambda.api.async_settings import destination
 from klambda.api.objects import ApiObject
 from klambda.api.reasons import Reason
-from klambda.api.routes import LATEST, EventSource, EventSourceRoute, queue_key
-from klambda.api.types import DEFAULT_BATCHES_IN_FLIGHT, AliasSpec, EventSourceMappingSpec
+from klambda.api.routes import (
+    LATEST,
+    EventSource,
+    EventSourceRoute,
+    QueueRoute,
+    StreamRoute,
+    queue_key,
+    stream_key,
+)
+from klambda.api.types import (
+    DEFAULT_BATCHES_IN_FLIGHT,
+    FIFO_BATCH_MAX,
+    AliasSpec,
+    EventSourceMappingSpec,
+    QueueSpec,
+    StreamSpec,
+    starting_timestamp,
+)
 from klambda.api.world import World
 
 
@@ -33,12 +50,32 @@ def event_source_problem(world: World, obj: ApiObject) -> tuple[Reason, str] | N
             Reason.QUALIFIER_NOT_FOUND,
             f"{spec.function_name} has no version or alias {spec.qualifier!r}",
         )
-    visibility, timeout = spec.queue.visibility_timeout, max(timeouts)
+    if spec.source.stream is not None:
+        if world.streams.get((obj.namespace, spec.source.stream)) is None:
+            return Reason.STREAM_NOT_FOUND, f'Stream "{spec.source.stream}" not found'
+        return Reason.INVALID_SOURCE, "stream records are not delivered to functions yet"
+    assert spec.source.queue is not None
+    queue = world.queues.get((obj.namespace, spec.source.queue))
+    if queue is None:
+        return Reason.QUEUE_NOT_FOUND, f'Queue "{spec.source.queue}" not found'
+    qspec: QueueSpec = queue.spec
+    visibility, timeout = qspec.visibility_timeout, max(timeouts)
     if visibility < timeout:  # Lambda's rule, and its words
         return (
             Reason.QUEUE_VISIBILITY_TIMEOUT_TOO_SHORT,
             f"Queue visibility timeout: {visibility} seconds is less than Function timeout: "
             f"{timeout} seconds",
+        )
+    if qspec.fifo and spec.effective_batch_size > FIFO_BATCH_MAX:
+        return (
+            Reason.INVALID_SOURCE,
+            f"Batch size must be between 1 and {FIFO_BATCH_MAX} for a FIFO queue (queue "
+            f"{spec.source.queue})",
+        )
+    if qspec.fifo and spec.maximum_batching_window_in_seconds:
+        return (
+            Reason.INVALID_SOURCE,
+            f"Batching window is not supported for FIFO queues (queue {spec.source.queue})",
         )
     return None
 
@@ -77,37 +114,77 @@ def event_sources(world: World, region: str) -> list[EventSource]:
 
 def event_source(world: World, obj: ApiObject, region: str) -> EventSource:
     """One mapping with its problem, poller route and Lambda configuration; ``world`` holds
-    at least its function (``function_world``)."""
+    at least its function and its source (``function_world``)."""
     problem = event_source_problem(world, obj)
-    route = _poller_route(obj, region) if obj.spec.enabled and problem is None else None
+    route = _poller_route(world, obj, region) if obj.spec.enabled and problem is None else None
     config = _mapping_configuration(obj, problem, region)
     return EventSource(obj.namespace, obj.name, problem, route, config)
 
 
-def _poller_route(obj: ApiObject, region: str) -> EventSourceRoute:
+def source_arn(namespace: str, spec: EventSourceMappingSpec, region: str) -> str:
+    account = account_for(namespace)
+    if spec.source.stream is not None:
+        return stream_arn(region, account, spec.source.stream)
+    return queue_arn(region, account, spec.source.queue or "")
+
+
+def _poller_route(world: World, obj: ApiObject, region: str) -> EventSourceRoute:
     spec: EventSourceMappingSpec = obj.spec
-    q = spec.queue
+    ns = obj.namespace
+    queue = stream = None
+    if spec.source.queue is not None:
+        q: QueueSpec = world.queues[(ns, spec.source.queue)].spec
+        redrive = q.redrive_policy
+        queue = QueueRoute(
+            key=queue_key(ns, spec.source.queue),
+            arn=source_arn(ns, spec, region),
+            visibility_timeout=float(q.visibility_timeout),
+            max_receive_count=redrive.max_receive_count if redrive else None,
+            dead_letter_key=queue_key(ns, redrive.dead_letter_queue) if redrive else None,
+            fifo=q.fifo,
+            concurrency=(
+                spec.scaling_config.maximum_concurrency
+                if spec.scaling_config
+                else DEFAULT_BATCHES_IN_FLIGHT
+            ),
+        )
+    else:
+        assert spec.source.stream is not None
+        s: StreamSpec = world.streams[(ns, spec.source.stream)].spec
+        on_failure = spec.destination_config.on_failure if spec.destination_config else None
+        target = destination(ns, on_failure, region) if on_failure else None
+        stream = StreamRoute(
+            key=stream_key(ns, spec.source.stream),
+            arn=source_arn(ns, spec, region),
+            shards=s.shards,
+            starting_position=spec.starting_position or "LATEST",
+            starting_timestamp=(
+                starting_timestamp(spec.starting_position_timestamp)
+                if spec.starting_position_timestamp
+                else None
+            ),
+            parallelization_factor=spec.parallelization_factor,
+            bisect=spec.bisect_batch_on_function_error,
+            maximum_retry_attempts=spec.maximum_retry_attempts,
+            maximum_record_age=spec.maximum_record_age_in_seconds,
+            on_failure=target,
+            tumbling_window=spec.tumbling_window_in_seconds,
+        )
     return EventSourceRoute(
-        namespace=obj.namespace,
+        namespace=ns,
         name=obj.name,
         function=spec.function_name,
         qualifier=spec.qualifier,
-        queue_key=queue_key(obj.namespace, q.name),
-        queue_arn=queue_arn(region, account_for(obj.namespace), q.name),
-        batch_size=spec.batch_size,
+        queue=queue,
+        stream=stream,
+        batch_size=spec.effective_batch_size,
         batching_window=float(spec.maximum_batching_window_in_seconds),
-        visibility_timeout=float(q.visibility_timeout),
-        max_receive_count=q.max_receive_count,
-        dead_letter_key=(
-            queue_key(obj.namespace, q.dead_letter_queue) if q.dead_letter_queue else None
-        ),
         report_failures="ReportBatchItemFailures" in spec.function_response_types,
         region=region,
-        concurrency=(
-            spec.scaling_config.maximum_concurrency
-            if spec.scaling_config
-            else DEFAULT_BATCHES_IN_FLIGHT
-        ),
+        filters=tuple(f.pattern for f in spec.filter_criteria.filters)
+        if spec.filter_criteria
+        else (),
+        uuid=str(obj.manifest["metadata"].get("uid", "")),
     )
 
 
@@ -121,9 +198,9 @@ def _mapping_configuration(
     created = str(obj.manifest["metadata"].get("creationTimestamp", ""))
     out: dict[str, Any] = {
         "UUID": str(obj.manifest["metadata"].get("uid", "")),
-        "BatchSize": spec.batch_size,
+        "BatchSize": spec.effective_batch_size,
         "MaximumBatchingWindowInSeconds": spec.maximum_batching_window_in_seconds,
-        "EventSourceArn": queue_arn(region, account, spec.queue.name),
+        "EventSourceArn": source_arn(obj.namespace, spec, region),
         "FunctionArn": function_arn(region, account, spec.function_name, qualifier),
         "LastModified": _epoch(created),
         "LastProcessingResult": f"PROBLEM: {problem[1]}" if problem else "OK",
@@ -133,6 +210,33 @@ def _mapping_configuration(
     }
     if spec.scaling_config is not None:
         out["ScalingConfig"] = {"MaximumConcurrency": spec.scaling_config.maximum_concurrency}
+    if spec.filter_criteria is not None:
+        out["FilterCriteria"] = {
+            "Filters": [{"Pattern": f.pattern} for f in spec.filter_criteria.filters]
+        }
+    if spec.source.stream is not None:
+        out |= _stream_configuration(obj, spec, region)
+    return out
+
+
+def _stream_configuration(
+    obj: ApiObject, spec: EventSourceMappingSpec, region: str
+) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "StartingPosition": spec.starting_position,
+        "ParallelizationFactor": spec.parallelization_factor,
+        "BisectBatchOnFunctionError": spec.bisect_batch_on_function_error,
+        "MaximumRetryAttempts": spec.maximum_retry_attempts,
+        "MaximumRecordAgeInSeconds": spec.maximum_record_age_in_seconds,
+        "TumblingWindowInSeconds": spec.tumbling_window_in_seconds,
+        "DestinationConfig": {"OnFailure": {}},
+    }
+    if spec.starting_position_timestamp:
+        out["StartingPositionTimestamp"] = starting_timestamp(spec.starting_position_timestamp)
+    failure = spec.destination_config.on_failure if spec.destination_config else None
+    if failure is not None:
+        target = destination(obj.namespace, failure, region)
+        out["DestinationConfig"] = {"OnFailure": {"Destination": target.arn}}
     return out
 
 
@@ -141,3 +245,28 @@ def _epoch(iso: str) -> float:
         return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
     except ValueError:
         return 0.0
+
+
+def queue_problem(queue: ApiObject, dead_letter: ApiObject | None) -> tuple[Reason, str] | None:
+    """Why a Queue cannot work as declared: its redrive policy names a queue that does not
+    exist, or one of the other type (SQS: a FIFO queue's dead-letter queue is FIFO, a standard
+    queue's standard)."""
+    spec: QueueSpec = queue.spec
+    redrive = spec.redrive_policy
+    if redrive is None:
+        return None
+    if redrive.dead_letter_queue == queue.name:
+        return Reason.INVALID_SOURCE, "a queue cannot be its own dead-letter queue"
+    if dead_letter is None:
+        return (
+            Reason.QUEUE_NOT_FOUND,
+            f'dead-letter queue "{redrive.dead_letter_queue}" not found',
+        )
+    if dead_letter.spec.fifo != spec.fifo:
+        kind = "FIFO" if spec.fifo else "standard"
+        return (
+            Reason.INVALID_SOURCE,
+            f"the dead-letter queue of a {kind} queue must be a {kind} queue "
+            f'("{redrive.dead_letter_queue}" is not)',
+        )
+    return None

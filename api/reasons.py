@@ -33,6 +33,8 @@ class Reason(enum.StrEnum):
     ENVIRONMENT_READY = "EnvironmentReady"
     ALIAS_READY = "AliasReady"
     POLLING = "Polling"
+    QUEUE_READY = "QueueReady"
+    STREAM_READY = "StreamReady"
     DISABLED = "Disabled"
     PUBLISHED = "Published"
     UNCHANGED = "Unchanged"
@@ -62,6 +64,10 @@ class Reason(enum.StrEnum):
         True,
     )
     FUNCTION_NOT_FOUND = "FunctionNotFound", "ResourceNotFoundException"
+    QUEUE_NOT_FOUND = "QueueNotFound", "ResourceNotFoundException"
+    STREAM_NOT_FOUND = "StreamNotFound", "ResourceNotFoundException"
+    INVALID_SOURCE = "InvalidSource", "InvalidParameterValueException", True
+    """The mapping's settings do not fit its queue or stream (e.g. a FIFO queue's batch)."""
     QUALIFIER_NOT_FOUND = "QualifierNotFound", "ResourceNotFoundException"
     VERSION_NOT_FOUND = "VersionNotFound", "ResourceNotFoundException"
     DUPLICATE_ALIAS = "DuplicateAlias", "ResourceConflictException"

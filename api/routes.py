@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from klambda.api import defaults
-from klambda.api.async_settings import AsyncSettings
+from klambda.api.async_settings import AsyncSettings, Target
 from klambda.api.policy import Policy
 from klambda.api.reasons import Reason
 from klambda.api.types import FunctionUrl
@@ -103,33 +103,95 @@ def parse_url_id(
 
 
 QUEUE_KEY_PREFIX = "klambda:queue"
+STREAM_KEY_PREFIX = "klambda:stream"
 
 
 def queue_key(namespace: str, name: str) -> str:
-    """The Redis stream that holds a queue's messages (producers XADD a ``body`` field)."""
+    """The Redis stream that holds a queue's messages (docs/event-sources.md: the layout)."""
     return f"{QUEUE_KEY_PREFIX}:{namespace}:{name}"
+
+
+def stream_key(namespace: str, name: str) -> str:
+    """The prefix of a stream's keys: one Redis stream per shard, ``<prefix>:<shard index>``."""
+    return f"{STREAM_KEY_PREFIX}:{namespace}:{name}"
+
+
+@dataclass(frozen=True)
+class QueueCounts:
+    """What a queue holds now (SQS's Approximate* attributes)."""
+
+    visible: int = 0
+    in_flight: int = 0
+    delayed: int = 0
+    oldest_age: float = 0.0
+    """Seconds since the oldest message was sent (0 when empty)."""
+
+
+@dataclass(frozen=True)
+class ShardCounts:
+    """What one shard of a stream holds now."""
+
+    records: int = 0
+    newest_sequence_number: str = ""
+
+
+@dataclass(frozen=True)
+class QueueRoute:
+    """The queue a mapping reads, with the queue's own attributes."""
+
+    key: str
+    arn: str
+    visibility_timeout: float = 30.0
+    max_receive_count: int | None = None
+    dead_letter_key: str | None = None
+    fifo: bool = False
+    concurrency: int = 5
+    """Most batches in flight at once (the mapping's scalingConfig)."""
+
+
+@dataclass(frozen=True)
+class StreamRoute:
+    """The stream a mapping reads, with the mapping's stream settings."""
+
+    key: str
+    arn: str
+    shards: int = 1
+    starting_position: str = "LATEST"
+    starting_timestamp: float | None = None
+    parallelization_factor: int = 1
+    bisect: bool = False
+    maximum_retry_attempts: int = -1
+    maximum_record_age: int = -1
+    on_failure: Target | None = None
+    """Where a failed batch is reported (a queue, a stream or a function)."""
+    tumbling_window: int = 0
 
 
 @dataclass(frozen=True)
 class EventSourceRoute:
-    """One enabled event source mapping, as the gateway's pollers need it."""
+    """One enabled event source mapping, as the pollers need it: its queue or its stream."""
 
     namespace: str
     name: str
     """The EventSourceMapping's name (its identity: a change of settings restarts its poller)."""
     function: str
     qualifier: str | None
-    queue_key: str
-    queue_arn: str
+    queue: QueueRoute | None = None
+    stream: StreamRoute | None = None
     batch_size: int = 10
     batching_window: float = 0.0
-    visibility_timeout: float = 30.0
-    max_receive_count: int | None = None
-    dead_letter_key: str | None = None
     report_failures: bool = False
     region: str = defaults.REGION
-    concurrency: int = 5
-    """Batches in flight at once (pollers sharing the queue's consumer group)."""
+    filters: tuple[str, ...] = ()
+    """Filter patterns (JSON); a record matching none is not delivered."""
+    uuid: str = ""
+    """The mapping's uid (Lambda's UUID)."""
+
+    @property
+    def source_arn(self) -> str:
+        if self.queue is not None:
+            return self.queue.arn
+        return self.stream.arn if self.stream is not None else ""
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,10 @@ class World:
     """Decoded Secret data, where the store holds Secrets (locally; the operator does not)."""
     event_sources: list[ApiObject] = field(default_factory=list)
     """EventSourceMapping objects."""
+    queues: dict[tuple[str, str], ApiObject] = field(default_factory=dict)
+    """Queue objects (those the mappings read, at least)."""
+    streams: dict[tuple[str, str], ApiObject] = field(default_factory=dict)
+    """Stream objects (those the mappings read, at least)."""
     _indexes: dict[str, dict[str, dict[str, dict[str, str]]]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
@@ -58,7 +62,10 @@ class World:
         config_maps: Iterable[ApiObject],
         secrets: Iterable[ApiObject] = (),
         event_sources: Iterable[ApiObject] = (),
+        sources: Iterable[ApiObject] = (),
     ) -> World:
+        """``sources``: Queue and Stream objects."""
+        sources = list(sources)
         return cls(
             {(o.namespace, o.name): o for o in functions},
             _group(versions),
@@ -66,6 +73,8 @@ class World:
             {(o.namespace, o.name): o.spec for o in config_maps},
             {(o.namespace, o.name): o.spec for o in secrets},
             list(event_sources),
+            {(o.namespace, o.name): o for o in sources if o.kind == "Queue"},
+            {(o.namespace, o.name): o for o in sources if o.kind == "Stream"},
         )
 
     def maps_in(self, namespace: str) -> dict[str, dict[str, str]]:
@@ -105,18 +114,38 @@ class Objects(Protocol):
 
 def function_world(objects: Objects, key: FunctionKey, data: bool = True) -> World:
     """The objects one function's reconcile (or route) reads, and no other function's: the
-    function, its Versions, Aliases and EventSourceMappings, and (``data``) its namespace's
-    ConfigMaps and Secrets, which code and environment may name."""
+    function, its Versions, Aliases and EventSourceMappings with the Queues and Streams they
+    read, and (``data``) its namespace's ConfigMaps and Secrets, which code and environment
+    may name."""
     namespace = key[0]
     fn = objects.find("Function", *key)
+    mappings = objects.parts("EventSourceMapping", key)
     return World.of(
         [fn] if fn is not None else [],
         objects.parts("Version", key),
         objects.parts("Alias", key),
         objects.list("ConfigMap", namespace) if data else (),
         objects.list("Secret", namespace) if data else (),
-        objects.parts("EventSourceMapping", key),
+        mappings,
+        sources_of(objects, mappings),
     )
+
+
+def sources_of(objects: Objects, mappings: Iterable[ApiObject]) -> list[ApiObject]:
+    """The Queue and Stream objects ``mappings`` read (those that exist)."""
+    out = []
+    for m in mappings:
+        kind, name = source_of(m)
+        found = objects.find(kind, m.namespace, name)
+        if found is not None:
+            out.append(found)
+    return out
+
+
+def source_of(mapping: ApiObject) -> tuple[str, str]:
+    """(kind, name) of what an EventSourceMapping reads: ("Queue", q) or ("Stream", s)."""
+    source = mapping.spec.source
+    return ("Stream", source.stream) if source.stream is not None else ("Queue", source.queue)
 
 
 def _group(objects: Iterable[ApiObject]) -> dict[tuple[str, str], list[ApiObject]]:

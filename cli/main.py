@@ -107,7 +107,9 @@ def _parser() -> argparse.ArgumentParser:
 
     g = sub.add_parser("get", parents=[common, ns], help="list objects")
     g.add_argument(
-        "kind", help="functions | versions | aliases | eventsourcemappings | configmaps | secrets"
+        "kind",
+        help="functions | versions | aliases | eventsourcemappings | queues | streams | "
+        "configmaps | secrets",
     )
     g.add_argument("names", nargs="*", metavar="NAME")
     g.add_argument("-o", "--output", choices=["table", "wide", "json", "yaml"], default="table")

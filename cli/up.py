@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+import redis.asyncio as aioredis
 from aiohttp import web
 
 from klambda.api import defaults
@@ -41,6 +42,7 @@ from klambda.controller.store import ObjectStore
 from klambda.gateway.app import create_app
 from klambda.gateway.routing import RoutingTable
 from klambda.gateway.settings import GatewaySettings
+from klambda.gateway.source_stats import RedisSourceStats
 
 log = logging.getLogger("klambda")
 
@@ -200,6 +202,8 @@ async def _run(
             separate_users=_separate_users(),
         )
         stack.push_async_callback(step("function processes", platform.close))
+        stats_client = aioredis.Redis.from_url(redis_url)
+        stack.push_async_callback(stats_client.aclose)
         controller = Controller(
             store,
             platform,
@@ -211,6 +215,7 @@ async def _run(
                 idle_timeout=options.idle_timeout,
                 concurrency_limit=options.concurrency_limit,
             ),
+            RedisSourceStats(stats_client),
         )
 
         platform.on_change = controller.shim_changed

@@ -2,7 +2,8 @@
 
 Every change the store reports queues the objects it concerns, by key: a Function, Version or
 Alias queues its function (``functions.FunctionReconciler``), an EventSourceMapping itself
-(``mappings.MappingReconciler``), a ConfigMap or Secret the functions of its namespace, a shim
+(``mappings.MappingReconciler``), a Queue or Stream itself (``sources.SourceReconciler``) and
+the mappings that read it, a ConfigMap or Secret the functions of its namespace, a shim
 that changed by itself its function. Workers take keys from the queue (``workqueue``: one worker
 per key at a time, backoff per key on errors), so a change costs the reconcile of the objects it
 touches, not a pass over the world. Every key is queued again each resync period, a safety net.
@@ -18,18 +19,21 @@ import time
 from klambda.api.aliases import Reservations
 from klambda.api.objects import ApiObject, FunctionKey, function_of
 from klambda.api.tasks import cancel_and_wait
+from klambda.api.world import source_of
 from klambda.controller.functions import FunctionReconciler
 from klambda.controller.mappings import MappingReconciler
 from klambda.controller.platform import Platform
 from klambda.controller.reconcile import ShimKey
 from klambda.controller.settings import ControllerSettings, RouteSink
+from klambda.controller.sources import SourceReconciler, SourceStats
 from klambda.controller.store import Store
 from klambda.controller.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
 
 WorkKey = tuple[str, str, str]
-"""(kind, namespace, name): a Function or an EventSourceMapping."""
+"""(kind, namespace, name): a Function, an EventSourceMapping, a Queue or a Stream."""
+SOURCE_KINDS = ("Queue", "Stream")
 
 
 class Controller:
@@ -39,9 +43,11 @@ class Controller:
         platform: Platform,
         routes: RouteSink | None,
         settings: ControllerSettings,
+        stats: SourceStats | None = None,
     ) -> None:
         """``routes``: the gateway's table (klambda up), or None (the operator: every gateway
-        builds its own routes from the same objects)."""
+        builds its own routes from the same objects); ``stats``: reads what queues and streams
+        hold, for their statuses."""
         self.store = store
         self.platform = platform
         self.routes = routes
@@ -52,6 +58,7 @@ class Controller:
             store, platform, routes, settings, self.reservations, self._enqueue_function
         )
         self.mappings = MappingReconciler(store, routes, settings.region)
+        self.sources = SourceReconciler(store, settings.region, stats)
         self._reconciled = asyncio.Condition()
         self._synced = False
         store.subscribe(self._changed)
@@ -67,11 +74,26 @@ class Controller:
                 continue
             if obj.kind == "EventSourceMapping":
                 self.queue.add(obj.key)
+            elif obj.kind in SOURCE_KINDS:
+                self._source_changed(obj)
             elif obj.kind in ("ConfigMap", "Secret"):
                 for fn in self.store.list("Function", obj.namespace):
                     self._enqueue_function((fn.namespace, fn.name))
             elif (function := function_of(obj)) is not None:
                 self._enqueue_function(function)
+
+    def _source_changed(self, obj: ApiObject) -> None:
+        """A Queue or Stream: itself, the mappings that read it and (a Queue) the queues
+        whose dead-letter queue it is."""
+        self.queue.add(obj.key)
+        for esm in self.store.list("EventSourceMapping", obj.namespace):
+            if source_of(esm) == (obj.kind, obj.name):
+                self.queue.add(esm.key)
+        if obj.kind == "Queue":
+            for q in self.store.list("Queue", obj.namespace):
+                redrive = q.spec.redrive_policy
+                if redrive is not None and redrive.dead_letter_queue == obj.name:
+                    self.queue.add(q.key)
 
     def shim_changed(self, key: ShimKey) -> None:
         """What runs for ``key`` changed by itself (the platform's ``on_change``)."""
@@ -88,7 +110,8 @@ class Controller:
                 if function is not None:
                     keys.add(("Function", *function))
         keys |= {("Function", ns, name) for ns, name, _ in self.platform.running()}
-        keys |= {o.key for o in self.store.list("EventSourceMapping")}
+        for kind in ("EventSourceMapping", *SOURCE_KINDS):
+            keys |= {o.key for o in self.store.list(kind)}
         return keys
 
     def kick(self) -> None:
@@ -158,6 +181,8 @@ class Controller:
         try:
             if kind == "Function":
                 return await self.functions.reconcile((namespace, name))
+            if kind in SOURCE_KINDS:
+                return await self.sources.reconcile(kind, namespace, name)
             await self.mappings.reconcile(namespace, name)
             return None
         finally:

@@ -1,10 +1,11 @@
 """Status of each kind, computed (pure) from what the controller observed.
 
 Each status is built as its kind's typed status (``api.types``: FunctionStatus, VersionStatus,
-AliasStatus, EventSourceMappingStatus) and written in its wire form: one ``Ready`` condition
-with a Reason and a message a user can act on, set by ``mark_ready`` / ``mark_failed`` /
-``mark_unknown``; Lambda's ``state``; ``observedGeneration``. ``lastTransitionTime`` only moves
-when the condition's status does, as Kubernetes conventions ask.
+AliasStatus, EventSourceMappingStatus, QueueStatus, StreamStatus) and written in its wire form:
+one ``Ready`` condition with a Reason and a message a user can act on, set by ``mark_ready`` /
+``mark_failed`` / ``mark_unknown``; Lambda's ``state``; ``observedGeneration``.
+``lastTransitionTime`` only moves when the condition's status does, as Kubernetes conventions
+ask.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 from klambda.api import schema
 from klambda.api.objects import ApiObject
 from klambda.api.reasons import Reason
-from klambda.api.routes import EventSource
+from klambda.api.routes import EventSource, QueueCounts, ShardCounts
 from klambda.api.schema import ValidationError
 from klambda.api.types import (
     AliasStatus,
@@ -25,6 +26,9 @@ from klambda.api.types import (
     EventSourceMappingStatus,
     FunctionStatus,
     ProvisionedStatus,
+    QueueStatus,
+    ShardStatus,
+    StreamStatus,
     VersionStatus,
 )
 
@@ -249,9 +253,10 @@ def event_source_status(
     if problem is not None:
         mark, (reason, message) = mark_failed, problem
     elif enabled:
-        mark, reason, message = mark_ready, Reason.POLLING, "delivering the queue's messages"
+        what = "stream's records" if obj.spec.source.stream else "queue's messages"
+        mark, reason, message = mark_ready, Reason.POLLING, f"delivering the {what}"
     else:
-        mark, reason, message = mark_ready, Reason.DISABLED, "enabled is false: messages wait"
+        mark, reason, message = mark_ready, Reason.DISABLED, "enabled is false: records wait"
     status = EventSourceMappingStatus(
         observed_generation=obj.generation,
         conditions=[mark(obj.status.get("conditions", []), reason, message, obj.generation, now)],
@@ -260,3 +265,64 @@ def event_source_status(
         function_arn=source.configuration["FunctionArn"],
     )
     return dict(schema.dump(status))
+
+
+def queue_status(
+    obj: ApiObject,
+    arn: str,
+    problem: tuple[Reason, str] | None,
+    counts: QueueCounts | None,
+    now: str | None = None,
+) -> dict[str, Any]:
+    """A Queue's status; ``counts`` None keeps the counts last written (Redis unread)."""
+    previous = _stored(QueueStatus, obj.status)
+    if problem is not None:
+        condition = mark_failed(obj.status.get("conditions", []), *problem, obj.generation, now)
+    else:
+        message = "FIFO queue ready" if obj.spec.fifo else "queue ready"
+        condition = mark_ready(
+            obj.status.get("conditions", []), Reason.QUEUE_READY, message, obj.generation, now
+        )
+    status = dataclasses.replace(
+        previous, observed_generation=obj.generation, conditions=[condition], queue_arn=arn
+    )
+    if counts is not None:
+        status = dataclasses.replace(
+            status,
+            approximate_number_of_messages=counts.visible,
+            approximate_number_of_messages_not_visible=counts.in_flight,
+            approximate_number_of_messages_delayed=counts.delayed,
+            oldest_message_age=int(counts.oldest_age),
+        )
+    return _wire(status, obj.status)
+
+
+def stream_status(
+    obj: ApiObject,
+    arn: str,
+    shard_ids: list[str],
+    counts: list[ShardCounts] | None,
+    now: str | None = None,
+) -> dict[str, Any]:
+    """A Stream's status; ``counts`` None keeps the counts last written (Redis unread)."""
+    previous = _stored(StreamStatus, obj.status)
+    message = f"{len(shard_ids)} shard(s)"
+    condition = mark_ready(
+        obj.status.get("conditions", []), Reason.STREAM_READY, message, obj.generation, now
+    )
+    shards = previous.shards
+    if counts is not None:
+        shards = [
+            ShardStatus(
+                shard_id=i, records=c.records, newest_sequence_number=c.newest_sequence_number
+            )
+            for i, c in zip(shard_ids, counts, strict=True)
+        ]
+    status = StreamStatus(
+        observed_generation=obj.generation,
+        conditions=[condition],
+        stream_arn=arn,
+        shards=shards,
+        records=sum(s.records for s in shards),
+    )
+    return _wire(status, obj.status)

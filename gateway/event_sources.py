@@ -74,7 +74,7 @@ def sqs_event(route: EventSourceRoute, messages: list[Message]) -> dict[str, Any
                 "messageAttributes": m.attributes,
                 "md5OfBody": hashlib.md5(m.body.encode(), usedforsecurity=False).hexdigest(),
                 "eventSource": "aws:sqs",
-                "eventSourceARN": route.queue_arn,
+                "eventSourceARN": route.source_arn,
                 "awsRegion": route.region,
             }
             for m in messages
@@ -125,10 +125,14 @@ class QueuePoller:
     def __init__(
         self, route: EventSourceRoute, client: aioredis.Redis, invoker: Invoker, index: int = 0
     ) -> None:
+        assert route.queue is not None
         self.route = route
-        self.queue = Queue(client, route.queue_key, GROUP)
+        self.source = route.queue
+        self.queue = Queue(client, route.queue.key, GROUP)
         self.dead_letter = (
-            Queue(client, route.dead_letter_key, GROUP) if route.dead_letter_key else None
+            Queue(client, route.queue.dead_letter_key, GROUP)
+            if route.queue.dead_letter_key
+            else None
         )
         self.invoker = invoker
         self.consumer = f"{socket.gethostname()}-{route.name}-{index}"
@@ -142,9 +146,9 @@ class QueuePoller:
                 while True:
                     await self.poll_once()
             except (RedisError, OSError) as e:
-                log.warning("queue %s: %s; retrying", self.route.queue_key, e)
+                log.warning("queue %s: %s; retrying", self.source.key, e)
             except Exception:
-                log.exception("queue %s: poller failed; retrying", self.route.queue_key)
+                log.exception("queue %s: poller failed; retrying", self.source.key)
             await asyncio.sleep(ERROR_PAUSE)
 
     async def poll_once(self) -> int:
@@ -152,7 +156,7 @@ class QueuePoller:
         messages = await self._receive()
         if not messages:
             return 0
-        dead = to_dead_letter(messages, self.route.max_receive_count)
+        dead = to_dead_letter(messages, self.source.max_receive_count)
         looping = [m for m in messages if m not in dead and self._looping(m)]
         if looping:
             await self._stop_loop(looping)
@@ -174,7 +178,10 @@ class QueuePoller:
             if wait <= 0:
                 break
             more = await self.queue.receive(
-                self.consumer, r.batch_size - len(received), r.visibility_timeout, block=wait
+                self.consumer,
+                r.batch_size - len(received),
+                self.source.visibility_timeout,
+                block=wait,
             )
             received += more
             if not received:
@@ -204,7 +211,7 @@ class QueuePoller:
         r = self.route
         self.invoker.metrics.recursive_dropped.labels(r.namespace, r.function).inc(len(looping))
         log.warning(
-            "queue %s: %d message(s) stopped as a recursive loop", r.queue_key, len(looping)
+            "queue %s: %d message(s) stopped as a recursive loop", self.source.key, len(looping)
         )
         if self.dead_letter is not None:
             await self._redrive(looping)
@@ -221,9 +228,7 @@ class QueuePoller:
         await self.queue.move([(m.message_id, _fields(m)) for m in dead], to=self.dead_letter)
         for m in dead:
             self._first_receive.pop(m.message_id, None)
-        log.info(
-            "queue %s: %d message(s) to the dead-letter queue", self.route.queue_key, len(dead)
-        )
+        log.info("queue %s: %d message(s) to the dead-letter queue", self.source.key, len(dead))
 
     async def _deliver(self, messages: list[Message]) -> None:
         r = self.route
@@ -234,7 +239,7 @@ class QueuePoller:
                 Invocation(r.namespace, r.function, r.qualifier, payload, lineage=lineage)
             )
         except LambdaError as e:  # throttled or not ready: the messages come back later
-            log.info("queue %s: batch not delivered: %s", r.queue_key, e)
+            log.info("queue %s: batch not delivered: %s", self.source.key, e)
             return
         if result.function_error:
             return  # nothing deleted: received again after the visibility timeout
@@ -293,13 +298,14 @@ class EventSourcePollers:
                     task.cancel()
                 del self._running[key]
         for key, route in wanted.items():
-            if key not in self._running:  # one poller per batch in flight, one consumer each
+            if key not in self._running and route.queue is not None:
+                # one poller per batch in flight, one consumer each
                 tasks = [
                     asyncio.create_task(
                         QueuePoller(route, self.client, self.invoker, i).run(),
                         name=f"esm-{key[0]}-{key[1]}-{i}",
                     )
-                    for i in range(route.concurrency)
+                    for i in range(route.queue.concurrency)
                 ]
                 self._running[key] = (route, tasks)
 

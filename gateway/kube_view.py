@@ -32,7 +32,7 @@ from klambda.kube.workloads import function_key_of
 
 log = logging.getLogger(__name__)
 
-ROUTED_KINDS = ("Function", "Version", "Alias", "EventSourceMapping")
+ROUTED_KINDS = ("Function", "Version", "Alias", "EventSourceMapping", "Queue", "Stream")
 ACTIVATION_REPORT_PERIOD = 1.0
 """Seconds between repeated demand reports while an activation waits for a pod."""
 
@@ -73,6 +73,12 @@ class KubeView:
                 continue
             if obj.kind == "EventSourceMapping":
                 self._mappings.add((obj.namespace, obj.name))
+            elif obj.kind in ("Queue", "Stream"):  # the mappings that read it
+                self._mappings |= {
+                    (m.namespace, m.name)
+                    for m in self.store.list("EventSourceMapping", obj.namespace)
+                    if world_mod.source_of(m) == (obj.kind, obj.name)
+                }
             function = function_of(obj)
             if function is not None:
                 self._functions.add(function)

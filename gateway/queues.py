@@ -31,6 +31,8 @@ from typing import cast
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
+from klambda.api.routes import QueueCounts
+
 Fields = Mapping[str, str]
 
 
@@ -256,6 +258,25 @@ class Queue:
             pipe.zcard(self.delayed_key)
             length, delayed = await pipe.execute()
         return int(length) + int(delayed)
+
+    async def counts(self) -> QueueCounts:
+        """What the queue holds now: waiting, received and not deleted, delayed; the age of
+        its oldest message (an entry id starts with its send time in milliseconds)."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.xlen(self.key)
+            pipe.zcard(self.delayed_key)
+            pipe.xrange(self.key, count=1)
+            length, delayed, first = await pipe.execute()
+        in_flight = 0
+        if length:
+            with contextlib.suppress(ResponseError):  # NOGROUP: nothing received yet
+                summary = await self.client.xpending(self.key, self.group)
+                in_flight = int(summary["pending"])
+        oldest = 0.0
+        if first:
+            sent_ms = int(_text(first[0][0]).split("-", 1)[0])
+            oldest = max(0.0, time.time() - sent_ms / 1000)
+        return QueueCounts(max(0, int(length) - in_flight), in_flight, int(delayed), oldest)
 
     async def _read(
         self, consumer: str, start: str, count: int, block: float | None

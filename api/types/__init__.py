@@ -1,6 +1,6 @@
 """The klambda API (group ``klambda.io``): spec and status classes of each kind, one module a
-kind (``function``, ``version``, ``alias``, ``event_source_mapping``), what they share (``common``)
-and how each is named on the API (``kinds``).
+kind (``function``, ``version``, ``alias``, ``event_source_mapping``, ``queue`` for Queue and
+Stream), what they share (``common``) and how each is named on the API (``kinds``).
 
 These declarations are the single source of truth for field names, defaults and limits: the CRDs
 in ``charts/klambda/crds/`` are generated from them (``crd``), and the local platform validates
@@ -42,11 +42,15 @@ from klambda.api.types.common import (
 )
 from klambda.api.types.event_source_mapping import (
     DEFAULT_BATCHES_IN_FLIGHT,
-    QUEUE_NAME_PATTERN,
+    FIFO_BATCH_MAX,
+    DestinationConfig,
     EventSourceMappingSpec,
     EventSourceMappingStatus,
-    QueueSource,
+    Filter,
+    FilterCriteria,
     ScalingConfig,
+    SourceRef,
+    starting_timestamp,
 )
 from klambda.api.types.function import (
     Code,
@@ -64,8 +68,20 @@ from klambda.api.types.kinds import (
     ESM_KIND,
     FUNCTION,
     KINDS,
+    QUEUE_KIND,
+    STREAM_KIND,
     VERSION_KIND,
     kind_named,
+)
+from klambda.api.types.queue import (
+    QUEUE_NAME_MAX,
+    QUEUE_NAME_PATTERN,
+    QueueSpec,
+    QueueStatus,
+    RedrivePolicy,
+    ShardStatus,
+    StreamSpec,
+    StreamStatus,
 )
 from klambda.api.types.version import (
     ALIAS_NAME_PATTERN,
@@ -86,6 +102,7 @@ __all__ = [
     "ENV_TOTAL_MAX",
     "ENV_VARIABLES_MAX",
     "ESM_KIND",
+    "FIFO_BATCH_MAX",
     "FUNCTION",
     "FUNCTION_NAME_MAX",
     "FUNCTION_NAME_PATTERN",
@@ -94,11 +111,14 @@ __all__ = [
     "INLINE_FILES_MAX",
     "INLINE_FILE_MAX",
     "KINDS",
+    "QUEUE_KIND",
+    "QUEUE_NAME_MAX",
     "QUEUE_NAME_PATTERN",
     "READY_COLUMN",
     "REASON_COLUMN",
     "RESERVED_ENV_KEYS",
     "SECRET_REFS_MAX",
+    "STREAM_KIND",
     "VERSION",
     "VERSION_KIND",
     "VERSION_NUMBER_PATTERN",
@@ -110,9 +130,12 @@ __all__ = [
     "Condition",
     "Cors",
     "CorsMethod",
+    "DestinationConfig",
     "Environment",
     "EventSourceMappingSpec",
     "EventSourceMappingStatus",
+    "Filter",
+    "FilterCriteria",
     "FunctionSpec",
     "FunctionStatus",
     "FunctionUrl",
@@ -121,14 +144,21 @@ __all__ = [
     "Kind",
     "Problems",
     "ProvisionedStatus",
-    "QueueSource",
+    "QueueSpec",
+    "QueueStatus",
+    "RedrivePolicy",
     "RoutingConfig",
     "Runtime",
     "ScalingConfig",
     "SecretKeyRef",
+    "ShardStatus",
+    "SourceRef",
+    "StreamSpec",
+    "StreamStatus",
     "VersionSpec",
     "VersionStatus",
     "VpcConfig",
     "kind_named",
     "name_problems",
+    "starting_timestamp",
 ]

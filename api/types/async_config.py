@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from klambda.api.schema import prop
 from klambda.api.types.common import Problems
-from klambda.api.types.event_source_mapping import QUEUE_NAME_PATTERN
+from klambda.api.types.queue import QUEUE_NAME_MAX, QUEUE_NAME_PATTERN
 
 MAX_RETRY_ATTEMPTS = 2
 MAX_EVENT_AGE = 21600
@@ -43,14 +43,15 @@ class Destination:
     queue: str | None = prop(
         default=None,
         pattern=QUEUE_NAME_PATTERN,
-        max_length=80,
+        max_length=QUEUE_NAME_MAX,
         doc="A queue of this namespace: the record is a message's body.",
     )
     stream: str | None = prop(
         default=None,
         pattern=QUEUE_NAME_PATTERN,
-        max_length=80,
-        doc="A stream of this namespace (not available yet: refused in the function's status).",
+        max_length=QUEUE_NAME_MAX,
+        doc="A stream of this namespace: the record is a record's data (partition key: the "
+        "request id).",
     )
 
     def check(self) -> Problems:
@@ -98,7 +99,7 @@ class DeadLetterConfig:
 
     queue: str = prop(
         pattern=QUEUE_NAME_PATTERN,
-        max_length=80,
+        max_length=QUEUE_NAME_MAX,
         doc="A queue of this namespace: the message is the original event, with attributes "
         "RequestID, ErrorCode and ErrorMessage.",
     )

@@ -16,6 +16,13 @@ from klambda.api.types.event_source_mapping import (
     EventSourceMappingStatus,
 )
 from klambda.api.types.function import FunctionSpec, FunctionStatus
+from klambda.api.types.queue import (
+    QUEUE_NAME_MAX,
+    QueueSpec,
+    QueueStatus,
+    StreamSpec,
+    StreamStatus,
+)
 from klambda.api.types.version import VersionSpec, VersionStatus
 
 FUNCTION = Kind(
@@ -92,14 +99,59 @@ ESM_KIND = Kind(
     EventSourceMappingStatus,
     columns=(
         Column("Function", ".spec.functionName"),
-        Column("Queue", ".spec.queue.name"),
+        Column("Queue", ".spec.source.queue"),
+        Column("Stream", ".spec.source.stream"),
         Column("State", ".status.state"),
         READY_COLUMN,
         REASON_COLUMN,
         AGE_COLUMN,
     ),
 )
-KINDS: dict[str, Kind] = {k.kind: k for k in (FUNCTION, VERSION_KIND, ALIAS_KIND, ESM_KIND)}
+_QUEUE_NAME_RULES = (
+    (
+        f"self.metadata.name.size() <= {QUEUE_NAME_MAX}",
+        f"queue and stream names are at most {QUEUE_NAME_MAX} characters",
+    ),
+)
+QUEUE_KIND = Kind(
+    "Queue",
+    "queues",
+    "queue",
+    ("kq",),
+    QueueSpec,
+    QueueStatus,
+    columns=(
+        Column("FIFO", ".spec.fifo", "boolean"),
+        Column("Messages", ".status.approximateNumberOfMessages", "integer"),
+        Column("In-flight", ".status.approximateNumberOfMessagesNotVisible", "integer"),
+        Column("Delayed", ".status.approximateNumberOfMessagesDelayed", "integer", 1),
+        Column("Oldest", ".status.oldestMessageAge", "integer", 1),
+        READY_COLUMN,
+        REASON_COLUMN,
+        AGE_COLUMN,
+    ),
+    name_rules=_QUEUE_NAME_RULES,
+)
+STREAM_KIND = Kind(
+    "Stream",
+    "streams",
+    "stream",
+    ("ks",),
+    StreamSpec,
+    StreamStatus,
+    columns=(
+        Column("Shards", ".spec.shards", "integer"),
+        Column("Records", ".status.records", "integer"),
+        Column("Retention", ".spec.retentionHours", "integer", 1),
+        READY_COLUMN,
+        REASON_COLUMN,
+        AGE_COLUMN,
+    ),
+    name_rules=_QUEUE_NAME_RULES,
+)
+KINDS: dict[str, Kind] = {
+    k.kind: k for k in (FUNCTION, VERSION_KIND, ALIAS_KIND, ESM_KIND, QUEUE_KIND, STREAM_KIND)
+}
 
 
 def kind_named(word: str) -> str | None:

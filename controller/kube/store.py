@@ -24,7 +24,15 @@ from klambda.kube.objects import ObjectCache, object_path
 
 log = logging.getLogger(__name__)
 
-KINDS_WATCHED = ("Function", "Version", "Alias", "EventSourceMapping", "ConfigMap")
+KINDS_WATCHED = (
+    "Function",
+    "Version",
+    "Alias",
+    "EventSourceMapping",
+    "Queue",
+    "Stream",
+    "ConfigMap",
+)
 USERS_CONFIG_MAPS = f"app.kubernetes.io/managed-by!={names.MANAGED_BY}"
 """The ConfigMaps functions may read code from: users' own, not the code ConfigMaps the
 operator writes (never referenced by a Function, and up to ~900 KB each)."""

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from klambda.api.routes import EventSourceRoute
+from klambda.api.routes import EventSourceRoute, QueueRoute
 from klambda.gateway.event_sources import GROUP, QueuePoller
 from tests.component.async_fakes import FakeInvoker
 
@@ -17,15 +17,19 @@ ROUTE = EventSourceRoute(
     name="m",
     function="fn",
     qualifier=None,
-    queue_key="klambda:queue:default:jobs",
-    queue_arn="arn:aws:sqs:us-east-1:000000000000:jobs",
-    max_receive_count=1,
-    dead_letter_key="klambda:queue:default:jobs-dlq",
+    queue=QueueRoute(
+        key="klambda:queue:default:jobs",
+        arn="arn:aws:sqs:us-east-1:000000000000:jobs",
+        max_receive_count=1,
+        dead_letter_key="klambda:queue:default:jobs-dlq",
+    ),
 )
+JOBS = "klambda:queue:default:jobs"
+DLQ = "klambda:queue:default:jobs-dlq"
 
 
 async def _received_once(client: aioredis.Redis) -> tuple[QueuePoller, list[Any]]:
-    await client.xadd(ROUTE.queue_key, {"body": "poison"})
+    await client.xadd(JOBS, {"body": "poison"})
     poller = QueuePoller(ROUTE, client, invoker=None)  # type: ignore[arg-type]
     await poller.queue.ensure()
     messages = await poller._receive()
@@ -38,9 +42,9 @@ async def test_a_dead_letter_move_takes_the_message_off_the_queue(
 ) -> None:
     poller, messages = await _received_once(client)
     await poller._redrive(messages)
-    assert [f[b"body"] for _, f in await client.xrange(ROUTE.dead_letter_key)] == [b"poison"]
-    assert await client.xlen(ROUTE.queue_key) == 0
-    assert (await client.xpending(ROUTE.queue_key, GROUP))["pending"] == 0
+    assert [f[b"body"] for _, f in await client.xrange(DLQ)] == [b"poison"]
+    assert await client.xlen(JOBS) == 0
+    assert (await client.xpending(JOBS, GROUP))["pending"] == 0
 
 
 async def test_a_failed_dead_letter_move_leaves_the_message_where_it_was(
@@ -49,12 +53,12 @@ async def test_a_failed_dead_letter_move_leaves_the_message_where_it_was(
     """The DLQ key holds a string (someone's mistake): XADD fails at run time, which MULTI/EXEC
     does not roll back; the message must stay in its queue, not vanish."""
     poller, messages = await _received_once(client)
-    await client.set(ROUTE.dead_letter_key, "not a stream")
+    await client.set(DLQ, "not a stream")
     with pytest.raises(Exception, match=r"WRONGTYPE|not a stream"):
         await poller._redrive(messages)
-    assert await client.get(ROUTE.dead_letter_key) == b"not a stream"
-    assert [f[b"body"] for _, f in await client.xrange(ROUTE.queue_key)] == [b"poison"]
-    assert (await client.xpending(ROUTE.queue_key, GROUP))["pending"] == 1  # still in flight
+    assert await client.get(DLQ) == b"not a stream"
+    assert [f[b"body"] for _, f in await client.xrange(JOBS)] == [b"poison"]
+    assert (await client.xpending(JOBS, GROUP))["pending"] == 1  # still in flight
 
 
 async def test_a_message_16_hops_deep_goes_to_the_dead_letter_queue_not_the_function(
@@ -63,13 +67,13 @@ async def test_a_message_16_hops_deep_goes_to_the_dead_letter_queue_not_the_func
     """A destination's record carries its hop count; a function -> queue -> function loop is
     stopped at 16 (Lambda's loop detection), the message kept in the dead-letter queue."""
     invoker = FakeInvoker(("default", "fn"))
-    await client.xadd(ROUTE.queue_key, {"body": "again", "lineage": "16"})
-    await client.xadd(ROUTE.queue_key, {"body": "fine", "lineage": "3"})
+    await client.xadd(JOBS, {"body": "again", "lineage": "16"})
+    await client.xadd(JOBS, {"body": "fine", "lineage": "3"})
     poller = QueuePoller(ROUTE, client, invoker)  # type: ignore[arg-type]
     await poller.queue.ensure()
     assert await poller.poll_once() == 2
     assert [c.lineage for c in invoker.calls] == [3]  # only the other one was delivered
     assert json.loads(invoker.calls[0].payload)["Records"][0]["body"] == "fine"
-    dead = await client.xrange(ROUTE.dead_letter_key)
+    dead = await client.xrange(DLQ)
     assert [(f[b"body"], f[b"lineage"]) for _, f in dead] == [(b"again", b"16")]
     assert invoker.metrics.recursive_dropped.labels("default", "fn")._value.get() == 1

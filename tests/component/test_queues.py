@@ -115,3 +115,17 @@ async def test_a_quota_counts_what_is_in_the_queue(client: aioredis.Redis) -> No
     await q.move([(mine.id, mine.fields)], leaving=quota, entering=Quota("q:held", "team-b", 2))
     held = await client.hgetall("q:held")
     assert (held[b"team-a"], held[b"team-b"]) == (b"1", b"2")
+
+
+async def test_counts_are_sqs_approximate_attributes(client: aioredis.Redis) -> None:
+    q = Queue(client, "q:counted")
+    await q.ensure()
+    assert (await q.counts()).visible == 0
+    for i in range(4):
+        await q.send({"body": str(i)})
+    held = await q.receive("c1", 1, visibility_timeout=30)
+    await q.delay(held[0].id, held[0].fields, 60)  # a retry waiting its turn
+    await q.receive("c1", 1, visibility_timeout=30)
+    counts = await q.counts()
+    assert (counts.visible, counts.in_flight, counts.delayed) == (2, 1, 1)
+    assert 0 <= counts.oldest_age < 5

@@ -160,7 +160,12 @@ metadata: {name: relay-loop}
 spec:
   functionName: relay
   batchSize: 1
-  queue: {name: loop, visibilityTimeout: 60}
+  source: {queue: loop}
+---
+apiVersion: klambda.io/v1alpha1
+kind: Queue
+metadata: {name: loop}
+spec: {visibilityTimeout: 60}
 """
 
 

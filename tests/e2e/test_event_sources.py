@@ -50,7 +50,12 @@ spec:
   batchSize: %(batch)d
   maximumBatchingWindowInSeconds: %(window)d
   functionResponseTypes: %(types)s
-  queue: %(queue)s
+  source: {queue: %(queue_name)s}
+---
+apiVersion: klambda.io/v1alpha1
+kind: Queue
+metadata: {name: %(queue_name)s}
+spec: %(queue)s
 """
 
 
@@ -63,6 +68,7 @@ def deploy(platform: Platform, tmp: Path, fn: str, queue: dict[str, Any], **kw: 
         "batch": 10,
         "window": 0,
         "types": "[]",
+        "queue_name": queue.pop("name"),
         "queue": json.dumps(queue),
     }
     manifest.write_text(CONSUMER % {**values, **kw})
@@ -115,8 +121,7 @@ def test_failures_come_back_and_poison_goes_to_the_dead_letter_queue(
     queue = {
         "name": "jobs",
         "visibilityTimeout": 1,
-        "maxReceiveCount": 2,
-        "deadLetterQueue": "jobs-dlq",
+        "redrivePolicy": {"maxReceiveCount": 2, "deadLetterQueue": "jobs-dlq"},
     }
     out = deploy(platform, tmp_path, "worker", queue, batch=1, types='["ReportBatchItemFailures"]')
     r = queue_client(platform)
@@ -138,7 +143,7 @@ def test_failures_come_back_and_poison_goes_to_the_dead_letter_queue(
 def test_a_mapping_to_a_missing_function_says_so(platform: Platform, tmp_path: Path) -> None:
     (tmp_path / "esm.yaml").write_text(
         "apiVersion: klambda.io/v1alpha1\nkind: EventSourceMapping\nmetadata: {name: orphan}\n"
-        "spec: {functionName: nobody, queue: {name: lonely}}\n"
+        "spec: {functionName: nobody, source: {queue: lonely}}\n"
     )
     assert platform.cli("apply", "-f", str(tmp_path / "esm.yaml")).returncode == 0
 
@@ -176,7 +181,12 @@ spec:
   functionName: slowpoke
   batchSize: 1
   scalingConfig: {maximumConcurrency: %(concurrency)d}
-  queue: {name: slow}
+  source: {queue: slow}
+---
+apiVersion: klambda.io/v1alpha1
+kind: Queue
+metadata: {name: slow}
+spec: {}
 """
 
 
@@ -224,7 +234,12 @@ spec:
   functionName: durable
   batchSize: 1
   scalingConfig: {maximumConcurrency: 2}
-  queue: {name: durable, visibilityTimeout: 4}
+  source: {queue: durable}
+---
+apiVersion: klambda.io/v1alpha1
+kind: Queue
+metadata: {name: durable}
+spec: {visibilityTimeout: 4}
 """
 
 

@@ -20,7 +20,12 @@ kind: EventSourceMapping
 metadata: {name: feed}
 spec:
   functionName: kept
-  queue: {name: kept-queue}
+  source: {queue: kept-queue}
+---
+apiVersion: klambda.io/v1alpha1
+kind: Queue
+metadata: {name: kept-queue}
+spec: {}
 """
 
 

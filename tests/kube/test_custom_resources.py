@@ -370,3 +370,78 @@ async def test_deleting_a_crd_removes_its_resources_and_kinds(crds: Kube) -> Non
     assert (await crds.get(FN_PATH)).status == 404
     names = [r["name"] for r in (await crds.get("/apis/klambda.io/v1alpha1")).body["resources"]]
     assert "functions" not in names and "versions" in names
+
+
+ESMS = "/apis/klambda.io/v1alpha1/namespaces/default/eventsourcemappings"
+QUEUES = "/apis/klambda.io/v1alpha1/namespaces/default/queues"
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"source": {}}, "exactly one of queue or stream must be set"),
+        ({"source": {"queue": "q", "stream": "s"}}, "exactly one of queue or stream must be set"),
+        ({"source": {"stream": "s"}}, "a stream's mapping needs startingPosition"),
+        (
+            {"source": {"stream": "s"}, "startingPosition": "AT_TIMESTAMP"},
+            "startingPosition AT_TIMESTAMP needs startingPositionTimestamp",
+        ),
+        (
+            {"source": {"queue": "q"}, "parallelizationFactor": 2},
+            "a queue's mapping takes none of the stream settings",
+        ),
+        (
+            {"source": {"queue": "q"}, "batchSize": 50},
+            "a queue's batchSize over 10 needs maximumBatchingWindowInSeconds of at least 1",
+        ),
+        (
+            {"source": {"stream": "s"}, "startingPosition": "LATEST", "scalingConfig": {}},
+            "scalingConfig is for queues",
+        ),
+    ],
+)
+async def test_cel_rules_of_the_mapping_crd(crds: Kube, spec: dict[str, Any], message: str) -> None:
+    """The API server refuses what the local platform refuses, with the same words."""
+    manifest = {
+        "apiVersion": "klambda.io/v1alpha1",
+        "kind": "EventSourceMapping",
+        "metadata": {"name": "m"},
+        "spec": {"functionName": "fn", **spec},
+    }
+    reply = await crds.post(ESMS, manifest)
+    assert reply.status == 422, reply.body
+    assert message in reply.message
+
+
+async def test_mapping_and_queue_crds_accept_what_the_model_accepts(crds: Kube) -> None:
+    def doc(kind: str, name: str, **spec: Any) -> dict[str, Any]:
+        meta = {"name": name}
+        return {"apiVersion": "klambda.io/v1alpha1", "kind": kind, "metadata": meta, "spec": spec}
+
+    stream_mapping = doc(
+        "EventSourceMapping",
+        "s",
+        functionName="fn",
+        source={"stream": "clicks"},
+        startingPosition="TRIM_HORIZON",
+        parallelizationFactor=4,
+        batchSize=500,
+    )
+    queue_mapping = doc(
+        "EventSourceMapping",
+        "q",
+        functionName="fn",
+        source={"queue": "jobs"},
+        batchSize=100,
+        maximumBatchingWindowInSeconds=2,
+    )
+    for manifest in (stream_mapping, queue_mapping):
+        reply = await crds.post(ESMS, manifest)
+        assert reply.status == 201, reply.body
+    fifo = doc("Queue", "orders.fifo", fifo=True, contentBasedDeduplication=True)
+    assert (await crds.post(QUEUES, fifo)).status == 201
+    standard = await crds.post(QUEUES, doc("Queue", "plain", contentBasedDeduplication=True))
+    assert standard.status == 422
+    assert "contentBasedDeduplication needs fifo: true" in standard.message
+    too_long = await crds.post(QUEUES, doc("Queue", "q" * 81))
+    assert "queue and stream names are at most 80 characters" in too_long.message

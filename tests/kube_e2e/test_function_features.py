@@ -206,7 +206,12 @@ kind: EventSourceMapping
 metadata: {name: drainer-orders}
 spec:
   functionName: drainer
-  queue: {name: orders}
+  source: {queue: orders}
+---
+apiVersion: klambda.io/v1alpha1
+kind: Queue
+metadata: {name: orders}
+spec: {}
 """
 
 

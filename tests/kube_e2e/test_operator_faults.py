@@ -143,14 +143,22 @@ async def test_event_source_mappings_get_status_from_the_operator(tmp_path: Path
                 await client.create(
                     path_for("klambda.io", "v1alpha1", "functions", "default"), function("eater")
                 )
-                for name, target in (("feeds-eater", "eater"), ("feeds-nobody", "nobody")):
+                queues = path_for("klambda.io", "v1alpha1", "queues", "default")
+                for name, target in (
+                    ("feeds-eater", "eater"),
+                    ("feeds-nobody", "nobody"),
+                    ("feeds-nothing", "eater"),
+                ):
                     await client.create(
                         mappings,
                         {
                             "apiVersion": "klambda.io/v1alpha1",
                             "kind": "EventSourceMapping",
                             "metadata": {"name": name, "namespace": "default"},
-                            "spec": {"functionName": target, "queue": {"name": "orders"}},
+                            "spec": {
+                                "functionName": target,
+                                "source": {"queue": "nothing" if "nothing" in name else "orders"},
+                            },
                         },
                     )
 
@@ -159,8 +167,16 @@ async def test_event_source_mappings_get_status_from_the_operator(tmp_path: Path
                     conditions = status.get("conditions", [])
                     return bool(conditions) and conditions[0]["reason"] == wanted
 
+                assert await eventually(lambda: reason_is("feeds-eater", "QueueNotFound"))
+                queue = {"apiVersion": "klambda.io/v1alpha1", "kind": "Queue", "spec": {}}
+                await client.create(queues, queue | {"metadata": {"name": "orders"}})
+                # the Queue's arrival brings its mappings round
                 assert await eventually(lambda: reason_is("feeds-eater", "Polling"))
                 assert await eventually(lambda: reason_is("feeds-nobody", "FunctionNotFound"))
+                assert await eventually(lambda: reason_is("feeds-nothing", "QueueNotFound"))
+                queue_status = (await client.get(f"{queues}/orders")).get("status", {})
+                assert queue_status["queueArn"].endswith(":orders")
+                assert queue_status["conditions"][0]["reason"] == "QueueReady"
                 status = (await client.get(f"{mappings}/feeds-eater"))["status"]
             assert status["state"] == "Enabled"
             assert status["eventSourceArn"].endswith(":orders")

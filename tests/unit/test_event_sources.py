@@ -11,12 +11,12 @@ import pytest
 from klambda.api import event_sources
 from klambda.api import world as world_mod
 from klambda.api.objects import parse_object
-from klambda.api.routes import EventSourceRoute
+from klambda.api.routes import EventSourceRoute, QueueRoute
 from klambda.api.schema import ValidationError
 from klambda.gateway.event_sources import Message, failed_items, sqs_event, to_dead_letter
 
 ROUTE = EventSourceRoute(
-    "default", "m", "fn", None, "klambda:queue:default:q", "arn:aws:sqs:us-east-1:1:q"
+    "default", "m", "fn", None, QueueRoute("klambda:queue:default:q", "arn:aws:sqs:us-east-1:1:q")
 )
 IDS = ["1-0", "2-0"]
 
@@ -68,7 +68,7 @@ ESM: dict[str, Any] = {
     "apiVersion": "klambda.io/v1alpha1",
     "kind": "EventSourceMapping",
     "metadata": {"name": "m"},
-    "spec": {"functionName": "fn", "queue": {"name": "q"}},
+    "spec": {"functionName": "fn", "source": {"queue": "q"}},
 }
 FN: dict[str, Any] = {
     "apiVersion": "klambda.io/v1alpha1",
@@ -84,45 +84,204 @@ def esm(**spec: Any) -> Any:
     return parse_object(doc)
 
 
-def test_pollers_run_enabled_mappings_of_existing_functions() -> None:
-    world = world_mod.World.of(
-        [parse_object(FN)],
+def source(kind: str, name: str, **spec: Any) -> Any:
+    doc = {"apiVersion": "klambda.io/v1alpha1", "kind": kind, "metadata": {"name": name}}
+    return parse_object(doc | {"spec": spec})
+
+
+def world(*mappings: Any, fn: dict[str, Any] = FN, sources: Any = None) -> world_mod.World:
+    return world_mod.World.of(
+        [parse_object(fn)],
         [],
         [],
         [],
-        event_sources=[
-            esm(),
-            esm(enabled=False),
-            esm(functionName="nobody"),
-            esm(qualifier="live"),
-        ],
+        event_sources=list(mappings),
+        sources=[source("Queue", "q")] if sources is None else sources,
     )
-    sources = event_sources.event_sources(world, "eu-west-1")
+
+
+def test_pollers_run_enabled_mappings_of_existing_functions() -> None:
+    w = world(esm(), esm(enabled=False), esm(functionName="nobody"), esm(qualifier="live"))
+    sources = event_sources.event_sources(w, "eu-west-1")
     (route,) = [s.route for s in sources if s.route is not None]
-    assert route.queue_key == "klambda:queue:default:q"
-    assert route.queue_arn.startswith("arn:aws:sqs:eu-west-1:")
+    assert route.queue is not None and route.stream is None
+    assert route.queue.key == "klambda:queue:default:q"
+    assert route.source_arn.startswith("arn:aws:sqs:eu-west-1:")
+    assert route.batch_size == 10  # a queue's default
     problems = [s.problem for s in sources]
     assert problems[2] == ("FunctionNotFound", 'Function "nobody" not found')
     assert problems[3] == ("QualifierNotFound", "fn has no version or alias 'live'")
     configs = [s.configuration for s in sources]
     assert [c["State"] for c in configs] == ["Enabled", "Disabled", "Enabled", "Enabled"]
     assert configs[2]["LastProcessingResult"] == 'PROBLEM: Function "nobody" not found'
-    assert configs[0]["EventSourceArn"] == route.queue_arn
+    assert configs[0]["EventSourceArn"] == route.source_arn
+
+
+def test_the_queue_attributes_come_from_the_queue() -> None:
+    dlq = source("Queue", "dlq")
+    q = source(
+        "Queue",
+        "q",
+        visibilityTimeout=90,
+        redrivePolicy={"deadLetterQueue": "dlq", "maxReceiveCount": 4},
+    )
+    (found,) = event_sources.event_sources(world(esm(), sources=[q, dlq]), "us-east-1")
+    assert found.route is not None and found.route.queue is not None
+    assert found.route.queue.visibility_timeout == 90.0
+    assert found.route.queue.max_receive_count == 4
+    assert found.route.queue.dead_letter_key == "klambda:queue:default:dlq"
+
+
+def test_a_stream_mapping_gets_the_streams_shards_and_its_own_settings() -> None:
+    m = esm(
+        source={"stream": "s"},
+        startingPosition="TRIM_HORIZON",
+        parallelizationFactor=3,
+        bisectBatchOnFunctionError=True,
+        maximumRetryAttempts=2,
+        destinationConfig={"onFailure": {"queue": "failed"}},
+    )
+    w = world(m, sources=[source("Stream", "s", shards=4)])
+    (found,) = event_sources.event_sources(w, "us-east-1")
+    assert found.problem == ("InvalidSource", "stream records are not delivered to functions yet")
+    route = event_sources._poller_route(w, m, "us-east-1")
+    stream = route.stream
+    assert stream is not None and route.queue is None
+    assert (stream.key, stream.shards, stream.parallelization_factor) == (
+        "klambda:stream:default:s",
+        4,
+        3,
+    )
+    assert stream.bisect and stream.maximum_retry_attempts == 2
+    assert stream.on_failure is not None and stream.on_failure.name == "failed"
+    assert route.batch_size == 100  # a stream's default
+    assert found.configuration["EventSourceArn"].startswith("arn:aws:kinesis:us-east-1:")
+    assert found.configuration["EventSourceArn"].endswith(":stream/s")
+    assert found.configuration["StartingPosition"] == "TRIM_HORIZON"
+
+
+@pytest.mark.parametrize(
+    ("mapping", "sources", "problem"),
+    [
+        ({}, [], ("QueueNotFound", 'Queue "q" not found')),
+        (
+            {"source": {"stream": "s"}, "startingPosition": "LATEST"},
+            [],
+            ("StreamNotFound", 'Stream "s" not found'),
+        ),
+        (
+            {"batchSize": 11, "maximumBatchingWindowInSeconds": 1},
+            [("Queue", "q", {"fifo": True})],
+            ("InvalidSource", "Batch size must be between 1 and 10 for a FIFO queue (queue q)"),
+        ),
+        (
+            {"maximumBatchingWindowInSeconds": 1},
+            [("Queue", "q", {"fifo": True})],
+            ("InvalidSource", "Batching window is not supported for FIFO queues (queue q)"),
+        ),
+        ({"batchSize": 10}, [("Queue", "q", {"fifo": True})], None),
+    ],
+)
+def test_a_mapping_needs_a_source_that_fits(
+    mapping: dict[str, Any], sources: list[Any], problem: tuple[str, str] | None
+) -> None:
+    objects = [source(kind, name, **spec) for kind, name, spec in sources]
+    (found,) = event_sources.event_sources(world(esm(**mapping), sources=objects), "us-east-1")
+    assert found.problem == problem
+    assert (found.route is None) == (problem is not None)
 
 
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ({"batchSize": 11}, "a batchSize over 10 needs maximumBatchingWindowInSeconds"),
-        ({"queue": {"name": "q", "maxReceiveCount": 3}}, "go together"),
-        ({"queue": {"name": "q", "maxReceiveCount": 3, "deadLetterQueue": "q"}}, "must differ"),
-        ({"queue": {"name": "bad name"}}, "spec.queue.name"),
+        ({"batchSize": 11}, "a queue's batchSize over 10 needs maximumBatchingWindowInSeconds"),
+        ({"source": {"queue": "bad name"}}, "spec.source.queue"),
+        ({"source": {"queue": "Upper"}}, "spec.source.queue"),
+        ({"source": {}}, "exactly one of queue or stream"),
+        ({"source": {"queue": "q", "stream": "s"}}, "exactly one of queue or stream"),
+        ({"queue": {"name": "q"}}, "spec.queue"),  # the old inline form: an unknown field
+        ({"startingPosition": "LATEST"}, "is a stream setting"),
+        ({"parallelizationFactor": 2}, "is a stream setting"),
+        ({"source": {"stream": "s"}}, "needs startingPosition"),
+        (
+            {"source": {"stream": "s"}, "startingPosition": "AT_TIMESTAMP"},
+            "needs startingPositionTimestamp",
+        ),
+        (
+            {
+                "source": {"stream": "s"},
+                "startingPosition": "AT_TIMESTAMP",
+                "startingPositionTimestamp": "yesterday",
+            },
+            "must be an RFC 3339 time",
+        ),
+        (
+            {"source": {"stream": "s"}, "startingPosition": "LATEST", "scalingConfig": {}},
+            "scalingConfig is for queues",
+        ),
+        (
+            {
+                "source": {"stream": "s"},
+                "startingPosition": "LATEST",
+                "maximumRecordAgeInSeconds": 30,
+            },
+            "must be -1 or at least 60",
+        ),
+        ({"filterCriteria": {"filters": [{"pattern": "{}"}] * 6}}, "spec.filterCriteria"),
     ],
 )
 def test_invalid_mappings(spec: dict[str, Any], message: str) -> None:
     with pytest.raises(ValidationError) as info:
         esm(**spec)
     assert message in json.dumps([str(e) for e in info.value.errors])
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"redrivePolicy": {"maxReceiveCount": 3}}, "spec.redrivePolicy.deadLetterQueue"),
+        ({"contentBasedDeduplication": True}, "contentBasedDeduplication needs fifo: true"),
+        ({"visibilityTimeout": 43201}, "spec.visibilityTimeout"),
+        ({"messageRetentionPeriod": 59}, "spec.messageRetentionPeriod"),
+        ({"delaySeconds": 901}, "spec.delaySeconds"),
+    ],
+)
+def test_invalid_queues(spec: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        source("Queue", "q", **spec)
+    assert message in json.dumps([str(e) for e in info.value.errors])
+
+
+@pytest.mark.parametrize(
+    ("queue", "dead_letter", "problem"),
+    [
+        ({}, None, None),
+        ({"redrivePolicy": {"deadLetterQueue": "d", "maxReceiveCount": 2}}, {}, None),
+        (
+            {"redrivePolicy": {"deadLetterQueue": "d", "maxReceiveCount": 2}},
+            None,
+            ("QueueNotFound", 'dead-letter queue "d" not found'),
+        ),
+        (
+            {"redrivePolicy": {"deadLetterQueue": "q", "maxReceiveCount": 2}},
+            None,
+            ("InvalidSource", "a queue cannot be its own dead-letter queue"),
+        ),
+        (
+            {"fifo": True, "redrivePolicy": {"deadLetterQueue": "d", "maxReceiveCount": 2}},
+            {},
+            (
+                "InvalidSource",
+                'the dead-letter queue of a FIFO queue must be a FIFO queue ("d" is not)',
+            ),
+        ),
+    ],
+)
+def test_queue_problems(
+    queue: dict[str, Any], dead_letter: dict[str, Any] | None, problem: Any
+) -> None:
+    dlq = source("Queue", "d", **dead_letter) if dead_letter is not None else None
+    assert event_sources.queue_problem(source("Queue", "q", **queue), dlq) == problem
 
 
 @pytest.mark.parametrize(
@@ -144,16 +303,10 @@ def test_visibility_timeout_must_cover_the_function_timeout(
     again, be delivered twice, or reach the dead-letter queue although it succeeded."""
     fn = copy.deepcopy(FN)
     fn["spec"]["timeout"] = timeout
-    world = world_mod.World.of(
-        [parse_object(fn)],
-        [],
-        [],
-        [],
-        event_sources=[esm(queue={"name": "q", "visibilityTimeout": visibility})],
-    )
-    (source,) = event_sources.event_sources(world, "us-east-1")
+    w = world(esm(), fn=fn, sources=[source("Queue", "q", visibilityTimeout=visibility)])
+    (found,) = event_sources.event_sources(w, "us-east-1")
     if problem is None:
-        assert source.problem is None and source.route is not None
+        assert found.problem is None and found.route is not None
     else:
-        assert source.problem == ("QueueVisibilityTimeoutTooShort", problem)
-        assert source.route is None  # nothing is polled
+        assert found.problem == ("QueueVisibilityTimeoutTooShort", problem)
+        assert found.route is None  # nothing is polled

@@ -121,6 +121,11 @@ def function(name: str = "fn", **spec: Any) -> ApiObject:
     return parse_object(doc)
 
 
+def queue(name: str, kind: str = "Queue", **spec: Any) -> ApiObject:
+    doc = {"apiVersion": "klambda.io/v1alpha1", "kind": kind, "metadata": {"name": name}}
+    return parse_object(doc | {"spec": spec})
+
+
 def part(kind: str, name: str, **spec: Any) -> ApiObject:
     doc = {
         "apiVersion": "klambda.io/v1alpha1",
@@ -308,7 +313,8 @@ async def test_mappings_deliver_only_to_functions_that_exist(
 ) -> None:
     w = world()
     await w.store.apply(function(timeout=3))
-    spec = {"queue": {"name": "jobs", "visibilityTimeout": 30}, **mapping}
+    await w.store.apply(queue("jobs", visibilityTimeout=30))
+    spec = {"source": {"queue": "jobs"}, **mapping}
     await w.store.apply(part("EventSourceMapping", "m", **spec))
     mappings = MappingReconciler(w.store, w.routes, "us-east-1")
     await mappings.reconcile("default", "m")

@@ -10,7 +10,7 @@ from klambda.controller.controller import Controller
 from klambda.controller.settings import ControllerSettings
 from klambda.controller.store import ObjectStore
 from klambda.controller.workqueue import WorkQueue
-from tests.unit.test_function_reconciler import FakePlatform, Routes, function, part
+from tests.unit.test_function_reconciler import FakePlatform, Routes, function, part, queue
 
 
 async def drain(q: WorkQueue[str]) -> list[str]:
@@ -82,9 +82,21 @@ async def test_each_change_queues_the_objects_it_concerns() -> None:
     await store.apply(part("Version", "v1"))
     await store.apply(part("Alias", "live", functionVersion="1"))
     assert await queued() == {("Function", "default", "fn")}  # their function, only
-    spec = {"queue": {"name": "jobs", "visibilityTimeout": 30}}
-    await store.apply(part("EventSourceMapping", "m", **spec))
+    await store.apply(part("EventSourceMapping", "m", source={"queue": "jobs"}))
     assert await queued() == {("EventSourceMapping", "default", "m")}
+    await store.apply(queue("jobs", visibilityTimeout=60))  # the mappings that read it too
+    assert await queued() == {("Queue", "default", "jobs"), ("EventSourceMapping", "default", "m")}
+    await store.apply(queue("dlq"))
+    await store.apply(queue("jobs", redrivePolicy={"deadLetterQueue": "dlq", "maxReceiveCount": 3}))
+    assert await queued() == {
+        ("Queue", "default", "dlq"),
+        ("Queue", "default", "jobs"),
+        ("EventSourceMapping", "default", "m"),
+    }
+    await store.apply(queue("dlq", visibilityTimeout=5))  # the queues it is the DLQ of too
+    assert await queued() == {("Queue", "default", "dlq"), ("Queue", "default", "jobs")}
+    await store.apply(queue("events", kind="Stream", shards=2))
+    assert await queued() == {("Stream", "default", "events")}
     cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "b"}}
     await store.apply(parse_object(cm))
     assert await queued() == {("Function", "default", "fn"), ("Function", "default", "other")}

@@ -1,0 +1,20 @@
+"""What queues and streams hold, read with the queue engine: the controller's ``SourceStats``
+port (Queue and Stream statuses), wired in by whoever runs both (``klambda up``)."""
+
+from __future__ import annotations
+
+import redis.asyncio as aioredis
+
+from klambda.api.routes import QueueCounts, ShardCounts, queue_key
+from klambda.gateway.queues import Queue
+
+
+class RedisSourceStats:
+    def __init__(self, client: aioredis.Redis) -> None:
+        self.client = client
+
+    async def queue_counts(self, namespace: str, name: str) -> QueueCounts:
+        return await Queue(self.client, queue_key(namespace, name)).counts()
+
+    async def stream_counts(self, namespace: str, name: str, shards: int) -> list[ShardCounts]:
+        raise NotImplementedError("streams")
