@@ -85,13 +85,7 @@ def resolve(
     account = account_for(namespace)
 
     def target(where: str, d: Destination | None) -> Target | None:
-        if d is None:
-            return None
-        found = destination(namespace, d, region)
-        if found.kind == "stream":
-            problems.append(f"{where}: streams are not available yet (records go on without it)")
-            return None
-        return found
+        return destination(namespace, d, region) if d is not None else None
 
     on_success = on_failure = None
     if config is not None and config.destinations is not None:

@@ -53,7 +53,9 @@ def event_source_problem(world: World, obj: ApiObject) -> tuple[Reason, str] | N
     if spec.source.stream is not None:
         if world.streams.get((obj.namespace, spec.source.stream)) is None:
             return Reason.STREAM_NOT_FOUND, f'Stream "{spec.source.stream}" not found'
-        return Reason.INVALID_SOURCE, "stream records are not delivered to functions yet"
+        if spec.tumbling_window_in_seconds:
+            return Reason.INVALID_SOURCE, "tumbling windows are not supported yet"
+        return None
     assert spec.source.queue is not None
     queue = world.queues.get((obj.namespace, spec.source.queue))
     if queue is None:
@@ -142,6 +144,7 @@ def _poller_route(world: World, obj: ApiObject, region: str) -> EventSourceRoute
             max_receive_count=redrive.max_receive_count if redrive else None,
             dead_letter_key=queue_key(ns, redrive.dead_letter_queue) if redrive else None,
             fifo=q.fifo,
+            retention=q.message_retention_period,
             concurrency=(
                 spec.scaling_config.maximum_concurrency
                 if spec.scaling_config
@@ -157,6 +160,7 @@ def _poller_route(world: World, obj: ApiObject, region: str) -> EventSourceRoute
             key=stream_key(ns, spec.source.stream),
             arn=source_arn(ns, spec, region),
             shards=s.shards,
+            retention_hours=s.retention_hours,
             starting_position=spec.starting_position or "LATEST",
             starting_timestamp=(
                 starting_timestamp(spec.starting_position_timestamp)

@@ -16,6 +16,7 @@ from typing import Any
 from klambda.api import schema
 from klambda.api.schema import FieldError, ValidationError
 from klambda.api.types import API_VERSION, KINDS, name_problems
+from klambda.api.types.queue import source_name_problems
 
 CORE_KINDS = {"ConfigMap": "v1", "Secret": "v1"}
 DEFAULT_NAMESPACE = "default"
@@ -205,7 +206,8 @@ def _metadata(doc: dict[str, Any], errors: list[FieldError]) -> dict[str, Any]:
     if not isinstance(meta, dict):
         errors.append(FieldError("metadata", "required value"))
         return {}
-    errors.extend(FieldError("metadata.name", p) for p in name_problems(meta.get("name")))
+    check = source_name_problems if doc.get("kind") in ("Queue", "Stream") else name_problems
+    errors.extend(FieldError("metadata.name", p) for p in check(meta.get("name")))
     namespace = meta.get("namespace") or DEFAULT_NAMESPACE
     errors.extend(FieldError("metadata.namespace", p) for p in name_problems(namespace))
     out = {k: copy.deepcopy(v) for k, v in meta.items() if k in ("labels", "annotations")}

@@ -145,6 +145,8 @@ class QueueRoute:
     max_receive_count: int | None = None
     dead_letter_key: str | None = None
     fifo: bool = False
+    retention: int = 345600
+    """Seconds a message is kept (the Queue's messageRetentionPeriod)."""
     concurrency: int = 5
     """Most batches in flight at once (the mapping's scalingConfig)."""
 
@@ -156,6 +158,7 @@ class StreamRoute:
     key: str
     arn: str
     shards: int = 1
+    retention_hours: int = 24
     starting_position: str = "LATEST"
     starting_timestamp: float | None = None
     parallelization_factor: int = 1

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from klambda.api import defaults
-from klambda.cli import commands, dlq
+from klambda.cli import commands, dlq, sources
 from klambda.cli.state import NotRunning, default_data_dir
 
 
@@ -146,6 +146,8 @@ def _parser() -> argparse.ArgumentParser:
     dr.add_argument("queue")
     dr.add_argument("--to", required=True, metavar="FUNCTION", help="the function to invoke")
     dr.add_argument("--qualifier", help="version or alias of the function")
+
+    sources.add_parsers(sub, common, ns)
 
     lg = sub.add_parser("logs", parents=[common, ns], help="print a function's logs")
     lg.add_argument("name")
@@ -301,6 +303,8 @@ COMMANDS = {
     "keys": commands.keys,
     "invoke": commands.invoke,
     "dlq": dlq.dlq,
+    "queue": sources.queue,
+    "stream": sources.stream,
     "logs": commands.logs,
     "env": commands.env,
 }

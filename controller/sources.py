@@ -25,7 +25,12 @@ T = TypeVar("T")
 
 
 class SourceStats(Protocol):
-    """What queues and streams hold now (read from Redis by the queue engine)."""
+    """Queues and streams in Redis: their declarations (what producers read: a stream's
+    shards) and what they hold now (read by the queue engine)."""
+
+    async def declare_stream(
+        self, namespace: str, name: str, shards: int, retention_hours: int
+    ) -> None: ...
 
     async def queue_counts(self, namespace: str, name: str) -> QueueCounts: ...
 
@@ -68,6 +73,10 @@ class SourceReconciler:
             )
         else:
             ids = shard_ids(obj.spec.shards)
+            await self._read(
+                obj.key,
+                self._declare(namespace, name, obj.spec.shards, obj.spec.retention_hours),
+            )
             shard_counts = await self._read(obj.key, self._stream_counts(namespace, name, len(ids)))
             status = status_mod.stream_status(
                 obj, stream_arn(self.region, account, name), ids, shard_counts
@@ -82,6 +91,11 @@ class SourceReconciler:
         self, namespace: str, name: str, shards: int
     ) -> list[ShardCounts] | None:
         return await self.stats.stream_counts(namespace, name, shards) if self.stats else None
+
+    async def _declare(self, namespace: str, name: str, shards: int, hours: int) -> bool:
+        if self.stats is not None:
+            await self.stats.declare_stream(namespace, name, shards, hours)
+        return True
 
     async def _read(self, key: tuple[str, str, str], reading: Awaitable[T | None]) -> T | None:
         """The counts, or None (the status keeps its last ones) when Redis cannot be read;

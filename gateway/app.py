@@ -28,6 +28,7 @@ from klambda.gateway.metrics import Metrics
 from klambda.gateway.routing import RoutingTable
 from klambda.gateway.settings import GatewaySettings
 from klambda.gateway.shim_client import ShimClient
+from klambda.gateway.targets import Targets
 
 INVOKER = web.AppKey("invoker", Invoker)
 METRICS = web.AppKey("metrics", Metrics)
@@ -123,7 +124,13 @@ def create_app(
                 queue_limit=settings.async_queue_limit,
             )
             app[DISPATCHER] = dispatcher
-            pollers = EventSourcePollers(table, redis_client, invoker)
+            pollers = EventSourcePollers(
+                table,
+                redis_client,
+                invoker,
+                Targets(redis_client, queue),
+                settings.async_consumer or "gateway",
+            )
             dispatching = asyncio.create_task(dispatcher.run(), name="async-dispatcher")
             tasks.append(asyncio.create_task(pollers.run(), name="event-source-pollers"))
         yield

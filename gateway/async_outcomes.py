@@ -17,12 +17,13 @@ from redis.exceptions import RedisError
 
 from klambda.api.async_settings import AsyncSettings, Target
 from klambda.api.policy import Ask, Caller, evaluate, parse_policy
-from klambda.api.routes import FunctionRoute, queue_key
+from klambda.api.routes import FunctionRoute, queue_key, stream_key
 from klambda.gateway import async_policy as policy
 from klambda.gateway.async_queue import QUEUED, AsyncEvent
 from klambda.gateway.metrics import Metrics
 from klambda.gateway.queues import Message, Queue, Quota
 from klambda.gateway.routing import RoutingTable
+from klambda.gateway.streams import declared
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +147,14 @@ class Outcomes:
                 fields = {"body": body, "lineage": str(event.lineage + 1)}
                 to = Queue(self.queue.client, self._queue_key(event, target))
                 await self.queue.move([(message.id, fields)], to, leaving=self._quota(event))
+                return True
+            if target.kind == "stream":  # put, then deleted: at least once, not atomically
+                prefix = stream_key(target.namespace or event.namespace, target.name)
+                stream = await declared(self.queue.client, prefix)
+                if stream is None:
+                    raise DestinationRefused(f"no stream {target.arn}")
+                await stream.put([(event.request_id, body.encode())])
+                await self.queue.delete([message.id], self._quota(event))
                 return True
             namespace = self._function_namespace(event, route, target)
             record_event = AsyncEvent(

@@ -10,30 +10,35 @@ deleted when the function succeeds; with ReportBatchItemFailures only the messag
 stay. Function errors, throttles and platform errors delete nothing: the messages come back
 after the visibility timeout, as with Lambda. Nothing accepted is dropped.
 
-The record shapes and the response rules are pure functions at the top of this module.
+The record shapes and the response rules are pure functions in ``sqs_records``; FIFO queues
+(``fifo_queues``) are read the same way, one batch of a message group at a time.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
+import os
 import socket
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from klambda.api.event_filter import parse_filters
 from klambda.api.routes import EventSourceRoute
 from klambda.gateway import queues
 from klambda.gateway.async_policy import MAX_LINEAGE
 from klambda.gateway.errors import LambdaError
+from klambda.gateway.fifo_queues import FifoQueue
 from klambda.gateway.invoking import Invocation, Invoker
 from klambda.gateway.queues import Queue
 from klambda.gateway.routing import RoutingTable
+from klambda.gateway.sqs_records import Message, failed_items, fifo_kept, sqs_event, to_dead_letter
+from klambda.gateway.stream_poller import LEASE_SECONDS, StreamPoller
+from klambda.gateway.targets import Targets
 
 log = logging.getLogger(__name__)
 
@@ -41,82 +46,7 @@ GROUP = "klambda"
 IDLE_BLOCK_MS = 1000
 ERROR_PAUSE = 1.0
 FIRST_RECEIVE_MEMORY = 10_000
-
-
-@dataclass(frozen=True)
-class Message:
-    """One received queue message."""
-
-    message_id: str
-    body: str
-    receive_count: int
-    first_receive_ms: int
-    attributes: dict[str, Any] = field(default_factory=dict, compare=False)
-    """SQS message attributes (e.g. those Lambda sets on dead-letter messages)."""
-    lineage: int = 0
-    """Hops through klambda that led to it (a destination's record: the event's + 1)."""
-
-
-def sqs_event(route: EventSourceRoute, messages: list[Message]) -> dict[str, Any]:
-    """The batch as Lambda hands SQS messages to a function."""
-    return {
-        "Records": [
-            {
-                "messageId": m.message_id,
-                "receiptHandle": m.message_id,
-                "body": m.body,
-                "attributes": {
-                    "ApproximateReceiveCount": str(m.receive_count),
-                    "SentTimestamp": m.message_id.split("-", 1)[0],
-                    "SenderId": "klambda",
-                    "ApproximateFirstReceiveTimestamp": str(m.first_receive_ms),
-                },
-                "messageAttributes": m.attributes,
-                "md5OfBody": hashlib.md5(m.body.encode(), usedforsecurity=False).hexdigest(),
-                "eventSource": "aws:sqs",
-                "eventSourceARN": route.source_arn,
-                "awsRegion": route.region,
-            }
-            for m in messages
-        ]
-    }
-
-
-def failed_items(payload: bytes, ids: list[str]) -> set[str]:
-    """Messages to keep after a successful invocation with ReportBatchItemFailures.
-
-    Lambda's rules: an empty or null response, or an empty list, keeps none; a response it
-    cannot read (not JSON, no such key, an empty or unknown itemIdentifier) keeps the batch.
-    """
-    if not payload.strip():
-        return set()
-    try:
-        response = json.loads(payload)
-    except ValueError:
-        return set(ids)
-    if response is None:
-        return set()
-    if not isinstance(response, dict):
-        return set(ids)
-    failures = response.get("batchItemFailures")
-    if failures is None:
-        return set()
-    if not isinstance(failures, list):
-        return set(ids)
-    keep = set()
-    for item in failures:
-        ident = item.get("itemIdentifier") if isinstance(item, dict) else None
-        if not isinstance(ident, str) or ident not in ids:
-            return set(ids)
-        keep.add(ident)
-    return keep
-
-
-def to_dead_letter(messages: list[Message], max_receive_count: int | None) -> list[Message]:
-    """Messages received more often than the redrive policy allows."""
-    if max_receive_count is None:
-        return []
-    return [m for m in messages if m.receive_count > max_receive_count]
+MAINTAIN_EVERY = 1.0
 
 
 class QueuePoller:
@@ -128,15 +58,20 @@ class QueuePoller:
         assert route.queue is not None
         self.route = route
         self.source = route.queue
-        self.queue = Queue(client, route.queue.key, GROUP)
+        kind = FifoQueue if route.queue.fifo else Queue
+        self.queue: Queue | FifoQueue = kind(client, route.queue.key, GROUP)
         self.dead_letter = (
-            Queue(client, route.queue.dead_letter_key, GROUP)
+            kind(client, route.queue.dead_letter_key, GROUP)
             if route.queue.dead_letter_key
             else None
         )
         self.invoker = invoker
+        self.index = index
         self.consumer = f"{socket.gethostname()}-{route.name}-{index}"
+        self.filters = parse_filters(list(route.filters), source="sqs")
+        self.labels = (route.namespace, route.name)
         self._first_receive: dict[str, int] = {}
+        self._maintained = 0.0
 
     async def run(self) -> None:
         """Polls until cancelled; a failure pauses it, never ends it (messages wait in Redis)."""
@@ -153,6 +88,7 @@ class QueuePoller:
 
     async def poll_once(self) -> int:
         """Receives and delivers one batch; returns how many messages it held."""
+        await self._maintain()
         messages = await self._receive()
         if not messages:
             return 0
@@ -163,9 +99,31 @@ class QueuePoller:
         if dead:
             await self._redrive(dead)
         rest = [m for m in messages if m not in dead and m not in looping]
+        if rest and self.filters.patterns:
+            rest = await self._filter(rest)
         if rest:
             await self._deliver(rest)
         return len(messages)
+
+    async def _maintain(self) -> None:
+        """Once a second (the first poller of a mapping): delayed messages whose time has come
+        go on the queue, messages past the retention period go."""
+        now = time.monotonic()
+        if self.index != 0 or now - self._maintained < MAINTAIN_EVERY:
+            return
+        self._maintained = now
+        await self.queue.release_due()
+        await self.queue.expire(self.source.retention)
+
+    async def _filter(self, messages: list[Message]) -> list[Message]:
+        """The messages a filter matches; the others are deleted (Lambda deletes them)."""
+        records = sqs_event(self.route, messages)["Records"]
+        keep = [m for m, r in zip(messages, records, strict=True) if self.filters.matches_sqs(r)]
+        dropped = [m.message_id for m in messages if m not in keep]
+        if dropped:
+            await self.queue.delete(dropped)
+            self.invoker.metrics.esm_records.labels(*self.labels, "filtered").inc(len(dropped))
+        return keep
 
     async def _receive(self) -> list[Message]:
         """Up to batch_size messages: reclaimed ones first, then new ones, waiting up to a
@@ -196,7 +154,11 @@ class QueuePoller:
         for m in received:
             first = self._first_receive.setdefault(m.id, now_ms)
             body = m.fields.get("body", "")
-            out.append(Message(m.id, body, m.receive_count, first, *_extras(m.fields)))
+            attributes, lineage = _extras(m.fields)
+            group, dedup = m.fields.get("group", ""), m.fields.get("dedup", "")
+            out.append(
+                Message(m.id, body, m.receive_count, first, attributes, lineage, group, dedup)
+            )
         return out
 
     def _looping(self, m: Message) -> bool:
@@ -245,8 +207,11 @@ class QueuePoller:
             return  # nothing deleted: received again after the visibility timeout
         ids = [m.message_id for m in messages]
         keep = failed_items(result.payload, ids) if r.report_failures else set()
+        if keep and self.source.fifo:
+            keep = fifo_kept(messages, keep)
         done = [i for i in ids if i not in keep]
         await self.queue.delete(done)
+        self.invoker.metrics.esm_records.labels(*self.labels, "delivered").inc(len(done))
         for i in done:
             self._first_receive.pop(i, None)
 
@@ -269,16 +234,33 @@ def _fields(m: Message) -> dict[str, str]:
         out["attributes"] = json.dumps(m.attributes)
     if m.lineage:
         out["lineage"] = str(m.lineage)
+    if m.group:  # a FIFO message keeps its group in the (FIFO) dead-letter queue
+        out["group"] = m.group
+        if m.deduplication_id:
+            out["dedup"] = m.deduplication_id
     return out
 
 
 class EventSourcePollers:
-    """Keeps one poller per published mapping, restarting those whose settings change."""
+    """Keeps one poller per published mapping, restarting those whose settings change: queue
+    pollers (one per batch in flight) and stream pollers (a share of the shards)."""
 
-    def __init__(self, table: RoutingTable, client: aioredis.Redis, invoker: Invoker) -> None:
+    def __init__(
+        self,
+        table: RoutingTable,
+        client: aioredis.Redis,
+        invoker: Invoker,
+        targets: Targets,
+        owner: str,
+        lease_seconds: float = LEASE_SECONDS,
+    ) -> None:
         self.table = table
         self.client = client
         self.invoker = invoker
+        self.targets = targets
+        self.owner = f"{owner}-{socket.gethostname()}-{os.getpid()}"
+        """This process among the pollers sharing a stream's shards."""
+        self.lease_seconds = lease_seconds
         self._running: dict[tuple[str, str], tuple[EventSourceRoute, list[asyncio.Task[None]]]] = {}
 
     async def run(self) -> None:
@@ -298,8 +280,9 @@ class EventSourcePollers:
                     task.cancel()
                 del self._running[key]
         for key, route in wanted.items():
-            if key not in self._running and route.queue is not None:
-                # one poller per batch in flight, one consumer each
+            if key in self._running:
+                continue
+            if route.queue is not None:  # one poller per batch in flight, one consumer each
                 tasks = [
                     asyncio.create_task(
                         QueuePoller(route, self.client, self.invoker, i).run(),
@@ -307,7 +290,12 @@ class EventSourcePollers:
                     )
                     for i in range(route.queue.concurrency)
                 ]
-                self._running[key] = (route, tasks)
+            else:
+                poller = StreamPoller(
+                    route, self.client, self.invoker, self.targets, self.owner, self.lease_seconds
+                )
+                tasks = [asyncio.create_task(poller.run(), name=f"esm-{key[0]}-{key[1]}")]
+            self._running[key] = (route, tasks)
 
     async def _stop(self, keys: list[tuple[str, str]]) -> None:
         tasks = [t for k in keys for t in self._running.pop(k)[1]]

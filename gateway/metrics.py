@@ -6,7 +6,7 @@ do not share counters.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 DURATION_BUCKETS = (
     0.001,
@@ -102,6 +102,36 @@ class Metrics:
             "klambda_recursive_invocations_dropped",
             "Events stopped as a recursive loop (Lambda: RecursiveInvocationsDropped).",
             fn,
+            registry=r,
+        )
+
+        self._event_source_metrics(r)
+
+    def _event_source_metrics(self, r: CollectorRegistry) -> None:
+        esm = ("namespace", "mapping")
+        self.iterator_age = Gauge(
+            "klambda_iterator_age_seconds",
+            "Age of the last record of the newest batch of a shard (Lambda: IteratorAge).",
+            (*esm, "shard"),
+            registry=r,
+        )
+        self.esm_batches = Counter(
+            "klambda_event_source_batches",
+            "Batches an event source mapping invoked its function with, by outcome.",
+            (*esm, "outcome"),
+            registry=r,
+        )
+        self.esm_records = Counter(
+            "klambda_event_source_records",
+            "Records read by an event source mapping, by what became of them (delivered, "
+            "filtered, failed: sent to the on-failure destination or dropped).",
+            (*esm, "fate"),
+            registry=r,
+        )
+        self.esm_pollers = Gauge(
+            "klambda_event_source_pollers",
+            "Batches a mapping may have in flight now (queue pollers; stream shards owned).",
+            esm,
             registry=r,
         )
 

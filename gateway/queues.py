@@ -26,7 +26,7 @@ import secrets
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import Protocol, cast
 
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
@@ -34,6 +34,12 @@ from redis.exceptions import ResponseError
 from klambda.api.routes import QueueCounts
 
 Fields = Mapping[str, str]
+
+
+class Keyed(Protocol):
+    """A queue as a move's target: its Redis key is all a move needs."""
+
+    key: str
 
 
 @dataclass(frozen=True)
@@ -206,7 +212,7 @@ class Queue:
     async def move(
         self,
         messages: Sequence[tuple[str, Fields]],
-        to: Queue | None = None,
+        to: Keyed | None = None,
         *,
         leaving: Quota | None = None,
         entering: Quota | None = None,
@@ -244,6 +250,26 @@ class Queue:
         """Puts delayed messages whose time has come back on the stream; returns how many."""
         keys = [self.delayed_key, self.key]
         return int(await self._release_due(keys=keys, args=[time.time(), most]))
+
+    async def expire(self, retention: float) -> int:
+        """Deletes messages sent more than ``retention`` seconds ago (SQS's retention
+        period); returns how many went."""
+        oldest_ms = max(0, int((time.time() - retention) * 1000))
+        return int(await self.client.xtrim(self.key, minid=oldest_ms, approximate=False))
+
+    async def purge(self) -> None:
+        """Deletes every message (SQS's PurgeQueue); the consumer group stays."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.xtrim(self.key, maxlen=0, approximate=False)
+            pipe.delete(self.delayed_key)
+            await pipe.execute()
+
+    async def send_later(self, fields: Fields, seconds: float) -> str:
+        """Adds a message that becomes visible ``seconds`` from now (SQS's DelaySeconds)."""
+        token = secrets.token_hex(8)
+        member = json.dumps({"f": dict(fields), "n": token}, sort_keys=True)
+        await self.client.zadd(self.delayed_key, {member: time.time() + seconds})
+        return f"delayed-{token}"
 
     async def peek(self, count: int) -> list[Message]:
         """The first ``count`` messages in the stream, held ones too, without receiving them."""

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 
-from klambda.api.routes import QueueCounts, ShardCounts, queue_key
+from klambda.api.routes import QueueCounts, ShardCounts, queue_key, stream_key
+from klambda.gateway import streams
 from klambda.gateway.queues import Queue
 
 
@@ -16,5 +17,10 @@ class RedisSourceStats:
     async def queue_counts(self, namespace: str, name: str) -> QueueCounts:
         return await Queue(self.client, queue_key(namespace, name)).counts()
 
+    async def declare_stream(
+        self, namespace: str, name: str, shards: int, retention_hours: int
+    ) -> None:
+        await streams.declare(self.client, stream_key(namespace, name), shards, retention_hours)
+
     async def stream_counts(self, namespace: str, name: str, shards: int) -> list[ShardCounts]:
-        raise NotImplementedError("streams")
+        return await streams.Stream(self.client, stream_key(namespace, name), shards).counts()

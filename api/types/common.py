@@ -119,16 +119,31 @@ AGE_COLUMN = Column("Age", ".metadata.creationTimestamp", "date")
 
 def name_problems(name: Any) -> list[str]:
     """Why ``name`` is not a valid function name (empty when it is)."""
+    problems = object_name_problems(
+        name,
+        FUNCTION_NAME_PATTERN,
+        f"must be no more than {FUNCTION_NAME_MAX} characters",
+        FUNCTION_NAME_MAX,
+        "alphanumeric characters or '-'",
+    )
+    if isinstance(name, str) and "--" in name:
+        problems.append("must not contain '--' (it separates the alias in function URL ids)")
+    return problems
+
+
+def object_name_problems(
+    name: Any, pattern: str, too_long: str, limit: int, allowed: str
+) -> list[str]:
+    """Why ``name`` cannot name an object whose names match ``pattern`` and are at most
+    ``limit`` characters (the messages say so in Kubernetes' words)."""
     if not isinstance(name, str) or not name:
         return ["required value"]
     problems = []
-    if len(name) > FUNCTION_NAME_MAX:
-        problems.append(f"must be no more than {FUNCTION_NAME_MAX} characters")
-    if not re.fullmatch(FUNCTION_NAME_PATTERN, name):
+    if len(name) > limit:
+        problems.append(too_long)
+    if not re.fullmatch(pattern, name):
         problems.append(
-            "must consist of lower case alphanumeric characters or '-', and must start and end "
-            "with an alphanumeric character"
+            f"must consist of lower case {allowed}, and must start and end with an "
+            "alphanumeric character"
         )
-    if "--" in name:
-        problems.append("must not contain '--' (it separates the alias in function URL ids)")
     return problems

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
+from klambda.api.event_filter import FilterError, parse_filters
 from klambda.api.schema import prop
 from klambda.api.types.async_config import Destination
 from klambda.api.types.common import (
@@ -269,6 +270,19 @@ class EventSourceMappingSpec:
         if 0 < self.maximum_record_age_in_seconds < 60:
             yield ".maximumRecordAgeInSeconds", "must be -1 or at least 60"
         yield from self._timestamp_problems()
+        yield from self._filter_problems()
+
+    def _filter_problems(self) -> Problems:
+        """Lambda refuses a mapping whose patterns it cannot read (CreateEventSourceMapping's
+        InvalidParameterValueException), so the model does too."""
+        if self.filter_criteria is None:
+            return
+        source: Literal["sqs", "kinesis"] = "kinesis" if self.source.stream else "sqs"
+        for i, f in enumerate(self.filter_criteria.filters):
+            try:
+                parse_filters([f.pattern], source=source)
+            except FilterError as e:
+                yield f".filterCriteria.filters[{i}].pattern", str(e).replace("Filter 0: ", "")
 
     def _stream_settings(self) -> list[str]:
         """The stream-only settings given a value other than their default."""

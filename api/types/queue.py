@@ -11,11 +11,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from klambda.api.schema import prop
-from klambda.api.types.common import Condition, Problems
+from klambda.api.types.common import Condition, Problems, object_name_problems
 
 QUEUE_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 """A Queue or Stream is named like any Kubernetes object (lower case, digits, '-', '.')."""
 QUEUE_NAME_MAX = 80
+
+
+def source_name_problems(name: object) -> list[str]:
+    """Why ``name`` cannot name a Queue or Stream (empty when it can): a Kubernetes object
+    name (a DNS subdomain, so ``orders.fifo`` is one) of at most 80 characters, SQS's limit."""
+    return object_name_problems(
+        name,
+        QUEUE_NAME_PATTERN,
+        f"queue and stream names are at most {QUEUE_NAME_MAX} characters",
+        QUEUE_NAME_MAX,
+        "alphanumeric characters, '-' or '.'",
+    )
+
+
 DEFAULT_VISIBILITY_TIMEOUT = 30
 DEFAULT_RETENTION = 345600
 MAX_RETENTION = 1209600

@@ -43,6 +43,9 @@ class FakeInvoker:
         self.calls: list[Invocation] = []
         self.answer = answer
 
+    def arn(self, namespace: str, name: str, qualifier: str | None = None) -> str:
+        return function_arn("us-east-1", account_for(namespace), name, qualifier)
+
     async def invoke(self, invocation: Invocation) -> InvokeResult:
         self.count += 1
         self.calls.append(invocation)

@@ -4,6 +4,7 @@ function, event invoke configs, and a function -> queue -> function loop stopped
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import threading
@@ -147,12 +148,18 @@ spec:
   runtime: python3.11
   handler: app.handler
   asyncConfig:
+    maximumRetryAttempts: 0
     destinations: {onFailure: {stream: errors}}
   code:
     inline:
       app.py: |
         def handler(event, context):
-            return None
+            raise RuntimeError("to the stream")
+---
+apiVersion: klambda.io/v1alpha1
+kind: Stream
+metadata: {name: errors}
+spec: {shards: 2}
 ---
 apiVersion: klambda.io/v1alpha1
 kind: EventSourceMapping
@@ -357,10 +364,21 @@ def test_cli_lists_a_dead_letter_queue_and_redrives_it_once(platform: Platform) 
     assert {"n": 4} in payloads
 
 
-def test_a_stream_destination_is_refused_in_the_status(platform: Platform) -> None:
-    status = wait_for_reason(platform, "streamer", "EnvironmentReady")
-    message = status["conditions"][0]["message"]
-    assert "destinations.onFailure: streams are not available yet" in message
+def test_a_failure_record_goes_to_a_stream_destination(platform: Platform) -> None:
+    wait_for_reason(platform, "streamer", "EnvironmentReady")
+    request_id = send(platform, "streamer", {"n": 9})
+    r = redis.Redis.from_url(platform.state()["redis_url"])
+    shards = [f"klambda:stream:default:errors:{i}" for i in range(2)]
+
+    def records() -> list[dict[str, Any]]:
+        found = [f for key in shards for _, f in r.xrange(key)]
+        return [json.loads(base64.b64decode(f[b"data"])) for f in found]
+
+    (record,) = until(records)
+    assert record["requestContext"]["requestId"] == request_id
+    assert record["requestContext"]["condition"] == "RetriesExhausted"
+    assert record["requestPayload"] == {"n": 9}
+    assert record["responseContext"]["functionError"] == "Unhandled"
 
 
 def test_an_event_throttled_past_its_age_fails_with_event_age_exceeded(

@@ -97,10 +97,11 @@ def test_an_alias_replaces_the_functions_settings_and_a_stream_is_refused() -> N
         "prod",
         f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:audit:prod",
     )
-    assert live.on_failure is None  # records go on as if it were not set
-    assert problems == [
-        "destinations.onFailure: streams are not available yet (records go on without it)"
-    ]
+    assert live.on_failure is not None and live.on_failure.kind == "stream"
+    assert (
+        live.on_failure.arn == f"arn:aws:kinesis:us-east-1:{ACCOUNT}:stream/{live.on_failure.name}"
+    )
+    assert problems == []
     assert live.dead_letter == settings["$LATEST"].dead_letter  # the function's
 
 

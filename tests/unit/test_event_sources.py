@@ -13,7 +13,15 @@ from klambda.api import world as world_mod
 from klambda.api.objects import parse_object
 from klambda.api.routes import EventSourceRoute, QueueRoute
 from klambda.api.schema import ValidationError
-from klambda.gateway.event_sources import Message, failed_items, sqs_event, to_dead_letter
+from klambda.gateway.sqs_records import (
+    Message,
+    attribute,
+    failed_items,
+    fifo_kept,
+    md5_of_attributes,
+    sqs_event,
+    to_dead_letter,
+)
 
 ROUTE = EventSourceRoute(
     "default", "m", "fn", None, QueueRoute("klambda:queue:default:q", "arn:aws:sqs:us-east-1:1:q")
@@ -143,8 +151,8 @@ def test_a_stream_mapping_gets_the_streams_shards_and_its_own_settings() -> None
     )
     w = world(m, sources=[source("Stream", "s", shards=4)])
     (found,) = event_sources.event_sources(w, "us-east-1")
-    assert found.problem == ("InvalidSource", "stream records are not delivered to functions yet")
-    route = event_sources._poller_route(w, m, "us-east-1")
+    assert found.problem is None and found.route is not None
+    route = found.route
     stream = route.stream
     assert stream is not None and route.queue is None
     assert (stream.key, stream.shards, stream.parallelization_factor) == (
@@ -228,6 +236,14 @@ def test_a_mapping_needs_a_source_that_fits(
             "must be -1 or at least 60",
         ),
         ({"filterCriteria": {"filters": [{"pattern": "{}"}] * 6}}, "spec.filterCriteria"),
+        (
+            {"filterCriteria": {"filters": [{"pattern": "{}"}, {"pattern": "not json"}]}},
+            "spec.filterCriteria.filters[1].pattern: Invalid filter pattern definition.",
+        ),
+        (
+            {"filterCriteria": {"filters": [{"pattern": '{"body": {"n": [{"numeric": 5}]}}'}]}},
+            "spec.filterCriteria.filters[0].pattern",
+        ),
     ],
 )
 def test_invalid_mappings(spec: dict[str, Any], message: str) -> None:
@@ -250,6 +266,25 @@ def test_invalid_queues(spec: dict[str, Any], message: str) -> None:
     with pytest.raises(ValidationError) as info:
         source("Queue", "q", **spec)
     assert message in json.dumps([str(e) for e in info.value.errors])
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("orders.fifo", None),  # a DNS subdomain, as Kubernetes names custom resources
+        ("Orders", "must consist of lower case alphanumeric characters, '-' or '.'"),
+        ("q" * 81, "queue and stream names are at most 80 characters"),
+        ("-q", "must start and end with an alphanumeric character"),
+    ],
+)
+def test_queue_and_stream_names(name: str, message: str | None) -> None:
+    for kind in ("Queue", "Stream"):
+        if message is None:
+            assert source(kind, name).name == name
+            continue
+        with pytest.raises(ValidationError) as info:
+            source(kind, name)
+        assert message in str(info.value)
 
 
 @pytest.mark.parametrize(
@@ -310,3 +345,71 @@ def test_visibility_timeout_must_cover_the_function_timeout(
     else:
         assert found.problem == ("QueueVisibilityTimeoutTooShort", problem)
         assert found.route is None  # nothing is polled
+
+
+@pytest.mark.parametrize(
+    ("attributes", "md5"),
+    [  # published values (AWS's SDK tests and LocalStack's)
+        (
+            {"SellerName": {"dataType": "String", "stringValue": "Example Store"}},
+            "cd28f3b68aeee4b2eac9c66f2f694b58",
+        ),
+        (
+            {"timestamp": {"dataType": "Number", "stringValue": "1493147359900"}},
+            "235c5c510d26fb653d073faed50ae77c",
+        ),
+    ],
+)
+def test_md5_of_message_attributes_is_sqss(attributes: dict[str, Any], md5: str) -> None:
+    assert md5_of_attributes(attributes) == md5
+    (record,) = sqs_event(ROUTE, [Message("1-0", "b", 1, 0, attributes)])["Records"]
+    assert record["md5OfMessageAttributes"] == md5 and record["messageAttributes"] == attributes
+
+
+def test_no_attributes_no_md5_of_them() -> None:
+    (record,) = sqs_event(ROUTE, [Message("1-0", "b", 1, 0)])["Records"]
+    assert "md5OfMessageAttributes" not in record and record["messageAttributes"] == {}
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("color=blue", ("color", {"stringValue": "blue", "dataType": "String"})),
+        ("n:Number=5", ("n", {"stringValue": "5", "dataType": "Number"})),
+        ("raw:Binary=aGk=", ("raw", {"binaryValue": "aGk=", "dataType": "Binary"})),
+        ("a=b=c", ("a", {"stringValue": "b=c", "dataType": "String"})),
+    ],
+)
+def test_attributes_from_the_command_line(spec: str, expected: tuple[str, Any]) -> None:
+    name, value = attribute(spec)
+    assert (name, {k: v for k, v in value.items() if not k.endswith("ListValues")}) == expected
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("novalue", "expected NAME=VALUE"),
+        ("n:Number=five", "is not a number"),
+        ("x:Blob=1", "String, Number or Binary"),
+        ("b:Binary=%%%", "base64"),
+    ],
+)
+def test_bad_attributes(spec: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        attribute(spec)
+
+
+def test_fifo_records_carry_group_deduplication_and_sequence() -> None:
+    m = Message("1700000000000-3", "b", 1, 0, group="g1", deduplication_id="d1")
+    (record,) = sqs_event(ROUTE, [m])["Records"]
+    assert record["attributes"]["MessageGroupId"] == "g1"
+    assert record["attributes"]["MessageDeduplicationId"] == "d1"
+    assert record["attributes"]["SequenceNumber"] == "17000000000000000003"
+
+
+def test_a_fifo_groups_messages_after_a_failure_stay_too() -> None:
+    """A function that reports only its first failure: the rest of that group stays (deleting
+    them would let them overtake it); other groups go on."""
+    batch = [Message(f"{i}-0", "", 1, 0, group=g) for i, g in enumerate("aabab")]
+    assert fifo_kept(batch, {"1-0"}) == {"1-0", "3-0"}
+    assert fifo_kept(batch, set()) == set()

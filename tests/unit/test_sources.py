@@ -19,6 +19,13 @@ class Stats:
         self.queue = QueueCounts(visible=3, in_flight=2, delayed=1, oldest_age=42.7)
         self.down = False
 
+    async def declare_stream(
+        self, namespace: str, name: str, shards: int, retention_hours: int
+    ) -> None:
+        if self.down:
+            raise ConnectionError("Redis is down")
+        self.declared = (namespace, name, shards, retention_hours)
+
     async def queue_counts(self, namespace: str, name: str) -> QueueCounts:
         if self.down:
             raise ConnectionError("Redis is down")
@@ -84,13 +91,19 @@ async def test_queue_readiness(spec: dict[str, Any], others: list[Any], expected
 async def test_a_stream_reports_its_shards() -> None:
     store = ObjectStore()
     await store.apply(queue("clicks", kind="Stream", shards=3))
-    await SourceReconciler(store, "us-east-1", Stats()).reconcile("Stream", "default", "clicks")
+    stats = Stats()
+    await SourceReconciler(store, "us-east-1", stats).reconcile("Stream", "default", "clicks")
+    assert stats.declared == ("default", "clicks", 3, 24)  # producers find the shards
     status = store.get("Stream", "default", "clicks").status
     assert status["streamArn"].endswith(":stream/clicks")
-    assert [s["shardId"] for s in status["shards"]] == shard_ids(3) == [
-        "shardId-000000000000",
-        "shardId-000000000001",
-        "shardId-000000000002",
-    ]
+    assert (
+        [s["shardId"] for s in status["shards"]]
+        == shard_ids(3)
+        == [
+            "shardId-000000000000",
+            "shardId-000000000001",
+            "shardId-000000000002",
+        ]
+    )
     assert status["records"] == 30
     assert ready(store.get("Stream", "default", "clicks"))[:2] == ("True", "StreamReady")

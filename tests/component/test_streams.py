@@ -1,0 +1,256 @@
+"""Streams on a real redis-server: the engine (shards, retention, positions) and the poller
+(order per key, bisection, failure records, checkpoints, shards shared and taken over)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from klambda.api.async_settings import Target
+from klambda.api.routes import EventSourceRoute, StreamRoute
+from klambda.gateway.invoking import Invocation, InvokeResult
+from klambda.gateway.stream_poller import StreamPoller
+from klambda.gateway.streams import START, Stream, declare, declared
+from klambda.gateway.targets import Targets
+from tests.component.async_fakes import FakeInvoker, ok
+
+PREFIX = "klambda:stream:default:clicks"
+ARN = "arn:aws:kinesis:us-east-1:000000000000:stream/clicks"
+
+
+def route(shards: int = 4, **stream: Any) -> EventSourceRoute:
+    batch = stream.pop("batch_size", 100)
+    report = stream.pop("report_failures", False)
+    return EventSourceRoute(
+        "default",
+        "clicks-to-fn",
+        "fn",
+        None,
+        stream=StreamRoute(PREFIX, ARN, shards, **{"starting_position": "TRIM_HORIZON", **stream}),
+        batch_size=batch,
+        report_failures=report,
+        uuid="u-1",
+    )
+
+
+class Recorder:
+    """The function: records each batch's records (key, data) in order."""
+
+    def __init__(self, fail: Callable[[list[dict[str, Any]]], str | None] | None = None) -> None:
+        self.batches: list[list[tuple[str, str]]] = []
+        self.fail = fail
+
+    async def __call__(self, invocation: Invocation) -> InvokeResult:
+        records = json.loads(invocation.payload)["Records"]
+        self.batches.append(
+            [
+                (r["kinesis"]["partitionKey"], base64.b64decode(r["kinesis"]["data"]).decode())
+                for r in records
+            ]
+        )
+        error = self.fail(records) if self.fail else None
+        return ok(invocation, b'{"errorMessage": "poison"}' if error else b"null", error or "")
+
+    def delivered(self) -> list[tuple[str, str]]:
+        return [r for b in self.batches for r in b]
+
+
+async def until(check: Callable[[], Awaitable[bool] | bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if isinstance(value, Awaitable):
+            value = await value
+        if value:
+            return
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
+
+
+def poller(
+    client: aioredis.Redis,
+    r: EventSourceRoute,
+    invoker: FakeInvoker,
+    owner: str = "p1",
+    lease: float = 1.0,
+) -> StreamPoller:
+    return StreamPoller(r, client, invoker, Targets(client, None), owner, lease)  # type: ignore[arg-type]
+
+
+async def test_records_go_to_the_shard_their_key_hashes_to(client: aioredis.Redis) -> None:
+    stream = Stream(client, PREFIX, 4)
+    placed = await stream.put([(f"k{i}", f"d{i}".encode()) for i in range(40)])
+    for i, (shard, sequence) in enumerate(placed):
+        hashed = int.from_bytes(hashlib.md5(f"k{i}".encode()).digest(), "big")
+        assert shard == hashed * 4 // 2**128  # Kinesis's even split of the hash key space
+        assert len(sequence) == 56
+    counts = await stream.counts()
+    assert sum(c.records for c in counts) == 40
+    for shard in range(4):
+        records = await stream.read(shard, START, 100)
+        assert [r.data for r in records] == [
+            f"d{i}".encode() for i, (s, _) in enumerate(placed) if s == shard
+        ]
+        assert counts[shard].newest_sequence_number == (records[-1].sequence if records else "")
+
+
+async def test_positions_and_declarations(client: aioredis.Redis) -> None:
+    stream = Stream(client, PREFIX, 1)
+    assert await stream.latest(0) == START
+    await stream.put([("k", b"old")])
+    await asyncio.sleep(0.01)  # arrival times are in milliseconds
+    cut = time.time()
+    await asyncio.sleep(0.01)
+    await stream.put([("k", b"new")])
+    assert [r.data for r in await stream.read(0, await stream.before(0, cut), 10)] == [b"new"]
+    assert await stream.read(0, await stream.latest(0), 10) == []
+    assert await declared(client, PREFIX) is None
+    await declare(client, PREFIX, 3, 48)
+    found = await declared(client, PREFIX)
+    assert found is not None and (found.shards, found.retention_ms) == (3, 48 * 3600 * 1000)
+
+
+@pytest.mark.parametrize("factor", [1, 5])
+async def test_every_record_once_and_each_keys_in_order(
+    client: aioredis.Redis, factor: int
+) -> None:
+    stream = Stream(client, PREFIX, 4)
+    sent = [(f"key-{i % 10}", str(i)) for i in range(2000)]
+    await stream.put([(k, d.encode()) for k, d in sent])
+    function = Recorder()
+    invoker = FakeInvoker(("default", "fn"), answer=function)
+    task = asyncio.create_task(poller(client, route(parallelization_factor=factor), invoker).run())
+    try:
+        await until(lambda: len(function.delivered()) >= 2000, timeout=60)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    delivered = function.delivered()
+    assert sorted(delivered, key=lambda r: int(r[1])) == sent  # each once
+    by_key: dict[str, list[int]] = defaultdict(list)
+    for key, data in delivered:
+        by_key[key].append(int(data))
+    assert all(values == sorted(values) for values in by_key.values())
+    if factor > 1:  # lanes: batches hold some keys of a shard, not all
+        assert max(len({k for k, _ in b}) for b in function.batches) < 10
+
+
+async def test_bisection_isolates_a_poison_record_and_reports_it(client: aioredis.Redis) -> None:
+    stream = Stream(client, PREFIX, 1)
+    await stream.put([("k", f"r{i}".encode()) for i in range(8)])
+    poison = (await stream.read(0, START, 8))[5]
+
+    def fail(records: list[dict[str, Any]]) -> str | None:
+        seqs = {r["kinesis"]["sequenceNumber"] for r in records}
+        return "Unhandled" if poison.sequence in seqs else None
+
+    function = Recorder(fail)
+    invoker = FakeInvoker(("default", "fn"), answer=function)
+    failures = Target("queue", "000000000000", "failed", "default")
+    r = route(1, bisect=True, maximum_retry_attempts=1, on_failure=failures)
+    task = asyncio.create_task(poller(client, r, invoker).run())
+    dlq = "klambda:queue:default:failed"
+    try:
+        await until(lambda: client.xlen(dlq))
+        await until(lambda: ("k", "r7") in function.delivered())
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    ((_, fields),) = await client.xrange(dlq)
+    record = json.loads(fields[b"body"])
+    info = record["KinesisBatchInfo"]
+    assert (info["startSequenceNumber"], info["endSequenceNumber"], info["batchSize"]) == (
+        poison.sequence,
+        poison.sequence,
+        1,
+    )  # bisected down to the one poison record
+    assert info["shardId"] == "shardId-000000000000" and info["streamArn"] == ARN
+    assert record["requestContext"]["condition"] == "RetryAttemptsExhausted"
+    assert record["requestContext"]["approximateInvokeCount"] >= 2
+    assert record["responseContext"]["functionError"] == "Unhandled"
+    assert record["version"] == "1.0" and record["timestamp"].endswith("Z")
+    good = [d for _, d in function.delivered() if d != "r5"]
+    assert sorted(set(good)) == [f"r{i}" for i in range(8) if i != 5]
+
+
+async def test_a_restarted_poller_resumes_from_its_checkpoint(client: aioredis.Redis) -> None:
+    stream = Stream(client, PREFIX, 2)
+    await stream.put([(f"k{i}", f"a{i}".encode()) for i in range(50)])
+    function = Recorder()
+    invoker = FakeInvoker(("default", "fn"), answer=function)
+    first = asyncio.create_task(poller(client, route(2), invoker).run())
+    await until(lambda: len(function.delivered()) == 50)
+    first.cancel()
+    await asyncio.gather(first, return_exceptions=True)
+    await stream.put([(f"k{i}", f"b{i}".encode()) for i in range(20)])
+    second = asyncio.create_task(poller(client, route(2), invoker, owner="p2").run())
+    try:
+        await until(lambda: len(function.delivered()) == 70)
+        await asyncio.sleep(0.5)
+    finally:
+        second.cancel()
+        await asyncio.gather(second, return_exceptions=True)
+    assert len(function.delivered()) == 70  # nothing again
+
+
+async def test_two_pollers_split_the_shards_and_one_takes_over(client: aioredis.Redis) -> None:
+    function = Recorder()
+    invoker = FakeInvoker(("default", "fn"), answer=function)
+    a, b = poller(client, route(4), invoker, "a"), poller(client, route(4), invoker, "b")
+    tasks = {p: asyncio.create_task(p.run()) for p in (a, b)}
+    try:
+        await until(lambda: len(a.workers) == 2 and len(b.workers) == 2)
+        assert set(a.workers).isdisjoint(b.workers)
+
+        async def gone() -> None:  # as a killed process: its leases just expire
+            pass
+
+        a.leases.release = lambda shard: gone()  # type: ignore[method-assign]
+        a.leases.leave = gone  # type: ignore[method-assign]
+        tasks[a].cancel()
+        await asyncio.gather(tasks[a], return_exceptions=True)
+        await until(lambda: len(b.workers) == 4, timeout=10)  # within a few lease periods
+        stream = Stream(client, PREFIX, 4)
+        await stream.put([(f"k{i}", str(i).encode()) for i in range(40)])
+        await until(lambda: len(function.delivered()) == 40)
+    finally:
+        for task in tasks.values():
+            task.cancel()
+        await asyncio.gather(*tasks.values(), return_exceptions=True)
+
+
+@pytest.mark.parametrize("position", ["TRIM_HORIZON", "LATEST", "AT_TIMESTAMP"])
+async def test_starting_positions(client: aioredis.Redis, position: str) -> None:
+    stream = Stream(client, PREFIX, 1)
+    await stream.put([("k", b"before")])
+    await asyncio.sleep(0.01)
+    cut = time.time()
+    await asyncio.sleep(0.01)
+    await stream.put([("k", b"at")])
+    function = Recorder()
+    invoker = FakeInvoker(("default", "fn"), answer=function)
+    r = route(1, starting_position=position, starting_timestamp=cut)
+    task = asyncio.create_task(poller(client, r, invoker).run())
+    try:
+        checkpoints = "klambda:esm:default:clicks-to-fn:u-1:checkpoints"
+        await until(lambda: client.hexists(checkpoints, "0"))  # it has taken its position
+        await stream.put([("k", b"after")])
+        await until(lambda: ("k", "after") in function.delivered())
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    expected = {
+        "TRIM_HORIZON": ["before", "at", "after"],
+        "LATEST": ["after"],
+        "AT_TIMESTAMP": ["at", "after"],
+    }[position]
+    assert [d for _, d in function.delivered()] == expected
