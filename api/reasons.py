@@ -35,6 +35,7 @@ class Reason(enum.StrEnum):
     POLLING = "Polling"
     QUEUE_READY = "QueueReady"
     STREAM_READY = "StreamReady"
+    SCHEDULED = "Scheduled"
     DISABLED = "Disabled"
     PUBLISHED = "Published"
     UNCHANGED = "Unchanged"

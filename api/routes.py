@@ -209,3 +209,33 @@ class EventSource:
     """What the gateway's pollers run; None when disabled or it cannot deliver."""
     configuration: dict[str, Any]
     """Lambda's EventSourceMappingConfiguration (the read-only control plane, and status)."""
+
+
+@dataclass(frozen=True)
+class ScheduleRoute:
+    """One enabled Schedule whose function exists, as the gateway's scheduler needs it."""
+
+    namespace: str
+    name: str
+    uid: str
+    """The object's uid: a Schedule deleted and made again starts afresh."""
+    arn: str
+    expression: str
+    function: str
+    timezone: str = "UTC"
+    anchor: float = 0.0
+    """When it was created (epoch seconds): rate schedules fire from then on."""
+    qualifier: str | None = None
+    input: str | None = None
+    flexible_window_minutes: int | None = None
+    """None: mode OFF."""
+    maximum_event_age: int = 86400
+    maximum_retry_attempts: int = 185
+    dead_letter_key: str | None = None
+    region: str = defaults.REGION
+    account: str = ""
+
+    @property
+    def mark_key(self) -> str:
+        """The Redis key holding the last firing handed over (epoch ms), claimed atomically."""
+        return f"klambda:schedule:{self.namespace}:{self.name}:{self.uid}:last"

@@ -109,7 +109,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument(
         "kind",
         help="functions | versions | aliases | eventsourcemappings | queues | streams | "
-        "configmaps | secrets",
+        "schedules | configmaps | secrets",
     )
     g.add_argument("names", nargs="*", metavar="NAME")
     g.add_argument("-o", "--output", choices=["table", "wide", "json", "yaml"], default="table")
@@ -305,6 +305,7 @@ COMMANDS = {
     "dlq": dlq.dlq,
     "queue": sources.queue,
     "stream": sources.stream,
+    "schedule": sources.schedule,
     "logs": commands.logs,
     "env": commands.env,
 }

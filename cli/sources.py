@@ -1,4 +1,5 @@
-"""``klambda queue`` and ``klambda stream``: make, feed, read and remove queues and streams.
+"""``klambda queue``, ``klambda stream`` and ``klambda schedule``: make, feed, read and remove
+queues, streams and schedules.
 
 ``create`` applies the same Queue or Stream object a manifest would; ``get``, ``describe`` and
 ``delete`` are those of the kind. ``send``/``put`` write to Redis with the queue engine, the
@@ -190,6 +191,21 @@ async def _put(s: Stream, args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def schedule(args: argparse.Namespace, out: TextIO) -> int:
+    if args.schedule_command != "create":
+        return _object_command(args, "schedules", out)
+    target: dict[str, Any] = {"function": args.function}
+    if args.input is not None:
+        target["input"] = args.input
+    spec: dict[str, Any] = {
+        "scheduleExpression": args.expression,
+        "target": target,
+        "timezone": args.timezone,
+        "state": "DISABLED" if args.disabled else "ENABLED",
+    }
+    return _apply(args, "Schedule", spec, out)
+
+
 def _keyed(line: str) -> tuple[str, str]:
     key, tab, data = line.partition("\t")
     if not tab:
@@ -228,7 +244,7 @@ def _get(state: PlatformState, kind: str, namespace: str, name: str) -> dict[str
 
 
 def _object_command(args: argparse.Namespace, kind: str, out: TextIO) -> int:
-    action = getattr(args, f"{kind[:-1]}_command")
+    action = getattr(args, f"{kind[:-1]}_command")  # queue_command, stream_command, ...
     names = [args.name] if getattr(args, "name", None) else []
     if action == "delete":
         return commands.delete(argparse.Namespace(**vars(args), kind=kind, names=names), out)
@@ -305,6 +321,16 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, ns: argparse.Argument
     rd.add_argument("--limit", type=int, default=100)
     rd.add_argument("--wait", type=float, default=10.0, metavar="S", help="LATEST: wait this long")
     _object_parsers(ss, both)
+    sc = sub.add_parser("schedule", help="schedules: create, get, describe, delete")
+    scs = sc.add_subparsers(dest="schedule_command", required=True, metavar="ACTION")
+    c = scs.add_parser("create", parents=both, help="create (or change) a Schedule")
+    c.add_argument("name")
+    c.add_argument("--expression", required=True, help="rate(...), cron(...) or at(...)")
+    c.add_argument("--function", required=True, metavar="NAME[:QUALIFIER]")
+    c.add_argument("--input", metavar="JSON", help="the event (default: a Scheduled Event)")
+    c.add_argument("--timezone", default="UTC")
+    c.add_argument("--disabled", action="store_true", help="state DISABLED")
+    _object_parsers(scs, both)
 
 
 def _object_parsers(actions: Any, parents: list[argparse.ArgumentParser]) -> None:

@@ -18,12 +18,14 @@ import time
 
 from klambda.api.aliases import Reservations
 from klambda.api.objects import ApiObject, FunctionKey, function_of
+from klambda.api.schedule_routes import target_of
 from klambda.api.tasks import cancel_and_wait
 from klambda.api.world import source_of
 from klambda.controller.functions import FunctionReconciler
 from klambda.controller.mappings import MappingReconciler
 from klambda.controller.platform import Platform
 from klambda.controller.reconcile import ShimKey
+from klambda.controller.schedules import ScheduleReconciler
 from klambda.controller.settings import ControllerSettings, RouteSink
 from klambda.controller.sources import SourceReconciler, SourceStats
 from klambda.controller.store import Store
@@ -32,7 +34,8 @@ from klambda.controller.workqueue import WorkQueue
 log = logging.getLogger(__name__)
 
 WorkKey = tuple[str, str, str]
-"""(kind, namespace, name): a Function, an EventSourceMapping, a Queue or a Stream."""
+"""(kind, namespace, name): a Function, an EventSourceMapping, a Queue, a Stream or a
+Schedule."""
 SOURCE_KINDS = ("Queue", "Stream")
 
 
@@ -59,6 +62,7 @@ class Controller:
         )
         self.mappings = MappingReconciler(store, routes, settings.region)
         self.sources = SourceReconciler(store, settings.region, stats)
+        self.schedules = ScheduleReconciler(store, routes, settings.region, stats)
         self._reconciled = asyncio.Condition()
         self._synced = False
         store.subscribe(self._changed)
@@ -76,11 +80,20 @@ class Controller:
                 self.queue.add(obj.key)
             elif obj.kind in SOURCE_KINDS:
                 self._source_changed(obj)
+            elif obj.kind == "Schedule":
+                self.queue.add(obj.key)
             elif obj.kind in ("ConfigMap", "Secret"):
                 for fn in self.store.list("Function", obj.namespace):
                     self._enqueue_function((fn.namespace, fn.name))
             elif (function := function_of(obj)) is not None:
                 self._enqueue_function(function)
+                if obj.kind == "Function":  # the schedules that name it
+                    self._enqueue_schedules(obj.namespace, obj.name)
+
+    def _enqueue_schedules(self, namespace: str, function: str) -> None:
+        for schedule in self.store.list("Schedule", namespace):
+            if target_of(schedule.spec)[0] == function:
+                self.queue.add(schedule.key)
 
     def _source_changed(self, obj: ApiObject) -> None:
         """A Queue or Stream: itself, the mappings that read it and (a Queue) the queues
@@ -110,7 +123,7 @@ class Controller:
                 if function is not None:
                     keys.add(("Function", *function))
         keys |= {("Function", ns, name) for ns, name, _ in self.platform.running()}
-        for kind in ("EventSourceMapping", *SOURCE_KINDS):
+        for kind in ("EventSourceMapping", "Schedule", *SOURCE_KINDS):
             keys |= {o.key for o in self.store.list(kind)}
         return keys
 
@@ -183,6 +196,8 @@ class Controller:
                 return await self.functions.reconcile((namespace, name))
             if kind in SOURCE_KINDS:
                 return await self.sources.reconcile(kind, namespace, name)
+            if kind == "Schedule":
+                return await self.schedules.reconcile(namespace, name)
             await self.mappings.reconcile(namespace, name)
             return None
         finally:

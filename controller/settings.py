@@ -9,7 +9,7 @@ from typing import Protocol
 from klambda.api import defaults
 from klambda.api import world as world_mod
 from klambda.api.arn import account_for, function_arn
-from klambda.api.routes import EventSource, FunctionRoute
+from klambda.api.routes import EventSource, FunctionRoute, ScheduleRoute
 from klambda.api.shim_config import ShimConfig
 from klambda.controller.reconcile import DesiredShim
 
@@ -25,6 +25,10 @@ class RouteSink(Protocol):
     def publish_event_source(self, source: EventSource) -> None: ...
 
     def withdraw_event_source(self, namespace: str, name: str) -> None: ...
+
+    def publish_schedule(self, route: ScheduleRoute) -> None: ...
+
+    def withdraw_schedule(self, namespace: str, name: str) -> None: ...
 
     def mark_synced(self) -> None: ...
 

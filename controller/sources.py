@@ -34,6 +34,10 @@ class SourceStats(Protocol):
 
     async def queue_counts(self, namespace: str, name: str) -> QueueCounts: ...
 
+    async def last_fired(self, mark_key: str) -> int | None:
+        """A schedule's last firing handed over (epoch ms), None when it has not fired."""
+        ...
+
     async def stream_counts(self, namespace: str, name: str, shards: int) -> list[ShardCounts]: ...
 
 

@@ -26,6 +26,7 @@ from klambda.gateway.invoke_api import InvokeApi
 from klambda.gateway.invoking import Activator, Invoker
 from klambda.gateway.metrics import Metrics
 from klambda.gateway.routing import RoutingTable
+from klambda.gateway.scheduler import Scheduler
 from klambda.gateway.settings import GatewaySettings
 from klambda.gateway.shim_client import ShimClient
 from klambda.gateway.targets import Targets
@@ -132,6 +133,9 @@ def create_app(
                 settings.async_consumer or "gateway",
             )
             dispatching = asyncio.create_task(dispatcher.run(), name="async-dispatcher")
+            assert queue is not None
+            scheduler = Scheduler(table, redis_client, queue, metrics)
+            tasks.append(asyncio.create_task(scheduler.run(), name="scheduler"))
             tasks.append(asyncio.create_task(pollers.run(), name="event-source-pollers"))
         yield
         if redis_client is not None:

@@ -99,11 +99,13 @@ class AsyncQueue:
     def quota(self, namespace: str) -> Quota:
         return Quota(QUEUED, namespace, self.limit)
 
-    async def enqueue(self, event: AsyncEvent) -> None:
+    async def enqueue(self, event: AsyncEvent, mark: tuple[str, int] | None = None) -> bool:
         """Stores the event durably; raises TooManyRequests when its namespace already has
-        ``limit`` events waiting, ServiceError when Redis cannot take it."""
+        ``limit`` events waiting, ServiceError when Redis cannot take it. With ``mark``
+        (``queues.Queue.send``), False when the mark was already there: nothing stored."""
         try:
-            await self.queue.send({"event": event.encode(self.key)}, self.quota(event.namespace))
+            fields = {"event": event.encode(self.key)}
+            return bool(await self.queue.send(fields, self.quota(event.namespace), mark))
         except QueueFull:
             raise TooManyRequests(
                 "AsyncQueueFull",

@@ -22,6 +22,7 @@ from klambda.api.aliases import Reservations
 from klambda.api.objects import ApiObject, FunctionKey, function_of
 from klambda.api.reasons import Reason
 from klambda.api.routes import LATEST
+from klambda.api.schedule_routes import schedule_problem, schedule_route, target_of
 from klambda.api.tasks import cancel_and_wait
 from klambda.gateway.demand import DemandReporter
 from klambda.gateway.routing import RoutingTable
@@ -32,7 +33,15 @@ from klambda.kube.workloads import function_key_of
 
 log = logging.getLogger(__name__)
 
-ROUTED_KINDS = ("Function", "Version", "Alias", "EventSourceMapping", "Queue", "Stream")
+ROUTED_KINDS = (
+    "Function",
+    "Version",
+    "Alias",
+    "EventSourceMapping",
+    "Queue",
+    "Stream",
+    "Schedule",
+)
 ACTIVATION_REPORT_PERIOD = 1.0
 """Seconds between repeated demand reports while an activation waits for a pod."""
 
@@ -65,6 +74,7 @@ class KubeView:
         """Set on every pod change: activations waiting for a ready pod look again."""
         self._functions: set[FunctionKey] = set()
         self._mappings: set[tuple[str, str]] = set()
+        self._schedules: set[tuple[str, str]] = set()
         self._tasks: list[asyncio.Task[Any]] = []
 
     def _object_changed(self, old: ApiObject | None, new: ApiObject | None) -> None:
@@ -73,6 +83,8 @@ class KubeView:
                 continue
             if obj.kind == "EventSourceMapping":
                 self._mappings.add((obj.namespace, obj.name))
+            elif obj.kind == "Schedule":
+                self._schedules.add((obj.namespace, obj.name))
             elif obj.kind in ("Queue", "Stream"):  # the mappings that read it
                 self._mappings |= {
                     (m.namespace, m.name)
@@ -82,6 +94,12 @@ class KubeView:
             function = function_of(obj)
             if function is not None:
                 self._functions.add(function)
+            if obj.kind == "Function":  # the schedules that name it
+                self._schedules |= {
+                    (s.namespace, s.name)
+                    for s in self.store.list("Schedule", obj.namespace)
+                    if target_of(s.spec)[0] == obj.name
+                }
         self._dirty.set()
 
     def endpoints(self, key: tuple[str, str, str]) -> tuple[str, ...]:
@@ -107,6 +125,7 @@ class KubeView:
             key = (fn.namespace, fn.name)
             self.reservations.update(key, fn.creation_key, fn.spec.reserved_concurrency)
         self._functions |= {(fn.namespace, fn.name) for fn in self.store.list("Function")}
+        self._schedules |= {(s.namespace, s.name) for s in self.store.list("Schedule")}
         self.rebuild()
         self.table.mark_synced()
         self._tasks.append(asyncio.create_task(self._rebuild_forever(), name="routes"))
@@ -137,6 +156,8 @@ class KubeView:
             }
         while self._mappings:
             self._rebuild_mapping(*self._mappings.pop())
+        while self._schedules:
+            self._rebuild_schedule(*self._schedules.pop())
 
     def _rebuild_function(self, key: FunctionKey) -> None:
         world = world_mod.function_world(self.store, key, data=False)
@@ -171,6 +192,14 @@ class KubeView:
             return
         world = world_mod.function_world(self.store, (namespace, obj.spec.function_name), False)
         self.table.publish_event_source(event_sources.event_source(world, obj, self.context.region))
+
+    def _rebuild_schedule(self, namespace: str, name: str) -> None:
+        obj = self.store.find("Schedule", namespace, name)
+        function = self.store.find("Function", namespace, target_of(obj.spec)[0]) if obj else None
+        if obj is None or obj.spec.state != "ENABLED" or schedule_problem(obj, function):
+            self.table.withdraw_schedule(namespace, name)
+            return
+        self.table.publish_schedule(schedule_route(obj, self.context.region))
 
     # ------------------------------------------------------------------ demand (activator)
 

@@ -128,6 +128,13 @@ class Metrics:
             (*esm, "fate"),
             registry=r,
         )
+        self.schedule_firings = Counter(
+            "klambda_schedule_firings",
+            "Firings of Schedules, by outcome: sent (an async invocation), skipped (missed "
+            "while klambda was down, past the maximum event age), dead-lettered, dropped.",
+            ("namespace", "schedule", "outcome"),
+            registry=r,
+        )
         self.esm_pollers = Gauge(
             "klambda_event_source_pollers",
             "Batches a mapping may have in flight now (queue pollers; stream shards owned).",

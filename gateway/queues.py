@@ -65,16 +65,25 @@ class QueueFull(Exception):
     """The owner already has ``Quota.limit`` messages in the queue."""
 
 
-# KEYS: stream, quota hash (or none); ARGV: owner, limit, then field, value, ...
+# KEYS: stream, quota hash (or none), mark (or none); ARGV: owner, limit, mark value, then
+# field, value, ... With a mark, the message is added only if the mark holds less than the
+# value, which it then holds: a claim and a send in one step (a schedule's firing is sent once
+# however many schedulers try).
 _SEND = """
-if KEYS[2] then
+local mark = KEYS[3] and KEYS[3] ~= ''
+if mark and tonumber(redis.call('GET', KEYS[3]) or '-1') >= tonumber(ARGV[3]) then
+  return 0
+end
+if KEYS[2] and KEYS[2] ~= '' then
   local held = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
   if held >= tonumber(ARGV[2]) then return false end
   redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
 end
 local args = {}
-for i = 3, #ARGV do args[#args + 1] = ARGV[i] end
-return redis.call('XADD', KEYS[1], '*', unpack(args))
+for i = 4, #ARGV do args[#args + 1] = ARGV[i] end
+local id = redis.call('XADD', KEYS[1], '*', unpack(args))
+if mark then redis.call('SET', KEYS[3], ARGV[3]) end
+return id
 """
 
 # KEYS: source stream, target stream, quota hash (or none); ARGV: group, owner whose count
@@ -158,14 +167,19 @@ class Queue:
         with contextlib.suppress(ResponseError):  # BUSYGROUP: it exists already
             await self.client.xgroup_create(self.key, self.group, id="0", mkstream=True)
 
-    async def send(self, fields: Fields, quota: Quota | None = None) -> str:
-        """Adds a message; returns its id. Raises QueueFull past ``quota``."""
-        keys = [self.key] + ([quota.key] if quota else [])
+    async def send(
+        self, fields: Fields, quota: Quota | None = None, mark: tuple[str, int] | None = None
+    ) -> str:
+        """Adds a message; returns its id. Raises QueueFull past ``quota``. With ``mark``
+        (key, value), adds it only if the key holds less than ``value`` and sets it to
+        ``value`` in the same step; returns "" when it did not."""
+        keys = [self.key, quota.key if quota else ""] + ([mark[0]] if mark else [])
         args: list[str | int] = [quota.owner, quota.limit] if quota else ["", 0]
+        args.append(mark[1] if mark else 0)
         added = await self._send(keys=keys, args=args + _flat(fields))
         if added is None:
             raise QueueFull(self.key)
-        return _text(added)
+        return "" if added == 0 else _text(added)
 
     async def receive(
         self,

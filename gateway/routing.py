@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 from klambda.api.arn import AccountIds, account_for
-from klambda.api.routes import EventSource, EventSourceRoute, FunctionRoute
+from klambda.api.routes import EventSource, EventSourceRoute, FunctionRoute, ScheduleRoute
 
 
 class RoutingTable:
@@ -18,6 +18,7 @@ class RoutingTable:
         self._reserved = 0
         self._synced = asyncio.Event()
         self._sources: dict[tuple[str, str], EventSource] = {}
+        self._schedules: dict[tuple[str, str], ScheduleRoute] = {}
         self.accounts = AccountIds()
         """The namespaces with functions, by account id (collisions are refused)."""
         self.event_sources_changed = asyncio.Event()
@@ -59,6 +60,16 @@ class RoutingTable:
 
     def event_source_configurations(self, namespace: str) -> list[dict[str, Any]]:
         return [s.configuration for (ns, _), s in sorted(self._sources.items()) if ns == namespace]
+
+    def publish_schedule(self, route: ScheduleRoute) -> None:
+        """Adds or replaces a Schedule the scheduler fires."""
+        self._schedules[(route.namespace, route.name)] = route
+
+    def withdraw_schedule(self, namespace: str, name: str) -> None:
+        self._schedules.pop((namespace, name), None)
+
+    def schedules(self) -> tuple[ScheduleRoute, ...]:
+        return tuple(route for _, route in sorted(self._schedules.items()))
 
     def withdraw(self, namespace: str, name: str) -> None:
         old = self._routes.pop((namespace, name), None)

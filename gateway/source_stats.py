@@ -24,3 +24,7 @@ class RedisSourceStats:
 
     async def stream_counts(self, namespace: str, name: str, shards: int) -> list[ShardCounts]:
         return await streams.Stream(self.client, stream_key(namespace, name), shards).counts()
+
+    async def last_fired(self, mark_key: str) -> int | None:
+        found = await self.client.get(mark_key)
+        return int(found) if found is not None else None

@@ -1,6 +1,6 @@
 """The klambda API (group ``klambda.io``): spec and status classes of each kind, one module a
 kind (``function``, ``version``, ``alias``, ``event_source_mapping``, ``queue`` for Queue and
-Stream), what they share (``common``) and how each is named on the API (``kinds``).
+Stream, ``schedule``), what they share (``common``) and how each is named on the API (``kinds``).
 
 These declarations are the single source of truth for field names, defaults and limits: the CRDs
 in ``charts/klambda/crds/`` are generated from them (``crd``), and the local platform validates
@@ -69,6 +69,7 @@ from klambda.api.types.kinds import (
     FUNCTION,
     KINDS,
     QUEUE_KIND,
+    SCHEDULE_KIND,
     STREAM_KIND,
     VERSION_KIND,
     kind_named,
@@ -82,6 +83,14 @@ from klambda.api.types.queue import (
     ShardStatus,
     StreamSpec,
     StreamStatus,
+)
+from klambda.api.types.schedule import (
+    FlexibleTimeWindow,
+    ScheduleDeadLetter,
+    ScheduleRetryPolicy,
+    ScheduleSpec,
+    ScheduleStatus,
+    ScheduleTarget,
 )
 from klambda.api.types.version import (
     ALIAS_NAME_PATTERN,
@@ -117,6 +126,7 @@ __all__ = [
     "READY_COLUMN",
     "REASON_COLUMN",
     "RESERVED_ENV_KEYS",
+    "SCHEDULE_KIND",
     "SECRET_REFS_MAX",
     "STREAM_KIND",
     "VERSION",
@@ -136,6 +146,7 @@ __all__ = [
     "EventSourceMappingStatus",
     "Filter",
     "FilterCriteria",
+    "FlexibleTimeWindow",
     "FunctionSpec",
     "FunctionStatus",
     "FunctionUrl",
@@ -150,6 +161,11 @@ __all__ = [
     "RoutingConfig",
     "Runtime",
     "ScalingConfig",
+    "ScheduleDeadLetter",
+    "ScheduleRetryPolicy",
+    "ScheduleSpec",
+    "ScheduleStatus",
+    "ScheduleTarget",
     "SecretKeyRef",
     "ShardStatus",
     "SourceRef",

@@ -23,6 +23,7 @@ from klambda.api.types.queue import (
     StreamSpec,
     StreamStatus,
 )
+from klambda.api.types.schedule import ScheduleSpec, ScheduleStatus
 from klambda.api.types.version import VersionSpec, VersionStatus
 
 FUNCTION = Kind(
@@ -149,8 +150,35 @@ STREAM_KIND = Kind(
     ),
     name_rules=_QUEUE_NAME_RULES,
 )
+SCHEDULE_KIND = Kind(
+    "Schedule",
+    "schedules",
+    "schedule",
+    ("ksch",),
+    ScheduleSpec,
+    ScheduleStatus,
+    columns=(
+        Column("Schedule", ".spec.scheduleExpression"),
+        Column("Target", ".spec.target.function"),
+        Column("State", ".spec.state"),
+        Column("Next", ".status.nextFiring"),
+        Column("Last", ".status.lastFiring", priority=1),
+        READY_COLUMN,
+        REASON_COLUMN,
+        AGE_COLUMN,
+    ),
+)
 KINDS: dict[str, Kind] = {
-    k.kind: k for k in (FUNCTION, VERSION_KIND, ALIAS_KIND, ESM_KIND, QUEUE_KIND, STREAM_KIND)
+    k.kind: k
+    for k in (
+        FUNCTION,
+        VERSION_KIND,
+        ALIAS_KIND,
+        ESM_KIND,
+        QUEUE_KIND,
+        STREAM_KIND,
+        SCHEDULE_KIND,
+    )
 }
 
 

@@ -31,6 +31,7 @@ KINDS_WATCHED = (
     "EventSourceMapping",
     "Queue",
     "Stream",
+    "Schedule",
     "ConfigMap",
 )
 USERS_CONFIG_MAPS = f"app.kubernetes.io/managed-by!={names.MANAGED_BY}"

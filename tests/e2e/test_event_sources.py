@@ -96,9 +96,9 @@ def queue_client(platform: Platform) -> redis.Redis:
 
 def test_messages_are_delivered_in_batches_and_deleted(platform: Platform, tmp_path: Path) -> None:
     r = queue_client(platform)
-    key = "klambda:queue:default:orders"
+    key = "klambda:queue:default:purchases"  # (examples/ has a queue "orders")
     r.xadd(key, {"body": "early"})  # sent before any mapping reads the queue
-    out = deploy(platform, tmp_path, "batcher", {"name": "orders"}, batch=20, window=1)
+    out = deploy(platform, tmp_path, "batcher", {"name": "purchases"}, batch=20, window=1)
     for i in range(12):
         r.xadd(key, {"body": f"order-{i}"})
     records = until(lambda: len(seen(out)) >= 13 and seen(out))
@@ -107,7 +107,7 @@ def test_messages_are_delivered_in_batches_and_deleted(platform: Platform, tmp_p
     )
     assert max(x["n"] for x in records) > 1  # batched (the window let them gather)
     assert records[0]["arn"].startswith("arn:aws:sqs:us-east-1:") and records[0]["arn"].endswith(
-        ":orders"
+        ":purchases"
     )
     until(lambda: r.xlen(key) == 0)  # deleted once the function succeeded
     status = json.loads(platform.cli("get", "esm", "batcher-queue", "-o", "json").stdout)["status"]

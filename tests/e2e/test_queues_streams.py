@@ -26,10 +26,11 @@ spec:
       app.py: |
         import json, os
         from aws_lambda_powertools.utilities.batch import (
-            BatchProcessor, EventType, process_partial_response)
+            SqsFifoPartialProcessor, process_partial_response)
         from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-        processor = BatchProcessor(event_type=EventType.SQS)
+        # a failure fails the rest of its group (they stay, in order); other groups go on
+        processor = SqsFifoPartialProcessor(skip_group_on_error=True)
 
         def record_handler(record: SQSRecord):
             if record.body == "bad":
@@ -65,6 +66,9 @@ metadata: {name: orders}
 spec:
   functionName: fifo-reader
   source: {queue: orders.fifo}
+  # one message a batch: the messages behind a poison one are not received (and counted
+  # towards maxReceiveCount, as SQS counts them) while it fails
+  batchSize: 1
   functionResponseTypes: [ReportBatchItemFailures]
 ---
 apiVersion: klambda.io/v1alpha1
@@ -92,6 +96,25 @@ spec:
                     }) + "\\n")
 ---
 apiVersion: klambda.io/v1alpha1
+kind: Function
+metadata: {name: ticker}
+spec:
+  runtime: python3.11
+  handler: app.handler
+  environment: {variables: {OUT: "%(tick_out)s"}}
+  code:
+    inline:
+      app.py: |
+        import json, os
+        from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
+
+        def handler(event, context):
+            parsed = EventBridgeEvent(event)
+            with open(os.environ["OUT"], "a") as f:
+                f.write(json.dumps({"type": parsed.detail_type, "source": parsed.source,
+                                    "resources": parsed.resources, "time": parsed.time}) + "\\n")
+---
+apiVersion: klambda.io/v1alpha1
 kind: Stream
 metadata: {name: clicks}
 spec: {shards: 2}
@@ -113,11 +136,15 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     p = start_platform(tmp)
     try:
         manifest = tmp / "sources.yaml"
-        outputs = {"fifo_out": tmp / "fifo.jsonl", "stream_out": tmp / "stream.jsonl"}
+        outputs = {
+            "fifo_out": tmp / "fifo.jsonl",
+            "stream_out": tmp / "stream.jsonl",
+            "tick_out": tmp / "tick.jsonl",
+        }
         manifest.write_text(FUNCTIONS % outputs)
         r = p.cli("apply", "-f", str(manifest))
         assert r.returncode == 0, r.stderr
-        for name in ("fifo-reader", "click-reader"):
+        for name in ("fifo-reader", "click-reader", "ticker"):
             wait_for_reason(p, name, "EnvironmentReady")
         yield p
     finally:
@@ -243,3 +270,55 @@ def test_stream_records_reach_a_powertools_handler_per_key_in_order(platform: Pl
     assert one.startswith("shardId-")
     bad = platform.cli("stream", "put", "clicks", input="no tab here\n")
     assert bad.returncode == 2 and "KEY<TAB>DATA" in bad.stderr
+
+
+def test_a_schedule_fires_the_function_with_a_scheduled_event(platform: Platform) -> None:
+    out = Path(
+        json.loads(ok(platform, "get", "fn", "ticker", "-o", "json"))["spec"]["environment"][
+            "variables"
+        ]["OUT"]
+    )
+    created = ok(
+        platform,
+        "schedule",
+        "create",
+        "tick",
+        "--expression",
+        "rate(1 hour)",
+        "--function",
+        "ticker",
+    )
+    assert created == "schedule/tick created\n"
+    (event,) = until(lambda: lines(out))  # a rate schedule fires when it is created
+    assert (event["type"], event["source"]) == ("Scheduled Event", "aws.events")
+    assert event["resources"][0].endswith(":schedule/default/tick")
+    table = ok(platform, "get", "ksch")
+    assert "rate(1 hour)" in table and "ticker" in table and "ENABLED" in table
+    status = json.loads(ok(platform, "schedule", "get", "tick", "-o", "json"))["status"]
+    assert status["nextFiring"].endswith("Z") and status["conditions"][0]["reason"] == "Scheduled"
+    until(
+        lambda: (
+            json.loads(ok(platform, "schedule", "get", "tick", "-o", "json"))["status"].get(
+                "lastFiring"
+            )
+            == event["time"]
+        )
+    )
+    ok(
+        platform,
+        "schedule",
+        "create",
+        "tick",
+        "--expression",
+        "rate(1 hour)",
+        "--function",
+        "ticker",
+        "--disabled",
+    )
+    until(lambda: "Disabled" in ok(platform, "schedule", "describe", "tick"))
+    bad = platform.cli(
+        "schedule", "create", "t2", "--expression", "cron(0 12 * * * *)", "--function", "ticker"
+    )
+    assert bad.returncode == 1 and "day-of-month and day-of-week cannot both be set" in bad.stderr
+    assert ok(platform, "schedule", "delete", "tick") == 'schedule "tick" deleted\n'
+    assert len(lines(out)) == 1

@@ -445,3 +445,22 @@ async def test_mapping_and_queue_crds_accept_what_the_model_accepts(crds: Kube) 
     assert "contentBasedDeduplication needs fifo: true" in standard.message
     too_long = await crds.post(QUEUES, doc("Queue", "q" * 81))
     assert "queue and stream names are at most 80 characters" in too_long.message
+
+
+async def test_the_schedule_crd(crds: Kube) -> None:
+    path = "/apis/klambda.io/v1alpha1/namespaces/default/schedules"
+    doc: dict[str, Any] = {
+        "apiVersion": "klambda.io/v1alpha1",
+        "kind": "Schedule",
+        "metadata": {"name": "nightly"},
+        "spec": {"scheduleExpression": "cron(0 3 * * ? *)", "target": {"function": "report"}},
+    }
+    assert (await crds.post(path, doc)).status == 201
+    doc["metadata"]["name"] = "spread"
+    doc["spec"]["flexibleTimeWindow"] = {"mode": "FLEXIBLE"}
+    reply = await crds.post(path, doc)
+    assert reply.status == 422 and "mode FLEXIBLE needs maximumWindowInMinutes" in reply.message
+    doc["spec"]["flexibleTimeWindow"] = {"mode": "OFF"}
+    doc["spec"]["state"] = "PAUSED"
+    reply = await crds.post(path, doc)
+    assert reply.status == 422 and "spec.state" in reply.message

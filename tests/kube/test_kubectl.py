@@ -57,17 +57,28 @@ def with_crds(kubectl: Kubectl) -> Kubectl:
 def test_apply_examples_get_and_describe(with_crds: Kubectl) -> None:
     kubectl = with_crds
     out = kubectl("apply", "-f", str(EXAMPLES)).stdout
-    assert sorted(out.split("\n")[:-1]) == [
-        f"function.klambda.io/{n} created" for n in ("counter", "greeter", "hello", "shout")
-    ]
+    assert sorted(out.split("\n")[:-1]) == sorted(
+        [
+            *(
+                f"function.klambda.io/{n} created"
+                for n in ("counter", "greeter", "hello", "orders", "shout")
+            ),
+            "queue.klambda.io/orders created",
+            "queue.klambda.io/orders-dlq created",
+            "eventsourcemapping.klambda.io/orders created",
+        ]
+    )
     table = kubectl("get", "fn").stdout.splitlines()
     assert table[0].split() == ["NAME", "RUNTIME", "STATE", "READY", "URL", "AGE"]
     assert [row.split()[:2] for row in table[1:]] == [
         ["counter", "python3.11"],
         ["greeter", "python3.11"],
         ["hello", "python3.11"],
+        ["orders", "python3.11"],
         ["shout", "provided.al2023"],
     ]
+    queues = kubectl("get", "kq").stdout.splitlines()
+    assert queues[0].split() == ["NAME", "FIFO", "MESSAGES", "IN-FLIGHT", "READY", "AGE"]
     wide = kubectl("get", "fn", "hello", "-o", "wide").stdout.splitlines()
     assert wide[0].split() == ["NAME", "RUNTIME", "STATE", "READY", "REASON", "URL", "AGE"]
     category = kubectl("get", "klambda").stdout

@@ -19,7 +19,7 @@ import pytest
 from klambda.api.aliases import Reservations
 from klambda.api.objects import ApiObject, FunctionKey, parse_object
 from klambda.api.reasons import Reason
-from klambda.api.routes import EventSource, FunctionRoute
+from klambda.api.routes import EventSource, FunctionRoute, ScheduleRoute
 from klambda.api.shim_config import ShimConfig
 from klambda.api.types import Code, FunctionSpec
 from klambda.controller.code import CodeBundle
@@ -90,6 +90,7 @@ class FakePlatform:
 class Routes:
     published: dict[FunctionKey, FunctionRoute] = field(default_factory=dict)
     sources: dict[tuple[str, str], EventSource] = field(default_factory=dict)
+    schedules: dict[tuple[str, str], ScheduleRoute] = field(default_factory=dict)
 
     def publish(self, route: FunctionRoute) -> None:
         self.published[(route.namespace, route.name)] = route
@@ -102,6 +103,12 @@ class Routes:
 
     def withdraw_event_source(self, namespace: str, name: str) -> None:
         self.sources.pop((namespace, name), None)
+
+    def publish_schedule(self, route: ScheduleRoute) -> None:
+        self.schedules[(route.namespace, route.name)] = route
+
+    def withdraw_schedule(self, namespace: str, name: str) -> None:
+        self.schedules.pop((namespace, name), None)
 
     def mark_synced(self) -> None: ...
 
