@@ -24,6 +24,7 @@ from klambda.api.reasons import Reason
 from klambda.api.routes import LATEST
 from klambda.api.schedule_routes import schedule_problem, schedule_route, target_of
 from klambda.api.tasks import cancel_and_wait
+from klambda.api.types import KINDS
 from klambda.gateway.demand import DemandReporter
 from klambda.gateway.routing import RoutingTable
 from klambda.kube.client import KubeClient
@@ -33,15 +34,8 @@ from klambda.kube.workloads import function_key_of
 
 log = logging.getLogger(__name__)
 
-ROUTED_KINDS = (
-    "Function",
-    "Version",
-    "Alias",
-    "EventSourceMapping",
-    "Queue",
-    "Stream",
-    "Schedule",
-)
+ROUTED_KINDS = tuple(KINDS)
+"""Every klambda kind: what routes, mappings and schedules are made of."""
 ACTIVATION_REPORT_PERIOD = 1.0
 """Seconds between repeated demand reports while an activation waits for a pod."""
 

@@ -240,10 +240,10 @@ class ShardWorker:
             if isinstance(decision, policy.Checkpoint):
                 self._count("delivered", len(batch.entries))
                 if single:
-                    await self.poller.leases.checkpoint(self.shard, _entry_id(decision.after))
+                    await self.poller.leases.checkpoint(self.shard, redis_id(decision.after))
             elif isinstance(decision, policy.Retry):
                 if decision.checkpoint is not None and single:
-                    await self.poller.leases.checkpoint(self.shard, _entry_id(decision.checkpoint))
+                    await self.poller.leases.checkpoint(self.shard, redis_id(decision.checkpoint))
                 await asyncio.sleep(decision.delay)
                 pending.appendleft(decision.batch)
             elif isinstance(decision, policy.Split):
@@ -325,7 +325,3 @@ def _response_fields(response: dict[str, Any] | None) -> dict[str, Any]:
         "executed_version": response.get("executedVersion"),
         "function_error": response.get("functionError"),
     }
-
-
-def _entry_id(sequence: str) -> str:
-    return redis_id(sequence)

@@ -17,6 +17,7 @@ from typing import Any
 from klambda.api.objects import ApiObject
 from klambda.api.reasons import Reason
 from klambda.api.schema import ValidationError
+from klambda.api.types import KINDS
 from klambda.controller.kube.events import EventRecorder
 from klambda.kube import names
 from klambda.kube.client import KubeClient, KubeError, NotFound
@@ -24,16 +25,8 @@ from klambda.kube.objects import ObjectCache, object_path
 
 log = logging.getLogger(__name__)
 
-KINDS_WATCHED = (
-    "Function",
-    "Version",
-    "Alias",
-    "EventSourceMapping",
-    "Queue",
-    "Stream",
-    "Schedule",
-    "ConfigMap",
-)
+KINDS_WATCHED = (*KINDS, "ConfigMap")
+"""Every klambda kind, and ConfigMaps (code)."""
 USERS_CONFIG_MAPS = f"app.kubernetes.io/managed-by!={names.MANAGED_BY}"
 """The ConfigMaps functions may read code from: users' own, not the code ConfigMaps the
 operator writes (never referenced by a Function, and up to ~900 KB each)."""

@@ -170,6 +170,12 @@ def ok(platform: Platform, *args: str, input: str | None = None) -> str:
     return r.stdout
 
 
+def output_of(platform: Platform, function: str) -> Path:
+    """Where the function writes what it received (its OUT variable)."""
+    spec = json.loads(ok(platform, "get", "fn", function, "-o", "json"))["spec"]
+    return Path(spec["environment"]["variables"]["OUT"])
+
+
 def test_a_queue_made_sent_to_received_and_purged_from_the_cli(platform: Platform) -> None:
     assert ok(platform, "queue", "create", "scratch", "--visibility-timeout", "5") == (
         "queue/scratch created\n"
@@ -199,11 +205,7 @@ def test_a_queue_made_sent_to_received_and_purged_from_the_cli(platform: Platfor
 def test_fifo_groups_reach_a_powertools_handler_in_order(
     platform: Platform, tmp_path: Path
 ) -> None:
-    out = Path(
-        json.loads(ok(platform, "get", "fn", "fifo-reader", "-o", "json"))["spec"]["environment"][
-            "variables"
-        ]["OUT"]
-    )
+    out = output_of(platform, "fifo-reader")
     no_group = platform.cli("queue", "send", "orders.fifo", "x")
     assert no_group.returncode == 2 and "--group is required" in no_group.stderr
     for group in ("g1", "g2"):
@@ -234,11 +236,7 @@ def test_fifo_groups_reach_a_powertools_handler_in_order(
 
 
 def test_stream_records_reach_a_powertools_handler_per_key_in_order(platform: Platform) -> None:
-    out = Path(
-        json.loads(ok(platform, "get", "fn", "click-reader", "-o", "json"))["spec"]["environment"][
-            "variables"
-        ]["OUT"]
-    )
+    out = output_of(platform, "click-reader")
     stdin = "".join(f"user-{i % 4}\tclick-{i}\n" for i in range(20))
     placed = ok(platform, "stream", "put", "clicks", input=stdin).splitlines()
     assert len(placed) == 20 and all(p.startswith("shardId-00000000000") for p in placed)
@@ -273,11 +271,7 @@ def test_stream_records_reach_a_powertools_handler_per_key_in_order(platform: Pl
 
 
 def test_a_schedule_fires_the_function_with_a_scheduled_event(platform: Platform) -> None:
-    out = Path(
-        json.loads(ok(platform, "get", "fn", "ticker", "-o", "json"))["spec"]["environment"][
-            "variables"
-        ]["OUT"]
-    )
+    out = output_of(platform, "ticker")
     created = ok(
         platform,
         "schedule",
