@@ -7,6 +7,7 @@ import asyncio
 import base64
 import hashlib
 import json
+import random
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
@@ -254,3 +255,18 @@ async def test_starting_positions(client: aioredis.Redis, position: str) -> None
         "AT_TIMESTAMP": ["at", "after"],
     }[position]
     assert [d for _, d in function.delivered()] == expected
+
+
+async def test_a_poller_stops_when_asked_even_while_its_shards_wait_for_records(
+    client: aioredis.Redis,
+) -> None:
+    """A gateway shutting down (or a mapping deleted) cancels the poller while its workers block
+    on empty shards (XREAD BLOCK): the stop must not hang. It did with redis-py 8.0/8.1, whose
+    cancelled blocking reads never returned."""
+    rounds = random.Random(7)
+    for _ in range(30):
+        task = asyncio.create_task(poller(client, route(), FakeInvoker(("default", "fn"))).run())
+        await asyncio.sleep(rounds.uniform(0.0, 0.06))
+        task.cancel()
+        done, _ = await asyncio.wait([task], timeout=10)
+        assert done, "the poller did not stop within 10 s of being cancelled"
