@@ -26,7 +26,6 @@ from klambda.api.routes import (
     stream_key,
 )
 from klambda.api.types import (
-    DEFAULT_BATCHES_IN_FLIGHT,
     FIFO_BATCH_MAX,
     AliasSpec,
     EventSourceMappingSpec,
@@ -145,10 +144,8 @@ def _poller_route(world: World, obj: ApiObject, region: str) -> EventSourceRoute
             dead_letter_key=queue_key(ns, redrive.dead_letter_queue) if redrive else None,
             fifo=q.fifo,
             retention=q.message_retention_period,
-            concurrency=(
-                spec.scaling_config.maximum_concurrency
-                if spec.scaling_config
-                else DEFAULT_BATCHES_IN_FLIGHT
+            maximum_concurrency=(
+                spec.scaling_config.maximum_concurrency if spec.scaling_config else None
             ),
         )
     else:

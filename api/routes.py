@@ -147,8 +147,8 @@ class QueueRoute:
     fifo: bool = False
     retention: int = 345600
     """Seconds a message is kept (the Queue's messageRetentionPeriod)."""
-    concurrency: int = 5
-    """Most batches in flight at once (the mapping's scalingConfig)."""
+    maximum_concurrency: int | None = None
+    """Most batches in flight at once (the mapping's scalingConfig; None: Lambda's 1,000)."""
 
 
 @dataclass(frozen=True)

@@ -17,11 +17,13 @@ The record shapes and the response rules are pure functions in ``sqs_records``; 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import socket
 import time
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -34,6 +36,7 @@ from klambda.gateway.async_policy import MAX_LINEAGE
 from klambda.gateway.errors import LambdaError
 from klambda.gateway.fifo_queues import FifoQueue
 from klambda.gateway.invoking import Invocation, Invoker
+from klambda.gateway.queue_scaler import QueueScaler, Slots
 from klambda.gateway.queues import Queue
 from klambda.gateway.routing import RoutingTable
 from klambda.gateway.sqs_records import Message, failed_items, fifo_kept, sqs_event, to_dead_letter
@@ -47,13 +50,19 @@ IDLE_BLOCK_MS = 1000
 ERROR_PAUSE = 1.0
 FIRST_RECEIVE_MEMORY = 10_000
 MAINTAIN_EVERY = 1.0
+SLOT_WAIT = 1.0
 
 
 class QueuePoller:
     """Delivers one mapping's queue: receive a batch, invoke, delete what succeeded."""
 
     def __init__(
-        self, route: EventSourceRoute, client: aioredis.Redis, invoker: Invoker, index: int = 0
+        self,
+        route: EventSourceRoute,
+        client: aioredis.Redis,
+        invoker: Invoker,
+        index: int = 0,
+        slots: Slots | None = None,
     ) -> None:
         assert route.queue is not None
         self.route = route
@@ -67,6 +76,8 @@ class QueuePoller:
         )
         self.invoker = invoker
         self.index = index
+        self.slots = slots
+        """The mapping's batch slots (the scaler's limit); None: this poller is not limited."""
         self.consumer = f"{socket.gethostname()}-{route.name}-{index}"
         self.filters = parse_filters(list(route.filters), source="sqs")
         self.labels = (route.namespace, route.name)
@@ -74,17 +85,28 @@ class QueuePoller:
         self._maintained = 0.0
 
     async def run(self) -> None:
-        """Polls until cancelled; a failure pauses it, never ends it (messages wait in Redis)."""
-        while True:
-            try:
-                await self.queue.ensure()
-                while True:
-                    await self.poll_once()
-            except (RedisError, OSError) as e:
-                log.warning("queue %s: %s; retrying", self.source.key, e)
-            except Exception:
-                log.exception("queue %s: poller failed; retrying", self.source.key)
-            await asyncio.sleep(ERROR_PAUSE)
+        """Polls until cancelled, or (scaled down) until its index is above the target; a
+        failure pauses it, never ends it (messages wait in Redis)."""
+        try:
+            while True:
+                try:
+                    await self.queue.ensure()
+                    while True:
+                        if self.slots is None or await self.slots.hold():
+                            await self.poll_once()
+                        elif self.index >= self.slots.limit:
+                            return  # scaled down: this replica needs fewer pollers
+                        else:  # every slot below the target is another poller's
+                            await asyncio.sleep(SLOT_WAIT)
+                except (RedisError, OSError) as e:
+                    log.warning("queue %s: %s; retrying", self.source.key, e)
+                except Exception:
+                    log.exception("queue %s: poller failed; retrying", self.source.key)
+                await asyncio.sleep(ERROR_PAUSE)
+        finally:
+            if self.slots is not None:
+                with contextlib.suppress(RedisError, OSError):
+                    await self.slots.let_go()
 
     async def poll_once(self) -> int:
         """Receives and delivers one batch; returns how many messages it held."""
@@ -106,10 +128,11 @@ class QueuePoller:
         return len(messages)
 
     async def _maintain(self) -> None:
-        """Once a second (the first poller of a mapping): delayed messages whose time has come
-        go on the queue, messages past the retention period go."""
+        """Once a second (the first poller of an unscaled mapping; the scaler's leader does it
+        otherwise): delayed messages whose time has come go on the queue, messages past the
+        retention period go."""
         now = time.monotonic()
-        if self.index != 0 or now - self._maintained < MAINTAIN_EVERY:
+        if self.slots is not None or self.index != 0 or now - self._maintained < MAINTAIN_EVERY:
             return
         self._maintained = now
         await self.queue.release_due()
@@ -283,19 +306,22 @@ class EventSourcePollers:
             if key in self._running:
                 continue
             if route.queue is not None:  # one poller per batch in flight, one consumer each
-                tasks = [
-                    asyncio.create_task(
-                        QueuePoller(route, self.client, self.invoker, i).run(),
-                        name=f"esm-{key[0]}-{key[1]}-{i}",
-                    )
-                    for i in range(route.queue.concurrency)
-                ]
+                scaler = QueueScaler(route, self.client, self.invoker, self.owner)
+                tasks = [asyncio.create_task(scaler.run(self._queue_poller(route)))]
             else:
                 poller = StreamPoller(
                     route, self.client, self.invoker, self.targets, self.owner, self.lease_seconds
                 )
                 tasks = [asyncio.create_task(poller.run(), name=f"esm-{key[0]}-{key[1]}")]
             self._running[key] = (route, tasks)
+
+    def _queue_poller(
+        self, route: EventSourceRoute
+    ) -> Callable[[int, Slots], Coroutine[Any, Any, None]]:
+        def poll(index: int, slots: Slots) -> Coroutine[Any, Any, None]:
+            return QueuePoller(route, self.client, self.invoker, index, slots).run()
+
+        return poll
 
     async def _stop(self, keys: list[tuple[str, str]]) -> None:
         tasks = [t for k in keys for t in self._running.pop(k)[1]]

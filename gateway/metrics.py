@@ -141,6 +141,20 @@ class Metrics:
             esm,
             registry=r,
         )
+        self.queue_backlog = Gauge(
+            "klambda_queue_messages_visible",
+            "Messages waiting in a queue read by a mapping (SQS: "
+            "ApproximateNumberOfMessagesVisible), as its scaler last saw them.",
+            ("namespace", "queue"),
+            registry=r,
+        )
+        self.queue_oldest_age = Gauge(
+            "klambda_queue_oldest_message_age_seconds",
+            "Age of the oldest message in a queue read by a mapping (SQS: "
+            "ApproximateAgeOfOldestMessage).",
+            ("namespace", "queue"),
+            registry=r,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

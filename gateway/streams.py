@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import base64
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -128,12 +128,12 @@ producers read to find a record's shard."""
 async def declare(client: aioredis.Redis, prefix: str, shards: int, retention_hours: int) -> None:
     """Writes the stream's declaration (its shards and retention) for producers to read."""
     mapping: dict[str, int] = {"shards": shards, "retentionHours": retention_hours}
-    await client.hset(f"{prefix}:{META}", mapping=mapping)  # type: ignore[arg-type]
+    await cast("Awaitable[int]", client.hset(f"{prefix}:{META}", mapping=mapping))
 
 
 async def declared(client: aioredis.Redis, prefix: str) -> Stream | None:
     """The stream as declared; None when no Stream object made it."""
-    meta = await client.hgetall(f"{prefix}:{META}")
+    meta = await cast("Awaitable[dict[bytes, bytes]]", client.hgetall(f"{prefix}:{META}"))
     if not meta or b"shards" not in meta:
         return None
     retention = int(meta.get(b"retentionHours", b"24"))
@@ -200,7 +200,9 @@ class Leases:
             raise LeaseLost(f"shard {shard}")
 
     async def checkpoint_of(self, shard: int) -> str | None:
-        found = await self.client.hget(self.checkpoints_key, str(shard))
+        found = await cast(
+            "Awaitable[bytes | None]", self.client.hget(self.checkpoints_key, str(shard))
+        )
         return _text(found) if found is not None else None
 
     async def heartbeat(self, seconds: float) -> int:

@@ -23,7 +23,10 @@ from klambda.api.types.common import (
 )
 from klambda.api.types.queue import QUEUE_NAME_MAX, QUEUE_NAME_PATTERN
 
-DEFAULT_BATCHES_IN_FLIGHT = 5
+START_BATCHES = 5
+"""Batches a queue mapping starts with (Lambda's SQS scaling)."""
+MOST_BATCHES = 1000
+"""Most batches a queue mapping has in flight (Lambda's SQS scaling)."""
 QUEUE_BATCH_SIZE = 10
 STREAM_BATCH_SIZE = 100
 FIFO_BATCH_MAX = 10
@@ -63,11 +66,11 @@ class ScalingConfig:
     """How many batches of one queue mapping may run at once (Lambda's ScalingConfig)."""
 
     maximum_concurrency: int = prop(
-        default=DEFAULT_BATCHES_IN_FLIGHT,
+        default=MOST_BATCHES,
         minimum=2,
-        maximum=1000,
-        doc="Most batches in flight at once; pollers start with 5 and add more while the "
-        "backlog grows.",
+        maximum=MOST_BATCHES,
+        doc=f"Most batches in flight at once; pollers start with {START_BATCHES} and add up to "
+        "300 a minute while messages wait (Lambda's rule).",
     )
 
 
@@ -185,7 +188,8 @@ class EventSourceMappingSpec:
     scaling_config: ScalingConfig | None = prop(
         default=None,
         name="scalingConfig",
-        doc=f"Queues: most concurrent batches ({DEFAULT_BATCHES_IN_FLIGHT} when omitted).",
+        doc=f"Queues: most concurrent batches ({MOST_BATCHES} when omitted; never more than "
+        "the function's reserved concurrency).",
     )
     function_response_types: list[Literal["ReportBatchItemFailures"]] = prop(
         default_factory=list,

@@ -14,9 +14,10 @@ import secrets
 import shutil
 import signal
 import socket
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -65,7 +66,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 async def ping(url: str, timeout: float = 2.0) -> None:
     client = aioredis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
     try:
-        await client.ping()
+        await cast("Awaitable[bool]", client.ping())
     except (RedisError, OSError) as e:
         raise RedisUnavailable(f"cannot reach Redis at {url}: {e}") from e
     finally:

@@ -177,7 +177,7 @@ def output_of(platform: Platform, function: str) -> Path:
 
 
 def test_a_queue_made_sent_to_received_and_purged_from_the_cli(platform: Platform) -> None:
-    assert ok(platform, "queue", "create", "scratch", "--visibility-timeout", "5") == (
+    assert ok(platform, "queue", "create", "scratch", "--visibility-timeout", "60") == (
         "queue/scratch created\n"
     )
     ids = ok(platform, "queue", "send", "scratch", "one", "two", "--attribute", "color=red")
@@ -187,14 +187,21 @@ def test_a_queue_made_sent_to_received_and_purged_from_the_cli(platform: Platfor
     received = ok(platform, "queue", "receive", "scratch", "--max", "2")
     assert "one" in received and "two" in received and '"color"' in received
     assert "receives=1" in received
-    table = until(lambda: "2" in ok(platform, "get", "kq", "scratch") and ok(platform, "get", "kq"))
-    assert "scratch" in table  # MESSAGES / IN-FLIGHT filled in by the status refresh
-    status = json.loads(ok(platform, "queue", "get", "scratch", "-o", "json"))["status"]
-    assert status["approximateNumberOfMessagesNotVisible"] == 2
-    assert status["approximateNumberOfMessages"] == 2
+
+    def status() -> dict[str, Any]:
+        return json.loads(ok(platform, "queue", "get", "scratch", "-o", "json"))["status"]
+
+    counts = until(  # filled in by the status refresh (every 5 s)
+        lambda: (s := status()).get("approximateNumberOfMessagesNotVisible") and s
+    )
+    assert counts["approximateNumberOfMessagesNotVisible"] == 2
+    assert counts["approximateNumberOfMessages"] == 2
+    table = ok(platform, "get", "kq", "scratch").splitlines()
+    columns = dict(zip(table[0].split(), table[1].split(), strict=True))
+    assert (columns["MESSAGES"], columns["IN-FLIGHT"]) == ("2", "2"), table
     assert ok(platform, "queue", "purge", "scratch") == "queue scratch purged\n"
     assert "no message visible" in ok(platform, "queue", "receive", "scratch")
-    assert "visibilityTimeout: 5" in ok(platform, "queue", "describe", "scratch")
+    assert "visibilityTimeout: 60" in ok(platform, "queue", "describe", "scratch")
     assert ok(platform, "queue", "delete", "scratch") == 'queue "scratch" deleted\n'
     missing = platform.cli("queue", "send", "scratch", "x")
     assert missing.returncode == 1
