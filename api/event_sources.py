@@ -52,8 +52,11 @@ def event_source_problem(world: World, obj: ApiObject) -> tuple[Reason, str] | N
     if spec.source.stream is not None:
         if world.streams.get((obj.namespace, spec.source.stream)) is None:
             return Reason.STREAM_NOT_FOUND, f'Stream "{spec.source.stream}" not found'
-        if spec.tumbling_window_in_seconds:
-            return Reason.INVALID_SOURCE, "tumbling windows are not supported yet"
+        if spec.tumbling_window_in_seconds and (spec.parallelization_factor or 1) > 1:
+            return (
+                Reason.INVALID_SOURCE,
+                "a tumbling window keeps one state per shard: it needs parallelizationFactor 1",
+            )
         return None
     assert spec.source.queue is not None
     queue = world.queues.get((obj.namespace, spec.source.queue))

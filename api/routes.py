@@ -225,6 +225,8 @@ class ScheduleRoute:
     timezone: str = "UTC"
     anchor: float = 0.0
     """When it was created (epoch seconds): rate schedules fire from then on."""
+    enabled_since: float = 0.0
+    """When it was last enabled (epoch seconds): firings due while DISABLED are not sent."""
     qualifier: str | None = None
     input: str | None = None
     flexible_window_minutes: int | None = None

@@ -34,15 +34,32 @@ def schedule_problem(obj: ApiObject, function: ApiObject | None) -> tuple[Reason
 
 
 def created(obj: ApiObject) -> datetime:
-    stamp = str(obj.manifest["metadata"].get("creationTimestamp", ""))
+    return _parsed(obj.manifest["metadata"].get("creationTimestamp", "")) or datetime.now(UTC)
+
+
+def _parsed(stamp: object) -> datetime | None:
     try:
-        return datetime.fromisoformat(stamp.replace("Z", "+00:00")).astimezone(UTC)
+        return datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).astimezone(UTC)
     except ValueError:
-        return datetime.now(UTC)
+        return None
 
 
-def schedule_route(obj: ApiObject, region: str) -> ScheduleRoute:
+def enabled_since(obj: ApiObject, now: datetime) -> datetime | None:
+    """Since when the schedule has been enabled (None: it is DISABLED): as its status says;
+    for one just enabled again (its status still says Disabled), ``now``; for one never
+    disabled, its creation (a rate schedule fires at once)."""
+    if obj.spec.state != "ENABLED":
+        return None
+    found = _parsed(obj.status.get("enabledSince", ""))
+    if found is not None:
+        return found
+    reasons = [c.get("reason") for c in obj.status.get("conditions", []) if isinstance(c, dict)]
+    return now if Reason.DISABLED in reasons else created(obj)
+
+
+def schedule_route(obj: ApiObject, region: str, now: datetime | None = None) -> ScheduleRoute:
     spec: ScheduleSpec = obj.spec
+    since = enabled_since(obj, now or datetime.now(UTC))
     account = account_for(obj.namespace)
     name, qualifier = target_of(spec)
     window = spec.flexible_time_window
@@ -57,6 +74,7 @@ def schedule_route(obj: ApiObject, region: str) -> ScheduleRoute:
         function=name,
         timezone=spec.timezone,
         anchor=created(obj).timestamp(),
+        enabled_since=since.timestamp() if since else 0.0,
         qualifier=qualifier,
         input=spec.target.input,
         flexible_window_minutes=(
@@ -73,5 +91,6 @@ def schedule_route(obj: ApiObject, region: str) -> ScheduleRoute:
 def next_firing(route: ScheduleRoute, after: datetime) -> datetime | None:
     """The schedule's first firing time after ``after`` (None: it has none left)."""
     anchor = datetime.fromtimestamp(route.anchor, UTC)
+    since = datetime.fromtimestamp(max(route.anchor, route.enabled_since), UTC)
     expression = parse(route.expression, route.timezone, anchor=anchor)
-    return expression.next_after(max(after, anchor - CREATED_SLACK))
+    return expression.next_after(max(after, since - CREATED_SLACK))

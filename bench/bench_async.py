@@ -27,8 +27,9 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Awaitable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import redis.asyncio as aioredis
@@ -252,12 +253,15 @@ async def drained(url: str, timeout: float = 120) -> None:
     client = aioredis.Redis.from_url(url)
     deadline = time.monotonic() + timeout
     try:
-        while int(await client.hget("klambda:async:queued", "default") or 0):
+        while int(await cast("Awaitable[bytes | None]", client.hget(QUEUED, "default")) or 0):
             if time.monotonic() > deadline:
                 raise RuntimeError("the async queue did not drain")
             await asyncio.sleep(0.2)
     finally:
         await client.aclose()
+
+
+QUEUED = "klambda:async:queued"
 
 
 def pct(values: list[float], p: float) -> float:

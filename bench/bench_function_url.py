@@ -284,8 +284,8 @@ def main() -> int:
     floor_ms = (percentile(floor, 0.5), percentile(floor, 0.99))
     row("klambda new environment (client)", cold_ms)
     row("python + import awslambdaric", floor_ms)
-    ratios = (cold_ms[0] / floor_ms[0], cold_ms[1] / floor_ms[1])
-    print(f"  {'ratio (klambda / floor)':<32}" + "".join(f"{r:>9.2f}x" for r in ratios))
+    cold_ratios = (cold_ms[0] / floor_ms[0], cold_ms[1] / floor_ms[1])
+    print(f"  {'ratio (klambda / floor)':<32}" + "".join(f"{r:>9.2f}x" for r in cold_ratios))
     print(
         f"  mean Init Duration reported: {init_ms / max(inits, 1):.1f} ms over {inits} cold starts"
     )

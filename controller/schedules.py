@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from klambda.api import schema
 from klambda.api.objects import ApiObject
 from klambda.api.reasons import Reason
+from klambda.api.routes import ScheduleRoute
 from klambda.api.schedule_routes import next_firing, schedule_problem, schedule_route, target_of
 from klambda.api.types import ScheduleStatus
 from klambda.controller import status as status_mod
@@ -47,17 +48,17 @@ class ScheduleReconciler:
             return None
         function, _ = target_of(obj.spec)
         problem = schedule_problem(obj, self.store.find("Function", namespace, function))
-        route = schedule_route(obj, self.region)
+        now = datetime.now(UTC)
+        route = schedule_route(obj, self.region, now)
         enabled = obj.spec.state == "ENABLED"
         if self.routes is not None:
             if problem is None and enabled:
                 self.routes.publish_schedule(route)
             else:
                 self.routes.withdraw_schedule(namespace, name)
-        now = datetime.now(UTC)
         upcoming = next_firing(route, now) if enabled else None
         last = await self._last(route.mark_key)
-        await self.store.set_status(obj, _status(obj, route.arn, problem, upcoming, last))
+        await self.store.set_status(obj, _status(obj, route, problem, upcoming, last))
         if upcoming is None:
             return None
         return min(REFRESH_AT_MOST, max(1.0, (upcoming - now).total_seconds() + 1.0))
@@ -75,7 +76,7 @@ class ScheduleReconciler:
 
 def _status(
     obj: ApiObject,
-    arn: str,
+    route: ScheduleRoute,
     problem: tuple[Reason, str] | None,
     upcoming: datetime | None,
     last: datetime | None,
@@ -94,11 +95,18 @@ def _status(
     status = ScheduleStatus(
         observed_generation=obj.generation,
         conditions=[condition],
-        schedule_arn=arn,
+        schedule_arn=route.arn,
         next_firing=_iso(upcoming) if upcoming else "",
         last_firing=_iso(last) if last else str(kept),
+        enabled_since=_iso_ms(route.enabled_since) if route.enabled_since else "",
     )
     return {**obj.status, **schema.dump(status)}
+
+
+def _iso_ms(epoch: float) -> str:
+    """Milliseconds kept: the firing at the instant a schedule was enabled is after it."""
+    t = datetime.fromtimestamp(epoch, UTC)
+    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
 
 
 def _iso(t: datetime) -> str:

@@ -91,9 +91,9 @@ class Scheduler:
         now = datetime.fromtimestamp(self.clock(), UTC)
         anchor = datetime.fromtimestamp(route.anchor, UTC)
         mark = await self.client.get(route.mark_key)
-        since = (
-            datetime.fromtimestamp(int(mark) / 1000, UTC) if mark is not None else anchor - SLACK
-        )
+        enabled = datetime.fromtimestamp(max(route.anchor, route.enabled_since), UTC) - SLACK
+        marked = datetime.fromtimestamp(int(mark) / 1000, UTC) if mark is not None else None
+        since = max(marked, enabled) if marked is not None else enabled  # none while DISABLED
         expression = parse(route.expression, route.timezone, anchor=anchor)
         missed = missed_policy(
             expression, since=since, now=now, maximum_event_age_seconds=route.maximum_event_age

@@ -28,9 +28,11 @@ from redis.exceptions import RedisError
 from klambda.api.event_filter import parse_filters
 from klambda.api.routes import EventSourceRoute, StreamRoute
 from klambda.gateway import stream_policy as policy
+from klambda.gateway import stream_windows as windows
 from klambda.gateway.errors import LambdaError
 from klambda.gateway.invoking import Invocation, Invoker
 from klambda.gateway.stream_records import failure_record, kinesis_record, redis_id, shard_id
+from klambda.gateway.stream_windows import Window
 from klambda.gateway.streams import START, LeaseLost, Leases, Record, Stream, declare
 from klambda.gateway.targets import TargetMissing, Targets
 
@@ -69,6 +71,7 @@ class StreamPoller:
             report_batch_item_failures=route.report_failures,
             parallelization_factor=self.source.parallelization_factor,
             batch_size=route.batch_size,
+            tumbling_window_in_seconds=self.source.tumbling_window,
         )
         self.filters = parse_filters(list(route.filters), source="kinesis")
         self.workers: dict[int, asyncio.Task[None]] = {}
@@ -134,6 +137,8 @@ class ShardWorker:
         self.shard_id = shard_id(shard)
         r = poller.route
         self.labels = (r.namespace, r.name)
+        self.seconds = poller.source.tumbling_window
+        self.window: Window | None = None
 
     async def run(self) -> None:
         while True:
@@ -154,6 +159,8 @@ class ShardWorker:
         leases, stream, source = self.poller.leases, self.poller.stream, self.poller.source
         found = await leases.checkpoint_of(self.shard)
         if found is not None:
+            if self.seconds:
+                self.window = Window.decode(await leases.window_of(self.shard))
             return found
         if source.starting_position == "TRIM_HORIZON":
             position = START
@@ -167,8 +174,17 @@ class ShardWorker:
     async def _step(self, position: str) -> str:
         """Reads the next batch after ``position``, settles it; returns the new position."""
         records = await self._read(position)
+        if self.window is not None and windows.closes(
+            self.window, records[0].arrival if records else None, time.time()
+        ):
+            await self._close_window(position)
+            return position
         if not records:
             return position
+        if self.seconds:  # a batch stays in one window
+            opened, count = windows.opening([r.arrival for r in records], self.seconds)
+            self.window = self.window or opened
+            records = records[:count]
         events = {r.sequence: self._event_record(r) for r in records}
         delivered = [r for r in records if self.poller.filters.matches_kinesis(events[r.sequence])]
         filtered = len(records) - len(delivered)
@@ -184,10 +200,32 @@ class ShardWorker:
         single = len(lanes) == 1
         await asyncio.gather(*(self._settle(lane, events, single) for lane in lanes))
         end = records[-1].id
-        await self.poller.leases.checkpoint(self.shard, end)
+        await self._checkpoint(end)
         age = max(0.0, time.time() - records[-1].arrival)
         self.poller.invoker.metrics.iterator_age.labels(*self.labels, self.shard_id).set(age)
+        if self.window is not None and self.window.cut:  # its state is past 1 MB: ended early
+            await self._close_window(end)
         return end
+
+    async def _checkpoint(self, entry_id: str) -> None:
+        window = None
+        if self.seconds:
+            window = self.window.encode() if self.window is not None else ""
+        await self.poller.leases.checkpoint(self.shard, entry_id, window)
+
+    async def _close_window(self, position: str) -> None:
+        """The window's final invocation (no records, its complete state), retried until it
+        succeeds ("Lambda suspends further processing until a successful invocation"); then
+        the next window starts empty, or (cut short) the same one goes on empty."""
+        window = self.window
+        assert window is not None
+        doc = {"Records": [], **window.fields(self.shard_id, self.poller.source.arn, final=True)}
+        attempts = 0
+        while (await self._call(json.dumps(doc).encode()))[0] is not policy.Result.SUCCESS:
+            attempts += 1
+            await asyncio.sleep(policy.backoff(attempts))
+        self.window = windows.Window(window.start, window.end) if window.cut else None
+        await self._checkpoint(position)
 
     async def _read(self, position: str) -> list[Record]:
         """Up to batchSize records, waiting up to a second for the first and then up to the
@@ -231,6 +269,7 @@ class ShardWorker:
             batch = pending.popleft()
             failed = policy.before_invoke(batch, s, time.time())
             decision: policy.Decision
+            payload: bytes | None = None
             if failed is not None:
                 decision = failed
             else:
@@ -239,11 +278,13 @@ class ShardWorker:
                 self.poller.invoker.metrics.esm_batches.labels(*self.labels, result.value).inc()
             if isinstance(decision, policy.Checkpoint):
                 self._count("delivered", len(batch.entries))
+                self._carry(payload)
                 if single:
-                    await self.poller.leases.checkpoint(self.shard, redis_id(decision.after))
+                    await self._checkpoint(redis_id(decision.after))
             elif isinstance(decision, policy.Retry):
                 if decision.checkpoint is not None and single:
-                    await self.poller.leases.checkpoint(self.shard, redis_id(decision.checkpoint))
+                    self._carry(payload)
+                    await self._checkpoint(redis_id(decision.checkpoint))
                 await asyncio.sleep(decision.delay)
                 pending.appendleft(decision.batch)
             elif isinstance(decision, policy.Split):
@@ -253,11 +294,23 @@ class ShardWorker:
                 if decision.then is not None:
                     pending.appendleft(decision.then)
 
+    def _carry(self, payload: bytes | None) -> None:
+        """The state a tumbling-window invocation returned goes to the next one."""
+        if self.window is not None:
+            state, _ = policy.window_response(payload)
+            self.window.state = state or {}
+            self.window.cut = policy.state_too_large(self.window.state)
+
     async def _invoke(
         self, batch: policy.Batch, events: dict[str, dict[str, Any]]
     ) -> tuple[policy.Result, bytes | None, dict[str, Any]]:
+        doc: dict[str, Any] = {"Records": [events[e.sequence] for e in batch.entries]}
+        if self.window is not None:
+            doc.update(self.window.fields(self.shard_id, self.poller.source.arn, final=False))
+        return await self._call(json.dumps(doc).encode())
+
+    async def _call(self, payload: bytes) -> tuple[policy.Result, bytes | None, dict[str, Any]]:
         r = self.poller.route
-        payload = json.dumps({"Records": [events[e.sequence] for e in batch.entries]}).encode()
         try:
             result = await self.poller.invoker.invoke(
                 Invocation(r.namespace, r.function, r.qualifier, payload)

@@ -156,10 +156,15 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
-# KEYS: lease, checkpoints hash; ARGV: owner, shard, entry id
+# KEYS: lease, checkpoints hash; ARGV: owner, shard, entry id[, tumbling window ("": none)]
 _CHECKPOINT = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+if ARGV[4] == '' then
+  redis.call('HDEL', KEYS[2], ARGV[2] .. ':window')
+elseif ARGV[4] then
+  redis.call('HSET', KEYS[2], ARGV[2] .. ':window', ARGV[4])
+end
 return 1
 """
 
@@ -192,12 +197,23 @@ class Leases:
     async def release(self, shard: int) -> None:
         await self._release(keys=[self.lease_key(shard)], args=[self.owner])
 
-    async def checkpoint(self, shard: int, entry_id: str) -> None:
-        """Records that the shard was processed up to ``entry_id``; LeaseLost when the lease
-        is no longer ours (nothing written)."""
+    async def checkpoint(self, shard: int, entry_id: str, window: str | None = None) -> None:
+        """Records that the shard was processed up to ``entry_id`` (and, with ``window``, the
+        tumbling window it is in, "" for none) in one step; LeaseLost when the lease is no
+        longer ours (nothing written)."""
         keys = [self.lease_key(shard), self.checkpoints_key]
-        if not await self._checkpoint(keys=keys, args=[self.owner, shard, entry_id]):
+        args: list[str | int] = [self.owner, shard, entry_id]
+        if window is not None:
+            args.append(window)
+        if not await self._checkpoint(keys=keys, args=args):
             raise LeaseLost(f"shard {shard}")
+
+    async def window_of(self, shard: int) -> str | None:
+        """The tumbling window stored with the shard's checkpoint (JSON), if any."""
+        found = await cast(
+            "Awaitable[bytes | None]", self.client.hget(self.checkpoints_key, f"{shard}:window")
+        )
+        return _text(found) if found is not None else None
 
     async def checkpoint_of(self, shard: int) -> str | None:
         found = await cast(

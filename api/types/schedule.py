@@ -134,3 +134,8 @@ class ScheduleStatus:
     schedule_arn: str = prop(default="", doc="The schedule's ARN (arn:aws:scheduler:...).")
     next_firing: str = prop(default="", doc="The next firing time (RFC 3339), if any.")
     last_firing: str = prop(default="", doc="The last firing handed over (RFC 3339), if any.")
+    enabled_since: str = prop(
+        default="",
+        doc="When the schedule was last enabled (RFC 3339): firings due while it was DISABLED "
+        "are not sent, as with EventBridge Scheduler.",
+    )

@@ -5,9 +5,11 @@ the work spread over the replicas, back down when the queue is idle."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -136,3 +138,25 @@ async def test_an_idle_queue_scales_back_to_the_start(
         await until(lambda: scaler.scale.target == queue_scaling.START_BATCHES, timeout=10)
         pollers = invoker.metrics.esm_pollers.labels("default", "work-to-fn")
         await until(lambda: pollers._value.get() <= queue_scaling.START_BATCHES, timeout=10)
+
+
+async def test_a_thousand_messages_are_each_delivered_exactly_once(
+    client: aioredis.Redis,
+) -> None:
+    await send(client, 1000)
+    bodies: list[str] = []
+
+    async def record(invocation: Invocation) -> InvokeResult:
+        bodies.extend(r["body"] for r in json.loads(invocation.payload)["Records"])
+        await asyncio.sleep(0.01)
+        return ok(invocation)
+
+    a = FakeInvoker(("default", "fn"), answer=record)
+    b = FakeInvoker(("default", "fn"), answer=record)
+    r = replace(route(), batch_size=10)
+    async with polling(client, r, a, "a"), polling(client, r, b, "b"):
+        await until(lambda: len(bodies) >= 1000)
+        await asyncio.sleep(0.5)  # anything delivered twice would show by now
+    assert sorted(bodies, key=int) == [str(i) for i in range(1000)]
+    counts = await Queue(client, KEY, "klambda").counts()
+    assert (counts.visible, counts.in_flight) == (0, 0)  # all deleted

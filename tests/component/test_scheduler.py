@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -154,3 +155,22 @@ async def test_a_refused_firing_is_retried_then_dead_lettered(client: aioredis.R
     assert attributes["TARGET_ARN"]["stringValue"].endswith(":function:fn")
     assert json.loads(fields[b"body"])["detail-type"] == "Scheduled Event"
     assert await s.tick_once() == 0  # the mark moved past it
+
+
+async def test_a_schedule_disabled_fires_no_more_and_enabled_again_goes_on(
+    client: aioredis.Redis,
+) -> None:
+    """DISABLED withdraws the schedule's route (the reconciler's part, tested there): the
+    scheduler sends nothing for it, due or not; enabled again, it fires from then on."""
+    clock = Clock()
+    r = route("rate(1 minute)")
+    s = scheduler(client, r, clock)
+    assert await s.tick_once() == 1
+    s.table.withdraw_schedule("default", "tick")  # state: DISABLED
+    clock.advance(minutes=10, seconds=30)
+    assert await s.tick_once() == 0
+    assert len(await events(client)) == 1
+    s.table.publish_schedule(replace(r, enabled_since=clock()))  # ENABLED again, at 12:08:30
+    assert await s.tick_once() == 0  # none of the ten due while it was DISABLED
+    clock.advance(seconds=30)
+    assert await s.tick_once() == 1  # 12:09, its next firing

@@ -11,6 +11,7 @@ import random
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -270,3 +271,117 @@ async def test_a_poller_stops_when_asked_even_while_its_shards_wait_for_records(
         task.cancel()
         done, _ = await asyncio.wait([task], timeout=10)
         assert done, "the poller did not stop within 10 s of being cancelled"
+
+
+class Counting:
+    """A tumbling-window function: counts its window's records in the state it returns, and
+    notes every final invocation's state."""
+
+    def __init__(self, answer_state: bool = True) -> None:
+        self.finals: list[dict[str, Any]] = []
+        self.events: list[dict[str, Any]] = []
+        self.answer_state = answer_state
+
+    async def __call__(self, invocation: Invocation) -> InvokeResult:
+        event = json.loads(invocation.payload)
+        self.events.append(event)
+        if event["isFinalInvokeForWindow"]:
+            self.finals.append(event)
+            return ok(invocation, b"{}")
+        state = {"count": event["state"].get("count", 0) + len(event["Records"])}
+        body = {"state": state, "batchItemFailures": []} if self.answer_state else {}
+        return ok(invocation, json.dumps(body).encode())
+
+    def counted(self) -> int:
+        return sum(f["state"].get("count", 0) for f in self.finals)
+
+
+async def test_a_tumbling_window_carries_its_state_to_a_final_invocation(
+    client: aioredis.Redis,
+) -> None:
+    stream = Stream(client, PREFIX, 1)
+    await stream.put([("k", f"r{i}".encode()) for i in range(7)])
+    function = Counting()
+    invoker = FakeInvoker(("default", "fn"), answer=function)
+    r = route(1, batch_size=3, tumbling_window=2)
+    task = asyncio.create_task(poller(client, r, invoker).run())
+    try:
+        await until(lambda: function.counted() == 7, timeout=15)
+        await stream.put([("k", b"later")])
+        await until(lambda: function.counted() == 8, timeout=15)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    final = function.finals[0]
+    assert final["Records"] == [] and final["isWindowTerminatedEarly"] is False
+    start = datetime.fromisoformat(final["window"]["start"].replace("Z", "+00:00"))
+    end = datetime.fromisoformat(final["window"]["end"].replace("Z", "+00:00"))
+    assert (end - start).total_seconds() == 2 and final["shardId"] == "shardId-000000000000"
+    batches = [e for e in function.events if not e["isFinalInvokeForWindow"]]
+    assert all(len(b["Records"]) <= 3 for b in batches)  # batchSize, never across windows
+    assert all(b["window"] == final["window"] for b in batches[:1])
+    assert function.finals[-1]["state"] == {"count": 1}  # the later window started afresh
+
+
+async def test_a_window_goes_on_with_its_state_after_a_restart(client: aioredis.Redis) -> None:
+    stream = Stream(client, PREFIX, 1)
+    await stream.put([("k", f"r{i}".encode()) for i in range(4)])
+    function = Counting()
+    invoker = FakeInvoker(("default", "fn"), answer=function)
+    r = route(1, batch_size=2, tumbling_window=900)  # a window longer than the test
+    first = asyncio.create_task(poller(client, r, invoker).run())
+    try:
+        await until(lambda: sum(len(e["Records"]) for e in function.events) == 4)
+    finally:
+        first.cancel()
+        await asyncio.gather(first, return_exceptions=True)
+    await stream.put([("k", b"r4")])
+    second = asyncio.create_task(poller(client, r, invoker, owner="p2").run())
+    try:
+        await until(lambda: sum(len(e["Records"]) for e in function.events) == 5)
+    finally:
+        second.cancel()
+        await asyncio.gather(second, return_exceptions=True)
+    assert function.events[-1]["state"] == {"count": 4}  # the stored state, not a fresh one
+
+
+async def test_a_window_response_without_state_fails_the_batch(client: aioredis.Redis) -> None:
+    stream = Stream(client, PREFIX, 1)
+    await stream.put([("k", b"r0")])
+    function = Counting(answer_state=False)
+    invoker = FakeInvoker(("default", "fn"), answer=function)
+    failures = Target("queue", "000000000000", "failed", "default")
+    r = route(1, tumbling_window=900, maximum_retry_attempts=1, on_failure=failures)
+    task = asyncio.create_task(poller(client, r, invoker).run())
+    try:
+        await until(lambda: client.xlen("klambda:queue:default:failed"))
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert len(function.events) == 2  # the first try and one retry, then given up
+
+
+async def test_a_state_past_one_megabyte_ends_the_window_early(client: aioredis.Redis) -> None:
+    stream = Stream(client, PREFIX, 1)
+    await stream.put([("k", f"r{i}".encode()) for i in range(2)])
+    seen: list[dict[str, Any]] = []
+
+    async def bloat(invocation: Invocation) -> InvokeResult:
+        event = json.loads(invocation.payload)
+        seen.append(event)
+        return ok(invocation, json.dumps({"state": {"blob": "x" * 1_100_000}}).encode())
+
+    invoker = FakeInvoker(("default", "fn"), answer=bloat)
+    task = asyncio.create_task(
+        poller(client, route(1, batch_size=1, tumbling_window=900), invoker).run()
+    )
+    try:
+        await until(lambda: len(seen) >= 3)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    first, early, second = seen[:3]
+    assert first["Records"] and not first["isFinalInvokeForWindow"]
+    assert early["Records"] == [] and early["isFinalInvokeForWindow"]
+    assert early["isWindowTerminatedEarly"] and len(early["state"]["blob"]) == 1_100_000
+    assert second["state"] == {} and second["window"] == first["window"]  # same window, afresh

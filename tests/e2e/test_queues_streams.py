@@ -97,6 +97,54 @@ spec:
 ---
 apiVersion: klambda.io/v1alpha1
 kind: Function
+metadata: {name: tally-reader}
+spec:
+  runtime: python3.11
+  handler: app.handler
+  environment: {variables: {OUT: "%(tally_out)s"}}
+  code:
+    inline:
+      app.py: |
+        import json, os
+        from aws_lambda_powertools.utilities.batch import (
+            BatchProcessor, EventType, process_partial_response)
+        from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import (
+            KinesisStreamRecord)
+
+        processor = BatchProcessor(event_type=EventType.KinesisDataStreams)
+
+        def record_handler(record: KinesisStreamRecord):
+            data = record.kinesis.data_as_text()
+            with open(os.environ["OUT"], "a") as f:
+                seq = record.kinesis.sequence_number
+                f.write(json.dumps({"data": data, "seq": seq}) + "\\n")
+            marker = os.environ["OUT"] + ".failed-once"
+            if data == "poison" and not os.path.exists(marker):
+                open(marker, "w").close()
+                raise ValueError("not this time")
+
+        def handler(event, context):
+            return process_partial_response(
+                event=event, record_handler=record_handler, processor=processor, context=context)
+---
+apiVersion: klambda.io/v1alpha1
+kind: Stream
+metadata: {name: tallies}
+spec: {shards: 1}
+---
+apiVersion: klambda.io/v1alpha1
+kind: EventSourceMapping
+metadata: {name: tallies}
+spec:
+  functionName: tally-reader
+  source: {stream: tallies}
+  startingPosition: TRIM_HORIZON
+  batchSize: 10
+  maximumRetryAttempts: 3
+  functionResponseTypes: [ReportBatchItemFailures]
+---
+apiVersion: klambda.io/v1alpha1
+kind: Function
 metadata: {name: ticker}
 spec:
   runtime: python3.11
@@ -140,11 +188,12 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
             "fifo_out": tmp / "fifo.jsonl",
             "stream_out": tmp / "stream.jsonl",
             "tick_out": tmp / "tick.jsonl",
+            "tally_out": tmp / "tally.jsonl",
         }
         manifest.write_text(FUNCTIONS % outputs)
         r = p.cli("apply", "-f", str(manifest))
         assert r.returncode == 0, r.stderr
-        for name in ("fifo-reader", "click-reader", "ticker"):
+        for name in ("fifo-reader", "click-reader", "ticker", "tally-reader"):
             wait_for_reason(p, name, "EnvironmentReady")
         yield p
     finally:
@@ -275,6 +324,25 @@ def test_stream_records_reach_a_powertools_handler_per_key_in_order(platform: Pl
     assert one.startswith("shardId-")
     bad = platform.cli("stream", "put", "clicks", input="no tab here\n")
     assert bad.returncode == 2 and "KEY<TAB>DATA" in bad.stderr
+
+
+def test_a_powertools_batch_processor_reports_a_failed_record_and_it_comes_back(
+    platform: Platform,
+) -> None:
+    """BatchProcessor(KinesisDataStreams) answers batchItemFailures with the failed record's
+    sequence number: the shard checkpoints before it and retries from it, nothing skipped."""
+    out = output_of(platform, "tally-reader")
+    data = [f"r{i}" for i in range(4)] + ["poison"] + [f"r{i}" for i in range(4, 8)]
+    ok(platform, "stream", "put", "tallies", *data, "--partition-key", "k")
+    got = until(lambda: sum(1 for x in lines(out) if x["data"] == "poison") == 2 and lines(out))
+    until(lambda: {x["data"] for x in lines(out)} >= set(data))
+    seen = [x["data"] for x in lines(out)]
+    first = seen.index("poison")
+    assert seen[: first + 1] == data[:5]  # in order up to the failed record
+    again = seen.index("poison", first + 1)
+    assert seen[again:] == data[4:]  # retried from it: it and the records after it
+    assert "r0" not in seen[first + 1 :]  # the records before it were checkpointed
+    assert len({x["seq"] for x in got if x["data"] == "poison"}) == 1  # the same record
 
 
 def test_a_schedule_fires_the_function_with_a_scheduled_event(platform: Platform) -> None:

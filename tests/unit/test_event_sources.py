@@ -188,6 +188,28 @@ def test_a_stream_mapping_gets_the_streams_shards_and_its_own_settings() -> None
             ("InvalidSource", "Batching window is not supported for FIFO queues (queue q)"),
         ),
         ({"batchSize": 10}, [("Queue", "q", {"fifo": True})], None),
+        (
+            {
+                "source": {"stream": "s"},
+                "startingPosition": "LATEST",
+                "tumblingWindowInSeconds": 60,
+            },
+            [("Stream", "s", {})],
+            None,
+        ),
+        (
+            {
+                "source": {"stream": "s"},
+                "startingPosition": "LATEST",
+                "tumblingWindowInSeconds": 60,
+                "parallelizationFactor": 2,
+            },
+            [("Stream", "s", {})],
+            (
+                "InvalidSource",
+                "a tumbling window keeps one state per shard: it needs parallelizationFactor 1",
+            ),
+        ),
     ],
 )
 def test_a_mapping_needs_a_source_that_fits(

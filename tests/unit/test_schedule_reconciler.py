@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -45,7 +46,18 @@ async def test_an_enabled_schedule_of_an_existing_function_is_fired() -> None:
     await store.apply(schedule(state="DISABLED"))
     await schedules.reconcile("default", "nightly")
     assert ready(store) == ("True", "Disabled") and not routes.schedules  # no firing
-    assert store.get("Schedule", "default", "nightly").status["nextFiring"] == ""
+    status = store.get("Schedule", "default", "nightly").status
+    assert status["nextFiring"] == "" and status["enabledSince"] == ""
+    created = route.enabled_since
+    await store.apply(schedule(state="ENABLED"))  # enabled again: from now on, no backfill
+    before = time.time()
+    await schedules.reconcile("default", "nightly")
+    again = routes.schedules[("default", "nightly")]
+    assert again.enabled_since >= before - 0.001 > created
+    stamp = store.get("Schedule", "default", "nightly").status["enabledSince"]
+    assert stamp.endswith("Z")
+    await schedules.reconcile("default", "nightly")  # kept, not moved on by each pass
+    assert store.get("Schedule", "default", "nightly").status["enabledSince"] == stamp
     await store.delete("Schedule", "default", "nightly")
     await schedules.reconcile("default", "nightly")
     assert not routes.schedules
