@@ -39,7 +39,14 @@ from klambda.gateway.invoking import Invocation, Invoker
 from klambda.gateway.queue_scaler import QueueScaler, Slots
 from klambda.gateway.queues import Queue
 from klambda.gateway.routing import RoutingTable
-from klambda.gateway.sqs_records import Message, failed_items, fifo_kept, sqs_event, to_dead_letter
+from klambda.gateway.sqs_records import (
+    Message,
+    failed_items,
+    fifo_kept,
+    sqs_event,
+    sqs_event_json,
+    to_dead_letter,
+)
 from klambda.gateway.stream_poller import LEASE_SECONDS, StreamPoller
 from klambda.gateway.targets import Targets
 
@@ -51,6 +58,9 @@ ERROR_PAUSE = 1.0
 FIRST_RECEIVE_MEMORY = 10_000
 MAINTAIN_EVERY = 1.0
 SLOT_WAIT = 1.0
+RECLAIM_EVERY = 1.0
+"""Seconds between looks for messages whose visibility timeout ran out (XAUTOCLAIM scans the
+pending list): they come back within a second of it, and a busy poller skips the scan."""
 
 
 class QueuePoller:
@@ -83,6 +93,7 @@ class QueuePoller:
         self.labels = (route.namespace, route.name)
         self._first_receive: dict[str, int] = {}
         self._maintained = 0.0
+        self._reclaimed = -RECLAIM_EVERY
 
     async def run(self) -> None:
         """Polls until cancelled, or (scaled down) until its index is above the target; a
@@ -158,11 +169,16 @@ class QueuePoller:
             wait = window_ends - time.monotonic() if received else IDLE_BLOCK_MS / 1000
             if wait <= 0:
                 break
+            now = time.monotonic()
+            reclaim = now - self._reclaimed >= RECLAIM_EVERY
+            if reclaim:
+                self._reclaimed = now
             more = await self.queue.receive(
                 self.consumer,
                 r.batch_size - len(received),
                 self.source.visibility_timeout,
                 block=wait,
+                reclaim=reclaim,
             )
             received += more
             if not received:
@@ -217,7 +233,7 @@ class QueuePoller:
 
     async def _deliver(self, messages: list[Message]) -> None:
         r = self.route
-        payload = json.dumps(sqs_event(r, messages)).encode()
+        payload = sqs_event_json(r, messages)
         lineage = max(m.lineage for m in messages)
         try:
             result = await self.invoker.invoke(

@@ -114,11 +114,11 @@ return 1
 # KEYS: stream, quota hash (or none); ARGV: group, owner, ids...
 _DELETE = """
 local gone = 0
-for i = 3, #ARGV do
-  if redis.call('XACK', KEYS[1], ARGV[1], ARGV[i]) == 1 then
-    redis.call('XDEL', KEYS[1], ARGV[i])
-    gone = gone + 1
-  end
+for i = 3, #ARGV, 1000 do  -- in chunks: unpack has a stack limit
+  local ids = {unpack(ARGV, i, math.min(i + 999, #ARGV))}
+  gone = gone + redis.call('XACK', KEYS[1], ARGV[1], unpack(ids))
+  -- an id no longer pending was deleted already (by another receiver, a move or a purge)
+  redis.call('XDEL', KEYS[1], unpack(ids))
 end
 if KEYS[2] and gone > 0 then redis.call('HINCRBY', KEYS[2], ARGV[2], -gone) end
 return gone

@@ -47,6 +47,43 @@ def sqs_event(route: EventSourceRoute, messages: list[Message]) -> dict[str, Any
     return {"Records": [_record(route, m) for m in messages]}
 
 
+def sqs_event_json(route: EventSourceRoute, messages: list[Message]) -> bytes:
+    """``sqs_event`` as JSON, written as text without building the dicts: a batch is a string
+    join, the poller's hot path (a 100-message batch costs a fraction of json.dumps)."""
+    tail = (
+        ',"eventSource":"aws:sqs","eventSourceARN":'
+        + json.dumps(route.source_arn)
+        + ',"awsRegion":'
+        + json.dumps(route.region)
+        + "}"
+    )
+    return ('{"Records":[' + ",".join(_record_text(m, tail) for m in messages) + "]}").encode()
+
+
+def _record_text(m: Message, tail: str) -> str:
+    ident = json.dumps(m.message_id)
+    sent = m.message_id.split("-", 1)[0]
+    attributes = (
+        f'{{"ApproximateReceiveCount":"{m.receive_count}","SentTimestamp":{json.dumps(sent)},'
+        f'"SenderId":"klambda","ApproximateFirstReceiveTimestamp":"{m.first_receive_ms}"'
+    )
+    if m.group:
+        attributes += (
+            f',"SequenceNumber":"{sequence_number(m.message_id)}",'
+            f'"MessageGroupId":{json.dumps(m.group)},'
+            f'"MessageDeduplicationId":{json.dumps(m.deduplication_id)}'
+        )
+    md5 = hashlib.md5(m.body.encode(), usedforsecurity=False).hexdigest()
+    extra = ""
+    if m.attributes:
+        extra = f',"md5OfMessageAttributes":"{md5_of_attributes(m.attributes)}"'
+    return (
+        f'{{"messageId":{ident},"receiptHandle":{ident},"body":{json.dumps(m.body)},'
+        f'"attributes":{attributes}}},"messageAttributes":{json.dumps(m.attributes)},'
+        f'"md5OfBody":"{md5}"{extra}{tail}'
+    )
+
+
 def _record(route: EventSourceRoute, m: Message) -> dict[str, Any]:
     attributes = {
         "ApproximateReceiveCount": str(m.receive_count),

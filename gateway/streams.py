@@ -23,6 +23,7 @@ import base64
 import time
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import cast
 
 import redis.asyncio as aioredis
@@ -41,11 +42,11 @@ class Record:
     partition_key: str
     data: bytes
 
-    @property
+    @cached_property  # read several times per record by the poller: worked out once
     def sequence(self) -> str:
         return sequence_number(self.id)
 
-    @property
+    @cached_property
     def arrival(self) -> float:
         return int(self.id.split("-", 1)[0]) / 1000
 

@@ -7,6 +7,8 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from klambda.api import event_sources
 from klambda.api import world as world_mod
@@ -20,6 +22,7 @@ from klambda.gateway.sqs_records import (
     fifo_kept,
     md5_of_attributes,
     sqs_event,
+    sqs_event_json,
     to_dead_letter,
 )
 
@@ -435,3 +438,24 @@ def test_a_fifo_groups_messages_after_a_failure_stay_too() -> None:
     batch = [Message(f"{i}-0", "", 1, 0, group=g) for i, g in enumerate("aabab")]
     assert fifo_kept(batch, {"1-0"}) == {"1-0", "3-0"}
     assert fifo_kept(batch, set()) == set()
+
+
+@given(
+    body=st.text(max_size=60),
+    group=st.text(max_size=8),
+    attributes=st.dictionaries(
+        st.text(min_size=1, max_size=8),
+        st.fixed_dictionaries({"stringValue": st.text(max_size=8), "dataType": st.just("String")}),
+        max_size=2,
+    ),
+    ms=st.integers(0, 2**45),
+)
+def test_the_fast_batch_text_is_the_batch_as_json(
+    body: str, group: str, attributes: dict[str, Any], ms: int
+) -> None:
+    """The poller writes a batch as text; it must be the same event."""
+    messages = [
+        Message(f"{ms}-0", body, 1, ms + 5, attributes, 0, group, "d" if group else ""),
+        Message(f"{ms}-1", body[::-1], 3, ms + 9),
+    ]
+    assert json.loads(sqs_event_json(ROUTE, messages)) == sqs_event(ROUTE, messages)

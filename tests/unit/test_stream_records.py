@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 from datetime import datetime
 
 import pytest
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 
 from klambda.gateway.stream_records import (
     HASH_KEY_LIMIT,
+    KinesisRecords,
     arrival_time,
     check_partition_key,
     failure_record,
@@ -558,3 +560,23 @@ def test_iterator_age_is_the_age_of_the_batch_s_last_record_in_ms(
     last_arrival: float, now: float, age: float
 ) -> None:
     assert iterator_age_ms(last_arrival, now) == pytest.approx(age)
+
+
+@given(
+    data=st.binary(max_size=64),
+    key=st.text(max_size=40),
+    ms=st.integers(0, 2**48),
+    n=st.integers(0, 2**20),
+)
+def test_the_fast_record_text_is_the_record_as_json(data: bytes, key: str, ms: int, n: int) -> None:
+    """The poller's hot path writes records as text; it must be the same record."""
+    common = {
+        "shard": "shardId-000000000003",
+        "stream_arn": 'arn:aws:kinesis:us-east-1:000000000000:stream/c"icks',
+        "region": "us-east-1",
+        "role_arn": "arn:aws:iam::000000000000:role/fn",
+    }
+    sequence = sequence_number(f"{ms}-{n}")
+    fields = {"data": data, "partition_key": key, "sequence": sequence, "arrival": ms / 1000}
+    text = KinesisRecords(**common).encode(**fields)
+    assert json.loads(text) == kinesis_record(**fields, **common)
