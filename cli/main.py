@@ -201,6 +201,12 @@ def _parser() -> argparse.ArgumentParser:
         "outside-world egress, so no network plugin lets them reach platform pods by address",
     )
 
+    op.add_argument(
+        "--redis-url",
+        help="the Redis the gateways use: Queue and Stream statuses then show what they hold, "
+        "Schedules when they last fired, and Streams are declared for producers",
+    )
+
     gw = sub.add_parser("gateway", help="run the gateway against a Kubernetes cluster")
     gw.add_argument("--kubeconfig", help="kubeconfig (default: $KUBECONFIG or in-cluster)")
     gw.add_argument("--watch-namespace", action="append", dest="namespaces")
@@ -341,7 +347,14 @@ def _operator(args: argparse.Namespace) -> int:
         code_hosts=tuple(args.code_hosts or ("*",)),
         pod_cidrs=tuple(args.pod_cidrs or ()),
     )
-    return _until_signalled(lambda stop: run_operator(settings, stop))
+    stats = None
+    if args.redis_url:
+        import redis.asyncio as aioredis
+
+        from klambda.gateway.source_stats import RedisSourceStats
+
+        stats = RedisSourceStats(aioredis.Redis.from_url(args.redis_url))
+    return _until_signalled(lambda stop: run_operator(settings, stop, stats))
 
 
 def _gateway(args: argparse.Namespace) -> int:

@@ -32,7 +32,7 @@ class SourceStats(Protocol):
         self, namespace: str, name: str, shards: int, retention_hours: int
     ) -> None: ...
 
-    async def queue_counts(self, namespace: str, name: str) -> QueueCounts: ...
+    async def queue_counts(self, namespace: str, name: str, fifo: bool) -> QueueCounts: ...
 
     async def last_fired(self, mark_key: str) -> int | None:
         """A schedule's last firing handed over (epoch ms), None when it has not fired."""
@@ -71,7 +71,7 @@ class SourceReconciler:
             dead = (
                 self.store.find("Queue", namespace, redrive.dead_letter_queue) if redrive else None
             )
-            counts = await self._read(obj.key, self._queue_counts(namespace, name))
+            counts = await self._read(obj.key, self._queue_counts(namespace, name, obj.spec.fifo))
             status = status_mod.queue_status(
                 obj, queue_arn(self.region, account, name), queue_problem(obj, dead), counts
             )
@@ -88,8 +88,8 @@ class SourceReconciler:
         await self.store.set_status(obj, status)
         return self.period if self.stats is not None else None
 
-    async def _queue_counts(self, namespace: str, name: str) -> QueueCounts | None:
-        return await self.stats.queue_counts(namespace, name) if self.stats else None
+    async def _queue_counts(self, namespace: str, name: str, fifo: bool) -> QueueCounts | None:
+        return await self.stats.queue_counts(namespace, name, fifo) if self.stats else None
 
     async def _stream_counts(
         self, namespace: str, name: str, shards: int

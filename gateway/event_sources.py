@@ -229,6 +229,7 @@ class QueuePoller:
         await self.queue.move([(m.message_id, _fields(m)) for m in dead], to=self.dead_letter)
         for m in dead:
             self._first_receive.pop(m.message_id, None)
+        self.invoker.metrics.esm_records.labels(*self.labels, "dead-lettered").inc(len(dead))
         log.info("queue %s: %d message(s) to the dead-letter queue", self.source.key, len(dead))
 
     async def _deliver(self, messages: list[Message]) -> None:

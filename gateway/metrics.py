@@ -124,7 +124,8 @@ class Metrics:
         self.esm_records = Counter(
             "klambda_event_source_records",
             "Records read by an event source mapping, by what became of them (delivered, "
-            "filtered, failed: sent to the on-failure destination or dropped).",
+            "filtered, dead-lettered: a queue's message to its dead-letter queue, failed: a "
+            "stream's batch to the on-failure destination or skipped).",
             (*esm, "fate"),
             registry=r,
         )

@@ -7,6 +7,7 @@ import redis.asyncio as aioredis
 
 from klambda.api.routes import QueueCounts, ShardCounts, queue_key, stream_key
 from klambda.gateway import streams
+from klambda.gateway.fifo_queues import FifoQueue
 from klambda.gateway.queues import Queue
 
 
@@ -14,8 +15,9 @@ class RedisSourceStats:
     def __init__(self, client: aioredis.Redis) -> None:
         self.client = client
 
-    async def queue_counts(self, namespace: str, name: str) -> QueueCounts:
-        return await Queue(self.client, queue_key(namespace, name)).counts()
+    async def queue_counts(self, namespace: str, name: str, fifo: bool) -> QueueCounts:
+        kind = FifoQueue if fifo else Queue  # a FIFO queue keeps its in-flight set itself
+        return await kind(self.client, queue_key(namespace, name)).counts()
 
     async def declare_stream(
         self, namespace: str, name: str, shards: int, retention_hours: int

@@ -27,6 +27,7 @@ from klambda.controller.kube.platform import KubePlatform
 from klambda.controller.kube.store import KubeStore
 from klambda.controller.reconcile import ShimKey
 from klambda.controller.settings import ControllerSettings
+from klambda.controller.sources import SourceStats
 from klambda.kube import names
 from klambda.kube.client import KubeClient, KubeConfig
 from klambda.kube.leader import LeaderElection
@@ -87,7 +88,14 @@ def owner_lookup(store: KubeStore) -> Any:
     return owner_of
 
 
-async def run(settings: OperatorSettings, stop: asyncio.Event | None = None) -> int:
+async def run(
+    settings: OperatorSettings,
+    stop: asyncio.Event | None = None,
+    stats: SourceStats | None = None,
+) -> int:
+    """Runs the operator until ``stop``. ``stats``: what queues and streams hold (the
+    platform's Redis, wired in by the caller), for their statuses and Schedules' last firing;
+    without it those statuses say only whether the objects are ready."""
     stop = stop or asyncio.Event()
     config = KubeConfig.load(settings.kubeconfig)
     client = KubeClient(config, settings.api_qps, settings.api_burst)
@@ -111,6 +119,7 @@ async def run(settings: OperatorSettings, stop: asyncio.Event | None = None) -> 
             resync_period=settings.resync_period,
             every_version=True,
         ),
+        stats,
     )
     platform.on_change = controller.shim_changed
     leader = LeaderElection(

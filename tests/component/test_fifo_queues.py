@@ -16,6 +16,7 @@ from klambda.api.routes import EventSourceRoute, QueueRoute
 from klambda.gateway.event_sources import QueuePoller
 from klambda.gateway.fifo_queues import FifoQueue, MissingGroup, deduplication_id, fifo_fields
 from klambda.gateway.invoking import Invocation, InvokeResult
+from klambda.gateway.source_stats import RedisSourceStats
 from tests.component.async_fakes import FakeInvoker, ok
 
 KEY = "klambda:queue:default:orders.fifo"
@@ -147,3 +148,14 @@ async def test_parallel_groups_keep_their_order_through_a_failure(
     assert {g: ns for g, ns in by_group.items()} == {str(g): list(range(10)) for g in range(5)}
     assert overlapped == []  # never two batches of one group at once
     assert failed_once == {"2:4"}
+
+
+async def test_a_fifo_queue_status_counts_its_messages_in_flight(client: aioredis.Redis) -> None:
+    """The controller's counts of a FIFO queue come from its own in-flight set (it has no
+    consumer group): what `kubectl get kq` shows."""
+    q = FifoQueue(client, KEY)
+    for i in range(3):
+        await send(q, f"a{i}", "a")
+    await q.receive("c1", 2, visibility_timeout=30)
+    counts = await RedisSourceStats(client).queue_counts("default", "orders.fifo", fifo=True)
+    assert (counts.visible, counts.in_flight) == (1, 2)

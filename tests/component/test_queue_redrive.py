@@ -30,7 +30,7 @@ DLQ = "klambda:queue:default:jobs-dlq"
 
 async def _received_once(client: aioredis.Redis) -> tuple[QueuePoller, list[Any]]:
     await client.xadd(JOBS, {"body": "poison"})
-    poller = QueuePoller(ROUTE, client, invoker=None)  # type: ignore[arg-type]
+    poller = QueuePoller(ROUTE, client, FakeInvoker(("default", "fn")))  # type: ignore[arg-type]
     await poller.queue.ensure()
     messages = await poller._receive()
     assert [m.body for m in messages] == ["poison"]
@@ -77,3 +77,5 @@ async def test_a_message_16_hops_deep_goes_to_the_dead_letter_queue_not_the_func
     dead = await client.xrange(DLQ)
     assert [(f[b"body"], f[b"lineage"]) for _, f in dead] == [(b"again", b"16")]
     assert invoker.metrics.recursive_dropped.labels("default", "fn")._value.get() == 1
+    fate = invoker.metrics.esm_records.labels(ROUTE.namespace, ROUTE.name, "dead-lettered")
+    assert fate._value.get() == 1

@@ -10,10 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 
 from klambda.controller.kube.code_objects import ANNOTATED_CODE_LIMIT
 from klambda.controller.kube.operator import OperatorSettings
 from klambda.controller.kube.operator import run as run_operator
+from klambda.controller.platform.redis_server import EmbeddedRedis
+from klambda.gateway.source_stats import RedisSourceStats
 from klambda.kube.client import KubeClient, KubeConfig, NotFound, path_for
 from tests.kube.double import KubeApiDouble
 from tests.kube_e2e.test_operator_e2e import REPO, eventually
@@ -64,12 +67,14 @@ async def deployment_of(client: KubeClient, name: str) -> dict[str, Any] | None:
 
 
 @contextlib.asynccontextmanager
-async def operator(kubeconfig: Path, identity: str, **kw: Any):  # type: ignore[no-untyped-def]
+async def operator(  # type: ignore[no-untyped-def]
+    kubeconfig: Path, identity: str, stats: Any = None, **kw: Any
+):
     stop = asyncio.Event()
     settings = OperatorSettings(
         kubeconfig=str(kubeconfig), identity=identity, resync_period=1.0, **kw
     )
-    task = asyncio.create_task(run_operator(settings, stop))
+    task = asyncio.create_task(run_operator(settings, stop, stats))
     try:
         yield task
     finally:
@@ -183,6 +188,50 @@ async def test_event_source_mappings_get_status_from_the_operator(tmp_path: Path
             assert status["functionArn"].endswith(":function:eater")
         finally:
             await client.close()
+
+
+async def test_an_operator_given_redis_fills_in_queue_and_stream_statuses(tmp_path: Path) -> None:
+    """``klambda operator --redis-url``: what the queues and streams hold, as under klambda up;
+    a Stream is declared for producers without any poller."""
+    redis_server = await EmbeddedRedis.start(tmp_path / "redis")
+    redis = aioredis.Redis.from_url(redis_server.url)
+    async with KubeApiDouble() as api:
+        await install_crds(api)
+        kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig")
+        client = KubeClient(KubeConfig.load(str(kubeconfig)))
+        queues = path_for("klambda.io", "v1alpha1", "queues", "default")
+        streams = path_for("klambda.io", "v1alpha1", "streams", "default")
+        try:
+            for i in range(3):
+                await redis.xadd("klambda:queue:default:orders", {"body": f"m{i}"})
+            async with operator(kubeconfig, "op-a", stats=RedisSourceStats(redis)):
+                kind = {"apiVersion": "klambda.io/v1alpha1"}
+                await client.create(
+                    queues, kind | {"kind": "Queue", "metadata": {"name": "orders"}, "spec": {}}
+                )
+                await client.create(
+                    streams,
+                    kind
+                    | {"kind": "Stream", "metadata": {"name": "clicks"}, "spec": {"shards": 2}},
+                )
+
+                async def counted() -> bool:
+                    status = (await client.get(f"{queues}/orders")).get("status", {})
+                    return status.get("approximateNumberOfMessages") == 3
+
+                assert await eventually(counted)
+
+                async def sharded() -> bool:
+                    status = (await client.get(f"{streams}/clicks")).get("status", {})
+                    return len(status.get("shards", [])) == 2
+
+                assert await eventually(sharded)
+            meta = await redis.hgetall("klambda:stream:default:clicks:meta")
+            assert meta[b"shards"] == b"2"  # producers can find the shards
+        finally:
+            await client.close()
+            await redis.aclose()
+            await redis_server.stop()
 
 
 async def test_code_shared_by_functions_outlives_each_of_them(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ class Stats:
             raise ConnectionError("Redis is down")
         self.declared = (namespace, name, shards, retention_hours)
 
-    async def queue_counts(self, namespace: str, name: str) -> QueueCounts:
+    async def queue_counts(self, namespace: str, name: str, fifo: bool) -> QueueCounts:
         if self.down:
             raise ConnectionError("Redis is down")
         return self.queue
