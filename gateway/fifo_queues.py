@@ -62,6 +62,23 @@ local function expire(held, inflight, now)
 end
 """
 
+# KEYS: stream, inflight, counts; ARGV: oldest ms kept. Trims messages past the retention
+# period and forgets them in flight and their receive counts (their group frees itself when its
+# visibility timeout runs out, as after any failed batch).
+_TRIM = """
+local oldest = tonumber(ARGV[1])
+local gone = redis.call('XTRIM', KEYS[1], 'MINID', oldest)
+if gone > 0 then
+  for _, key in ipairs({KEYS[2], KEYS[3]}) do
+    for _, id in ipairs(redis.call('HKEYS', key)) do
+      local ms = tonumber(string.match(id, '^(%d+)-'))
+      if ms and ms < oldest then redis.call('HDEL', key, id) end
+    end
+  end
+end
+return gone
+"""
+
 # KEYS: stream, held, inflight, counts; ARGV: now ms, visibility ms, count, scan limit
 _RECEIVE = (
     _EXPIRE
@@ -157,6 +174,7 @@ class FifoQueue:
         self._send = client.register_script(_SEND)
         self._receive = client.register_script(_RECEIVE)
         self._settle = client.register_script(_SETTLE)
+        self._trim = client.register_script(_TRIM)
         self._plain = Queue(client, key, group)
         """The same stream read as a plain one: delays, retention and peeks are the same."""
 
@@ -164,7 +182,10 @@ class FifoQueue:
         return await self._plain.release_due(most)
 
     async def expire(self, retention: float) -> int:
-        return await self._plain.expire(retention)
+        """Deletes messages past ``retention`` seconds, and what the queue kept of them."""
+        oldest_ms = max(0, int((time.time() - retention) * 1000))
+        keys = [self.key, self.inflight_key, self.counts_key]
+        return int(await self._trim(keys=keys, args=[oldest_ms]))
 
     async def send_later(self, fields: Fields, seconds: float) -> str:
         return await self._plain.send_later(fields, seconds)

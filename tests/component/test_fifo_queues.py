@@ -159,3 +159,15 @@ async def test_a_fifo_queue_status_counts_its_messages_in_flight(client: aioredi
     await q.receive("c1", 2, visibility_timeout=30)
     counts = await RedisSourceStats(client).queue_counts("default", "orders.fifo", fifo=True)
     assert (counts.visible, counts.in_flight) == (1, 2)
+
+
+async def test_messages_past_retention_leave_nothing_in_flight(client: aioredis.Redis) -> None:
+    q = FifoQueue(client, KEY)
+    await send(q, "old", "a")
+    await q.receive("c1", 1, visibility_timeout=30)  # in flight when its retention ends
+    await asyncio.sleep(1.1)
+    await send(q, "new", "b")
+    assert await q.expire(1) == 1
+    counts = await q.counts()
+    assert (counts.visible, counts.in_flight) == (1, 0)
+    assert await client.hlen(q.counts_key) == 0  # its receive count is gone too
