@@ -214,6 +214,12 @@ def _parser() -> argparse.ArgumentParser:
     gw.add_argument("--port", type=int, default=defaults.GATEWAY_PORT)
     gw.add_argument("--public-url", default=defaults.PUBLIC_URL)
     gw.add_argument(
+        "--url-domain",
+        default="lambda-url.localhost",
+        help="host-name suffix of host-form function URLs, <url-id>.<domain> (default "
+        "%(default)s); point a wildcard DNS name and ingress host at the gateway",
+    )
+    gw.add_argument(
         "--platform-namespace",
         help="namespace of the operator (its Secret klambda-shim-key; default: the kubeconfig's "
         "namespace, in a pod the gateway's own)",
@@ -373,6 +379,7 @@ def _gateway(args: argparse.Namespace) -> int:
         keep_warm=args.keep_warm,
         shutdown_grace=args.shutdown_grace,
         trusted_proxies=tuple(args.trusted_proxies),
+        url_domain=args.url_domain,
     )
     return _until_signalled(
         lambda stop: run_gateway(
