@@ -200,6 +200,7 @@ async def test_non_default_values_external_redis_ingress_autoscaling_monitoring(
         "serviceMonitor": {"enabled": True},
     }
     objects = await install(api, values)
+    assert valid(objects) >= 15
     kinds = {o["kind"] for o in objects}
     assert "StatefulSet" not in kinds and ("Secret", "klambda-redis") not in {
         (o["kind"], o["metadata"]["name"]) for o in objects
@@ -223,6 +224,33 @@ async def test_non_default_values_external_redis_ingress_autoscaling_monitoring(
     assert named(objects, "ServiceMonitor", "klambda-gateway")["spec"]["endpoints"][0]["path"] == (
         "/metrics"
     )
+
+
+BUILT_IN = (
+    "v1",
+    "apps/v1",
+    "rbac.authorization.k8s.io/v1",
+    "networking.k8s.io/v1",
+    "policy/v1",
+    "autoscaling/v2",
+)
+
+
+def valid(objects: list[dict[str, Any]]) -> int:
+    """Validates each built-in object against the Kubernetes 1.30 schemas (strict: an unknown
+    field is an error); returns how many."""
+    import kubernetes_validate
+
+    checked = 0
+    for obj in objects:
+        if obj["apiVersion"] in BUILT_IN:
+            kubernetes_validate.validate(obj, "1.30", strict=True)
+            checked += 1
+    return checked
+
+
+async def test_every_rendered_object_is_valid_kubernetes_1_30(api: Path) -> None:
+    assert valid(await install(api)) >= 15
 
 
 @pytest.mark.parametrize(
