@@ -35,6 +35,13 @@ def _cidr(value: str) -> str:
         raise argparse.ArgumentTypeError(f"not a CIDR: {value}") from e
 
 
+def _runtime_image(value: str) -> tuple[str, str]:
+    runtime, _, image = value.partition("=")
+    if not runtime or not image:
+        raise argparse.ArgumentTypeError(f"not RUNTIME=IMAGE: {value}")
+    return runtime, image
+
+
 def _retry_delay(parser: argparse.ArgumentParser) -> None:
     _seconds(
         parser,
@@ -202,6 +209,20 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     op.add_argument(
+        "--runtime-image",
+        action="append",
+        dest="runtime_images",
+        type=_runtime_image,
+        metavar="RUNTIME=IMAGE",
+        help="the image of a runtime's pods (repeatable), e.g. python3.12=registry/runtime:3.12",
+    )
+    op.add_argument(
+        "--runtime-pull-policy",
+        default="IfNotPresent",
+        choices=("Always", "IfNotPresent", "Never"),
+        help="pull policy of runtime images (default %(default)s)",
+    )
+    op.add_argument(
         "--redis-url",
         help="the Redis the gateways use: Queue and Stream statuses then show what they hold, "
         "Schedules when they last fired, and Streams are declared for producers",
@@ -352,6 +373,8 @@ def _operator(args: argparse.Namespace) -> int:
         keep_warm=args.keep_warm,
         code_hosts=tuple(args.code_hosts or ("*",)),
         pod_cidrs=tuple(args.pod_cidrs or ()),
+        runtime_images=dict(args.runtime_images or ()),
+        runtime_pull_policy=args.runtime_pull_policy,
     )
     stats = None
     if args.redis_url:

@@ -67,6 +67,10 @@ class OperatorSettings:
     them from inside the cluster, so narrow this to where your code lives."""
     pod_cidrs: tuple[str, ...] = ()
     """The cluster's pod address ranges (``KubeSettings.pod_cidrs``)."""
+    runtime_images: dict[str, str] = field(default_factory=dict)
+    """Runtime image per runtime identifier, over ``KubeSettings.images``' defaults."""
+    runtime_pull_policy: str = "IfNotPresent"
+    """Pull policy of runtime images."""
     keep_warm: float = defaults.KEEP_WARM
     """Seconds a version may go unused (by the gateways' reports) before its pods scale back
     to its provisioned concurrency."""
@@ -103,7 +107,12 @@ async def run(
     store = KubeStore(client, settings.namespaces, events)
     platform = KubePlatform(
         client,
-        KubeSettings(platform_namespace=settings.lease_namespace, pod_cidrs=settings.pod_cidrs),
+        KubeSettings(
+            platform_namespace=settings.lease_namespace,
+            pod_cidrs=settings.pod_cidrs,
+            images={**KubeSettings().images, **settings.runtime_images},
+            image_pull_policy=settings.runtime_pull_policy,
+        ),
         owner_lookup(store),
         keep_warm=settings.keep_warm,
         code_hosts=settings.code_hosts,

@@ -275,7 +275,7 @@ def test_every_value_is_used_by_a_template() -> None:
     values = yaml.safe_load((CHART / "values.yaml").read_text())
 
     def leaves(node: Any, path: str) -> list[str]:
-        if isinstance(node, dict) and node and path.split(".")[-1] != "resources":
+        if isinstance(node, dict) and node and path.split(".")[-1] not in ("resources", "images"):
             return [x for k, v in node.items() for x in leaves(v, f"{path}.{k}" if path else k)]
         return [path]
 
@@ -321,3 +321,12 @@ SERVICE_MONITOR_CRD = {
         ],
     },
 }
+
+
+def test_the_runtime_images_are_the_operators_defaults() -> None:
+    """One source per fact: the chart's runtime images are KubeSettings' (a runtime the
+    operator knows has a value, and the same image)."""
+    from klambda.controller.kube.builders import KubeSettings
+
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert values["runtimes"]["images"] == KubeSettings().images

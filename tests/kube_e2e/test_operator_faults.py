@@ -368,3 +368,28 @@ async def test_a_deleted_functions_network_policy_is_made_again(tmp_path: Path, 
                 assert await eventually(again, timeout=10)
         finally:
             await client.close()
+
+
+async def test_runtime_images_and_their_pull_policy_come_from_the_operators_settings(
+    tmp_path: Path,
+) -> None:
+    """``klambda operator --runtime-image python3.11=... --runtime-pull-policy Always`` (the
+    chart's runtimes values): function pods use them."""
+    async with KubeApiDouble() as api:
+        await install_crds(api)
+        kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig")
+        client = KubeClient(KubeConfig.load(str(kubeconfig)))
+        images = {"python3.11": "registry.example.com/runtime-python:3.11-custom"}
+        try:
+            async with operator(
+                kubeconfig, "op-a", runtime_images=images, runtime_pull_policy="Always"
+            ):
+                await client.create(
+                    path_for("klambda.io", "v1alpha1", "functions", "default"), function("pic")
+                )
+                found = await eventually(lambda: deployment_of(client, "pic"))
+            (container,) = found["spec"]["template"]["spec"]["containers"]
+            assert container["image"] == images["python3.11"]
+            assert container["imagePullPolicy"] == "Always"
+        finally:
+            await client.close()
