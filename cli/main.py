@@ -247,6 +247,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     gw.add_argument("--redis-url", help="Redis for asynchronous invocations")
     gw.add_argument(
+        "--shared-concurrency",
+        action="store_true",
+        help="keep concurrency limits in Redis with the other gateway replicas (needs "
+        "--redis-url; several replicas then enforce reserved concurrency together)",
+    )
+    gw.add_argument(
         "--async-queue-limit",
         type=int,
         default=defaults.ASYNC_QUEUE_LIMIT,
@@ -387,6 +393,9 @@ def _operator(args: argparse.Namespace) -> int:
 
 
 def _gateway(args: argparse.Namespace) -> int:
+    if args.shared_concurrency and not args.redis_url:
+        print("error: --shared-concurrency needs --redis-url", file=sys.stderr)
+        return 2
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     from klambda.gateway.serve import run as run_gateway
     from klambda.gateway.settings import GatewaySettings
@@ -403,6 +412,7 @@ def _gateway(args: argparse.Namespace) -> int:
         shutdown_grace=args.shutdown_grace,
         trusted_proxies=tuple(args.trusted_proxies),
         url_domain=args.url_domain,
+        shared_concurrency=args.shared_concurrency,
     )
     return _until_signalled(
         lambda stop: run_gateway(

@@ -28,6 +28,7 @@ from klambda.gateway.metrics import Metrics
 from klambda.gateway.routing import RoutingTable
 from klambda.gateway.scheduler import Scheduler
 from klambda.gateway.settings import GatewaySettings
+from klambda.gateway.shared_concurrency import SharedConcurrency
 from klambda.gateway.shim_client import ShimClient
 from klambda.gateway.targets import Targets
 
@@ -63,6 +64,23 @@ async def serve_openapi(request: web.Request) -> web.Response:
     return web.json_response(OPENAPI)
 
 
+def _shared_concurrency(
+    settings: GatewaySettings, redis_client: aioredis.Redis | None
+) -> SharedConcurrency | None:
+    if not settings.shared_concurrency:
+        return None
+    if redis_client is None:
+        raise ValueError("shared concurrency needs Redis (--redis-url)")
+    return SharedConcurrency(redis_client)
+
+
+def _renewals(shared: SharedConcurrency | None) -> list[asyncio.Task[None]]:
+    """The task that keeps this replica's concurrency holders alive, when there are any."""
+    if shared is None:
+        return []
+    return [asyncio.create_task(shared.run(), name="concurrency-renewals")]
+
+
 def create_app(
     settings: GatewaySettings,
     table: RoutingTable,
@@ -72,10 +90,11 @@ def create_app(
 ) -> web.Application:
     metrics = Metrics()
     client = ShimClient(settings.shim_key)
-    invoker = Invoker(table, client, metrics, settings, activator)
+    redis_client = aioredis.Redis.from_url(settings.redis_url) if settings.redis_url else None
+    shared = _shared_concurrency(settings, redis_client)
+    invoker = Invoker(table, client, metrics, settings, activator, shared)
     authenticator = Authenticator(directory, settings.region, tokens, table.accounts)
     urls = FunctionUrls(invoker, settings, authenticator)
-    redis_client = aioredis.Redis.from_url(settings.redis_url) if settings.redis_url else None
     queue = (
         AsyncQueue(redis_client, settings.async_queue_limit, settings.async_key)
         if redis_client is not None
@@ -114,6 +133,7 @@ def create_app(
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         tasks = [asyncio.create_task(prune_streams(), name="prune-shim-streams")]
+        tasks += _renewals(shared)
         if redis_client is not None:
             dispatcher = Dispatcher(
                 redis_client,

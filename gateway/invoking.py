@@ -30,6 +30,7 @@ from klambda.gateway.metrics import Metrics
 from klambda.gateway.routing import RoutingTable
 from klambda.gateway.selection import Selection, UnknownQualifier, select
 from klambda.gateway.settings import GatewaySettings
+from klambda.gateway.shared_concurrency import SharedConcurrency
 from klambda.gateway.shim_client import ShimClient, ShimUnavailable
 from klambda.protos import shim_pb2
 
@@ -76,6 +77,7 @@ class Invoker:
         metrics: Metrics,
         settings: GatewaySettings,
         activator: Activator | None = None,
+        shared: SharedConcurrency | None = None,
     ) -> None:
         self.table = table
         self.client = client
@@ -83,6 +85,8 @@ class Invoker:
         self.settings = settings
         self.activator = activator
         self.limiter = ConcurrencyLimiter(settings.concurrency_limit)
+        self.shared = shared
+        """The limits kept in Redis with the other replicas; None: this replica's alone."""
         self._random = random.Random()
 
     @staticmethod
@@ -181,7 +185,7 @@ class Invoker:
         reserved = route.reserved_concurrency
         self.limiter.reserved_total = self.table.reserved_total()
         try:
-            self.limiter.acquire(key, reserved)
+            holder = await self._admit(key, reserved)
         except TooManyRequests:
             self.metrics.throttles.labels(inv.namespace, inv.name).inc()
             raise
@@ -190,7 +194,17 @@ class Invoker:
                 self.activator.touch(inv.namespace, inv.name, chosen.version)
             return await self._call(inv, chosen, request_id)
         finally:
-            self.limiter.release(key, reserved)
+            if holder is None:
+                self.limiter.release(key, reserved)
+            elif self.shared is not None:
+                await self.shared.release(holder)
+
+    async def _admit(self, key: tuple[str, str], reserved: int | None) -> str | None:
+        """Counts the invocation in: with the other replicas (returns its holder) or here."""
+        if self.shared is not None:
+            return await self.shared.acquire(key, reserved, self.limiter.unreserved_pool)
+        self.limiter.acquire(key, reserved)
+        return None
 
     async def _call(self, inv: Invocation, chosen: Selection, request_id: str) -> InvokeResult:
         refused: set[str] = set()

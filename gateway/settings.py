@@ -41,6 +41,9 @@ class GatewaySettings:
     async_consumer: str | None = None
     """Stable consumer name of this gateway's dispatcher (default: the host name, a pod's
     name on Kubernetes), so that a restarted one resumes the events it held at once."""
+    shared_concurrency: bool = False
+    """Concurrency limits kept in Redis with the other replicas (``shared_concurrency``):
+    several gateways then enforce reserved concurrency and the regional limit together."""
     init_allowance: float = 10.0
     """Seconds added to a function's timeout for a cold start's init phase (Lambda: 10 s)."""
     concurrency_limit: int = defaults.CONCURRENCY_LIMIT

@@ -138,6 +138,7 @@ async def test_redis_has_a_password_no_object_shows_and_admits_only_the_platform
     assert url == [f"--redis-url=redis://:$(REDIS_PASSWORD)@klambda-redis.{NAMESPACE}.svc:6379/0"]
     (env,) = container["env"]
     assert env["valueFrom"]["secretKeyRef"] == {"name": "klambda-redis", "key": "password"}
+    assert "--shared-concurrency" not in container["args"]  # one replica: no round trip
     redis = named(objects, "StatefulSet", "klambda-redis")["spec"]["template"]["spec"]
     assert "--appendonly" in redis["containers"][0]["args"]
     policy = named(objects, "NetworkPolicy", "klambda-redis")["spec"]
@@ -207,6 +208,7 @@ async def test_non_default_values_external_redis_ingress_autoscaling_monitoring(
     }
     gateway = named(objects, "Deployment", "klambda-gateway")
     assert "replicas" not in gateway["spec"]  # the autoscaler's
+    assert "--shared-concurrency" in gateway["spec"]["template"]["spec"]["containers"][0]["args"]
     (container,) = gateway["spec"]["template"]["spec"]["containers"]
     assert container["image"] == "ghcr.io/klambda/klambda:9.9.9"
     assert "--redis-url=rediss://:$(REDIS_PASSWORD)@cache.internal:6380/2" in container["args"]
@@ -260,6 +262,8 @@ async def test_every_rendered_object_is_valid_kubernetes_1_30(api: Path) -> None
         ({"gateway": {"replicas": "two"}}, "replicas"),  # a wrong type
         ({"image": {"pullPolicy": "Sometimes"}}, "pullPolicy"),
         ({"redis": {"external": {"url": "redis://:pw@host:6379/0"}}}, "url"),  # no password in it
+        # several gateways share their concurrency limits through Redis: none, no replicas
+        ({"redis": {"enabled": False}, "gateway": {"replicas": 3}}, "concurrency limits in Redis"),
     ],
 )
 async def test_the_schema_refuses_bad_values(api: Path, values: dict[str, Any], words: str) -> None:
