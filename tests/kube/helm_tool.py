@@ -1,12 +1,12 @@
 """Real Helm (helm-sdkpy) in a process of its own, for tests/kube/test_chart.py:
 
-    HELM_DRIVER=memory python -m tests.kube.helm_tool install KUBECONFIG NAMESPACE CHART VALUES
+    python -m tests.kube.helm_tool install|upgrade KUBECONFIG NAMESPACE CHART VALUES
     python -m tests.kube.helm_tool lint CHART
 
 prints the action's result as JSON ({"error": ...} and exit 1 when Helm refused). A process of
-its own because Helm's Go runtime reads the environment only as the process starts, and the
-storage driver must be ``memory``: Helm writes its release Secrets as protobuf, which the API
-double does not read."""
+its own, so that Helm's Go runtime (which reads the environment only as the process starts)
+gets the environment the test chooses, and blocking calls stay off the loop the API double
+serves on. Releases are kept as Secrets (Helm's default), which Helm writes as protobuf."""
 
 from __future__ import annotations
 
@@ -22,8 +22,13 @@ async def _run(argv: list[str]) -> dict[str, Any]:
     if argv[0] == "lint":
         report: dict[str, Any] = await helm.Lint(helm.Configuration()).run(argv[1])
         return report
-    _, kubeconfig, namespace, chart, values = argv
+    action, kubeconfig, namespace, chart, values = argv
     config = helm.Configuration(namespace=namespace, kubeconfig=kubeconfig)
+    if action == "upgrade":
+        upgraded: dict[str, Any] = await helm.Upgrade(config).run(
+            "klambda", chart, values=json.loads(values), wait=False, timeout=60
+        )
+        return upgraded
     release: dict[str, Any] = await helm.Install(config).run(
         "klambda", chart, values=json.loads(values), wait=False, timeout=60, create_namespace=True
     )

@@ -49,7 +49,7 @@ async def helm(*args: str) -> dict[str, Any]:
         "tests.kube.helm_tool",
         *args,
         cwd=REPO,
-        env={**os.environ, "HELM_DRIVER": "memory"},
+        env={k: v for k, v in os.environ.items() if k != "HELM_DRIVER"},  # Secrets
         stdout=asyncio.subprocess.PIPE,
     )
     out, _ = await asyncio.wait_for(process.communicate(), 120)
@@ -59,10 +59,10 @@ async def helm(*args: str) -> dict[str, Any]:
     return result
 
 
-async def install(kubeconfig: Path, values: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    release = await helm(
-        "install", str(kubeconfig), NAMESPACE, str(CHART), json.dumps(values or {})
-    )
+async def install(
+    kubeconfig: Path, values: dict[str, Any] | None = None, action: str = "install"
+) -> list[dict[str, Any]]:
+    release = await helm(action, str(kubeconfig), NAMESPACE, str(CHART), json.dumps(values or {}))
     return [d for d in yaml.safe_load_all(release["manifest"]) if d]
 
 
@@ -253,6 +253,28 @@ def valid(objects: list[dict[str, Any]]) -> int:
 
 async def test_every_rendered_object_is_valid_kubernetes_1_30(api: Path) -> None:
     assert valid(await install(api)) >= 15
+
+
+async def test_helm_upgrade_rolls_the_gateway_and_keeps_the_redis_password(api: Path) -> None:
+    """Helm keeps the release as a Secret (protobuf, which the double reads); an upgrade to
+    three gateway replicas changes the Deployment and turns shared concurrency on, and the
+    generated Redis password survives it (the chart looks the Secret up)."""
+    first = await install(api)
+    password = named(first, "Secret", "klambda-redis")["data"]["password"]
+    upgraded = await install(api, {"gateway": {"replicas": 3}}, action="upgrade")
+    assert named(upgraded, "Secret", "klambda-redis")["data"]["password"] == password
+    client = KubeClient(KubeConfig.load(str(api)))
+    try:
+        deployments = path_for("apps", "v1", "deployments", NAMESPACE)
+        gateway = await client.get(f"{deployments}/klambda-gateway")
+        assert gateway["spec"]["replicas"] == 3
+        args = gateway["spec"]["template"]["spec"]["containers"][0]["args"]
+        assert "--shared-concurrency" in args
+        releases = await client.list(path_for("", "v1", "secrets", NAMESPACE), "owner=helm")
+        versions = sorted(i["metadata"]["labels"]["version"] for i in releases["items"])
+        assert versions == ["1", "2"]  # the release's history, as Helm keeps it
+    finally:
+        await client.close()
 
 
 @pytest.mark.parametrize(

@@ -91,6 +91,12 @@ async def test_errors_are_status_objects(kube: Kube) -> None:
     assert (not_allowed.status, not_allowed.body["reason"]) == (405, "MethodNotAllowed")
 
 
+def _pb(number: int, value: bytes) -> bytes:
+    """One length-delimited protobuf field (short values: a one-byte length)."""
+    assert len(value) < 128
+    return bytes([number << 3 | 2, len(value)]) + value
+
+
 async def test_content_types(kube: Kube) -> None:
     as_yaml = await kube.request(
         "POST",
@@ -103,6 +109,16 @@ async def test_content_types(kube: Kube) -> None:
         "POST", CM, raw=b"k8s\x00", content_type="application/vnd.kubernetes.protobuf"
     )
     assert (protobuf.status, protobuf.body["reason"]) == (415, "UnsupportedMediaType")
+    # a ConfigMap as client-go's typed clients (Helm's release storage) send it
+    meta = _pb(1, b"v1") + _pb(2, b"ConfigMap")
+    body = _pb(1, _pb(1, b"pb")) + _pb(2, _pb(1, b"greeting") + _pb(2, b"hello"))
+    typed = await kube.request(
+        "POST",
+        CM,
+        raw=b"k8s\x00" + _pb(1, meta) + _pb(2, body),
+        content_type="application/vnd.kubernetes.protobuf",
+    )
+    assert typed.status == 201 and typed.body["data"] == {"greeting": "hello"}
     only_protobuf = await kube.request(
         "GET", CM, headers={"Accept": "application/vnd.kubernetes.protobuf"}
     )

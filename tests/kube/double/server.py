@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from . import deletes, discovery, openapi, reads, tokens, watch, writes
+from . import deletes, discovery, openapi, protobuf, reads, tokens, watch, writes
 from .errors import (
     ApiError,
     bad_request,
@@ -97,6 +97,10 @@ async def _body(request: web.Request) -> Any:
             return json.loads(raw)
         if kind == "application/yaml":
             return yaml.safe_load(raw.decode())
+        if kind == "application/vnd.kubernetes.protobuf":
+            return protobuf.decode(raw)
+    except protobuf.Unsupported as e:
+        raise unsupported_media_type(_BODY_TYPES) from e
     except (ValueError, yaml.YAMLError) as e:
         raise bad_request(f"the object provided is unrecognized: {e}") from e
     raise unsupported_media_type(_BODY_TYPES)
