@@ -191,7 +191,9 @@ async def eventually(
 
 
 @contextlib.asynccontextmanager
-async def platform(c: Cluster, port: int) -> AsyncIterator[tuple[asyncio.Task[int], ...]]:
+async def platform(
+    c: Cluster, port: int, shared_concurrency: bool = False
+) -> AsyncIterator[tuple[asyncio.Task[int], ...]]:
     """The operator and the gateway, in this process; on a real cluster, confined to the test
     namespace (the operator's Lease included)."""
     stop = asyncio.Event()
@@ -217,6 +219,7 @@ async def platform(c: Cluster, port: int) -> AsyncIterator[tuple[asyncio.Task[in
                 keep_warm=KEEP_WARM,
                 redis_url=c.redis_url,
                 shutdown_grace=2.0,  # a request still waiting on a pod is not this test's
+                shared_concurrency=shared_concurrency,
             ),
             str(c.kubeconfig),
             namespaces,
@@ -251,7 +254,9 @@ async def platform(c: Cluster, port: int) -> AsyncIterator[tuple[asyncio.Task[in
 
 
 @contextlib.asynccontextmanager
-async def double_backend(tmp_path: Path) -> AsyncIterator[Cluster]:
+async def double_backend(
+    tmp_path: Path, shared_concurrency: bool = False
+) -> AsyncIterator[Cluster]:
     async with KubeApiDouble() as api:
         kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig")
         client = KubeClient(KubeConfig.load(str(kubeconfig)))
@@ -266,7 +271,7 @@ async def double_backend(tmp_path: Path) -> AsyncIterator[Cluster]:
         try:
             await c.kubectl("apply", "-f", str(CRDS), namespaced=False)
             await api.settle()
-            async with platform(c, port):
+            async with platform(c, port, shared_concurrency):
                 await kubelet.start()
                 yield c
         finally:
