@@ -7,8 +7,9 @@ the target. The process holding the leader lease looks at the queue once a secon
 target by Lambda's rule, publishes it (``<mapping>:target``) and does the queue's upkeep
 (delayed messages due, retention). Every process announces itself and keeps its share of the
 target as poller tasks (ceil(target / processes), so the work spreads over replicas). A slot
-lasts the visibility timeout plus the batching window (no batch can take longer) and is
-renewed before each batch: a dead process's slots come free when its messages come back.
+lasts the visibility timeout plus the batching window plus 10 s (no batch can take longer) and
+is renewed between batches, at most once a second: a dead process's slots come free about when
+its messages come back.
 """
 
 from __future__ import annotations

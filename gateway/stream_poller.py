@@ -36,6 +36,7 @@ from klambda.gateway.stream_records import (
     failure_record,
     kinesis_record,
     redis_id,
+    response_fields,
     shard_id,
 )
 from klambda.gateway.stream_windows import Window
@@ -385,7 +386,7 @@ class ShardWorker:
             first_arrival=batch.first.arrival,
             last_arrival=batch.last.arrival,
             batch_size=len(batch.entries),
-            **_response_fields(response),
+            **response_fields(response),
         )
         try:
             await self.poller.targets.deliver(target, r.namespace, json.dumps(doc))
@@ -397,13 +398,3 @@ class ShardWorker:
 
     def _count(self, fate: str, n: int) -> None:
         self.poller.invoker.metrics.esm_records.labels(*self.labels, fate).inc(n)
-
-
-def _response_fields(response: dict[str, Any] | None) -> dict[str, Any]:
-    if not response:
-        return {}
-    return {
-        "status_code": response.get("statusCode"),
-        "executed_version": response.get("executedVersion"),
-        "function_error": response.get("functionError"),
-    }

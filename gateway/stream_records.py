@@ -327,3 +327,15 @@ def iterator_age_ms(last_arrival: float, now: float) -> float:
     """IteratorAge: milliseconds between the arrival of the batch's last record and ``now``
     (when processing finished); never negative, whatever the clocks say."""
     return max(0.0, (now - last_arrival) * 1000)
+
+
+def response_fields(response: dict[str, Any] | None) -> dict[str, Any]:
+    """failure_record's response fields from an invocation's outcome (Lambda's
+    ``responseContext``); none when the batch never reached the function."""
+    if not response:
+        return {}
+    return {
+        "status_code": response.get("statusCode"),
+        "executed_version": response.get("executedVersion"),
+        "function_error": response.get("functionError"),
+    }
