@@ -39,6 +39,7 @@ import hashlib
 import json
 import re
 from datetime import UTC, datetime
+from json.encoder import encode_basestring_ascii as _quote  # C: json.dumps of a str
 from typing import Any
 
 HASH_KEY_LIMIT = 2**128
@@ -195,7 +196,7 @@ class KinesisRecords:
 
     def encode(self, *, data: bytes, partition_key: str, sequence: str, arrival: float) -> str:
         return (
-            f'{self._head}{json.dumps(partition_key)},"sequenceNumber":"{sequence}",'
+            f'{self._head}{_quote(partition_key)},"sequenceNumber":"{sequence}",'
             f'"data":"{base64.b64encode(data).decode("ascii")}",'
             f'"approximateArrivalTimestamp":{round(arrival, 3)!r}}},'
             f"{self._tail}{sequence}{self._end}"
