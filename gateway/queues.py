@@ -111,11 +111,14 @@ end
 return 1
 """
 
-# KEYS: stream, quota hash (or none); ARGV: group, owner, ids...
+# KEYS: stream, quota hash (or none); ARGV: group, owner, ids (space-separated: one argument
+# to send, however many ids)
 _DELETE = """
+local all = {}
+for id in string.gmatch(ARGV[3], '%S+') do all[#all + 1] = id end
 local gone = 0
-for i = 3, #ARGV, 1000 do  -- in chunks: unpack has a stack limit
-  local ids = {unpack(ARGV, i, math.min(i + 999, #ARGV))}
+for i = 1, #all, 1000 do  -- in chunks: unpack has a stack limit
+  local ids = {unpack(all, i, math.min(i + 999, #all))}
   gone = gone + redis.call('XACK', KEYS[1], ARGV[1], unpack(ids))
   -- an id no longer pending was deleted already (by another receiver, a move or a purge)
   redis.call('XDEL', KEYS[1], unpack(ids))
@@ -221,7 +224,7 @@ class Queue:
             return 0
         keys = [self.key] + ([quota.key] if quota else [])
         owner = quota.owner if quota else ""
-        return int(await self._delete(keys=keys, args=[self.group, owner, *ids]))
+        return int(await self._delete(keys=keys, args=[self.group, owner, " ".join(ids)]))
 
     async def move(
         self,
