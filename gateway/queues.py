@@ -42,7 +42,7 @@ class Keyed(Protocol):
     key: str
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: made per message on the hot path, 5x faster
 class Message:
     """One received message: its id, its fields, and how often it has been received."""
 
