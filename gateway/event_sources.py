@@ -34,10 +34,9 @@ from klambda.api.routes import EventSourceRoute
 from klambda.gateway import queues
 from klambda.gateway.async_policy import MAX_LINEAGE
 from klambda.gateway.errors import LambdaError
-from klambda.gateway.fifo_queues import FifoQueue
+from klambda.gateway.fifo_queues import queue_for
 from klambda.gateway.invoking import Invocation, Invoker
 from klambda.gateway.queue_scaler import QueueScaler, Slots
-from klambda.gateway.queues import Queue
 from klambda.gateway.routing import RoutingTable
 from klambda.gateway.sqs_records import (
     Message,
@@ -77,13 +76,10 @@ class QueuePoller:
         assert route.queue is not None
         self.route = route
         self.source = route.queue
-        kind = FifoQueue if route.queue.fifo else Queue
-        self.queue: Queue | FifoQueue = kind(client, route.queue.key, GROUP)
-        self.dead_letter = (
-            kind(client, route.queue.dead_letter_key, GROUP)
-            if route.queue.dead_letter_key
-            else None
-        )
+        fifo = route.queue.fifo
+        self.queue = queue_for(client, route.queue.key, fifo)
+        dead_letter_key = route.queue.dead_letter_key
+        self.dead_letter = queue_for(client, dead_letter_key, fifo) if dead_letter_key else None
         self.invoker = invoker
         self.index = index
         self.slots = slots

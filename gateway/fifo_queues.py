@@ -284,3 +284,8 @@ def fifo_fields(body: str, group: str, deduplication: str | None) -> Mapping[str
     if deduplication:
         out["dedup"] = deduplication
     return out
+
+
+def queue_for(client: aioredis.Redis, key: str, fifo: bool) -> Queue | FifoQueue:
+    """The engine of a queue: a FIFO queue keeps its groups and in-flight set itself."""
+    return FifoQueue(client, key) if fifo else Queue(client, key)

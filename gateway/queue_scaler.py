@@ -27,9 +27,8 @@ from redis.exceptions import RedisError
 
 from klambda.api.routes import EventSourceRoute
 from klambda.gateway import queue_scaling as scaling
-from klambda.gateway.fifo_queues import FifoQueue
+from klambda.gateway.fifo_queues import queue_for
 from klambda.gateway.invoking import Invoker
-from klambda.gateway.queues import Queue
 from klambda.gateway.streams import Leases
 
 log = logging.getLogger(__name__)
@@ -121,8 +120,7 @@ class QueueScaler:
         self.tick = tick
         self.leases = Leases(client, mapping_prefix(route), owner)
         self.target_key = f"{mapping_prefix(route)}:target"
-        kind = FifoQueue if route.queue.fifo else Queue
-        self.queue: Queue | FifoQueue = kind(client, route.queue.key, "klambda")
+        self.queue = queue_for(client, route.queue.key, route.queue.fifo)
         self.scale = scaling.Scale()
         self._seen_at: float | None = None
 
@@ -139,13 +137,13 @@ class QueueScaler:
             self._seen_at = None
             return None
         assert self.route.queue is not None
-        await self.queue.ensure()
+        if self._seen_at is None:  # newly the leader: the queue, and the published target
+            await self.queue.ensure()
+            published = await self.published()
+            self.scale = scaling.Scale(published) if published else scaling.Scale()
         await self.queue.release_due()
         await self.queue.expire(self.route.queue.retention)
         now = time.monotonic()
-        if self._seen_at is None:  # newly the leader: go on from the published target
-            published = await self.published()
-            self.scale = scaling.Scale(published) if published else scaling.Scale()
         counts = await self.queue.counts()
         elapsed = 0.0 if self._seen_at is None else now - self._seen_at
         self._seen_at = now

@@ -7,8 +7,7 @@ import redis.asyncio as aioredis
 
 from klambda.api.routes import QueueCounts, ShardCounts, queue_key, stream_key
 from klambda.gateway import streams
-from klambda.gateway.fifo_queues import FifoQueue
-from klambda.gateway.queues import Queue
+from klambda.gateway.fifo_queues import queue_for
 
 
 class RedisSourceStats:
@@ -16,8 +15,7 @@ class RedisSourceStats:
         self.client = client
 
     async def queue_counts(self, namespace: str, name: str, fifo: bool) -> QueueCounts:
-        kind = FifoQueue if fifo else Queue  # a FIFO queue keeps its in-flight set itself
-        return await kind(self.client, queue_key(namespace, name)).counts()
+        return await queue_for(self.client, queue_key(namespace, name), fifo).counts()
 
     async def declare_stream(
         self, namespace: str, name: str, shards: int, retention_hours: int
