@@ -20,6 +20,7 @@ from klambda.api.routes import (
     LATEST,
     EventSource,
     EventSourceRoute,
+    Intake,
     QueueRoute,
     StreamRoute,
     queue_key,
@@ -274,3 +275,32 @@ def queue_problem(queue: ApiObject, dead_letter: ApiObject | None) -> tuple[Reas
             f'("{redrive.dead_letter_queue}" is not)',
         )
     return None
+
+
+def intake_of(obj: ApiObject, region: str) -> Intake:
+    """What producers of a Queue or Stream need (the gateway's SQS and Kinesis APIs)."""
+    account = account_for(obj.namespace)
+    if obj.kind == "Queue":
+        queue: QueueSpec = obj.spec
+        return Intake(
+            "Queue",
+            obj.namespace,
+            obj.name,
+            queue_arn(region, account, obj.name),
+            queue_key(obj.namespace, obj.name),
+            fifo=queue.fifo,
+            delay_seconds=queue.delay_seconds,
+            content_based_deduplication=queue.content_based_deduplication,
+            visibility_timeout=queue.visibility_timeout,
+            retention=queue.message_retention_period,
+        )
+    stream: StreamSpec = obj.spec
+    return Intake(
+        "Stream",
+        obj.namespace,
+        obj.name,
+        stream_arn(region, account, obj.name),
+        stream_key(obj.namespace, obj.name),
+        shards=stream.shards,
+        retention_hours=stream.retention_hours,
+    )

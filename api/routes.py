@@ -117,6 +117,28 @@ def stream_key(namespace: str, name: str) -> str:
 
 
 @dataclass(frozen=True)
+class Intake:
+    """A Queue or Stream as its producers need it: what the gateway's SQS and Kinesis APIs
+    write to, and how (a queue's FIFO rules and delay, a stream's shards)."""
+
+    kind: str
+    """``Queue`` or ``Stream``."""
+    namespace: str
+    name: str
+    arn: str
+    key: str
+    """The queue's Redis stream, or the prefix of the stream's shard keys."""
+    fifo: bool = False
+    delay_seconds: int = 0
+    content_based_deduplication: bool = False
+    visibility_timeout: int = 30
+    retention: int = 345600
+    """A queue's messageRetentionPeriod (seconds)."""
+    shards: int = 1
+    retention_hours: int = 24
+
+
+@dataclass(frozen=True)
 class QueueCounts:
     """What a queue holds now (SQS's Approximate* attributes)."""
 

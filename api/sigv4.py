@@ -194,14 +194,20 @@ def parse(req: Request) -> Signed:
 
 
 def verify(
-    req: Request, signed: Signed, secret: str, region: str, now: datetime | None = None
+    req: Request,
+    signed: Signed,
+    secret: str,
+    region: str,
+    now: datetime | None = None,
+    service: str = SERVICE,
 ) -> None:
-    """Checks scope, time and signature; raises SignatureError with AWS's messages."""
+    """Checks scope, time and signature; raises SignatureError with AWS's messages.
+    ``service``: the signing name the endpoint answers for (``sqs``, ``kinesis``)."""
     cred = signed.credential
-    if cred.service != SERVICE:
+    if cred.service != service:
         raise SignatureError(
             "InvalidSignatureException",
-            f"Credential should be scoped to correct service: '{SERVICE}'.",
+            f"Credential should be scoped to correct service: '{service}'.",
         )
     if cred.region != region:
         raise SignatureError(

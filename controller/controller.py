@@ -61,7 +61,7 @@ class Controller:
             store, platform, routes, settings, self.reservations, self._enqueue_function
         )
         self.mappings = MappingReconciler(store, routes, settings.region)
-        self.sources = SourceReconciler(store, settings.region, stats)
+        self.sources = SourceReconciler(store, settings.region, stats, routes=routes)
         self.schedules = ScheduleReconciler(store, routes, settings.region, stats)
         self._reconciled = asyncio.Condition()
         self._synced = False

@@ -9,7 +9,7 @@ from typing import Protocol
 from klambda.api import defaults
 from klambda.api import world as world_mod
 from klambda.api.arn import account_for, function_arn
-from klambda.api.routes import EventSource, FunctionRoute, ScheduleRoute
+from klambda.api.routes import EventSource, FunctionRoute, Intake, ScheduleRoute
 from klambda.api.shim_config import ShimConfig
 from klambda.controller.reconcile import DesiredShim
 
@@ -27,6 +27,10 @@ class RouteSink(Protocol):
     def withdraw_event_source(self, namespace: str, name: str) -> None: ...
 
     def publish_schedule(self, route: ScheduleRoute) -> None: ...
+
+    def publish_intake(self, intake: Intake) -> None: ...
+
+    def withdraw_intake(self, kind: str, namespace: str, name: str) -> None: ...
 
     def withdraw_schedule(self, namespace: str, name: str) -> None: ...
 

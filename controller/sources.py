@@ -13,9 +13,10 @@ from collections.abc import Awaitable
 from typing import Protocol, TypeVar
 
 from klambda.api.arn import account_for, queue_arn, stream_arn
-from klambda.api.event_sources import queue_problem
+from klambda.api.event_sources import intake_of, queue_problem
 from klambda.api.routes import QueueCounts, ShardCounts
 from klambda.controller import status as status_mod
+from klambda.controller.settings import RouteSink
 from klambda.controller.store import Store
 
 log = logging.getLogger(__name__)
@@ -53,8 +54,12 @@ class SourceReconciler:
         region: str,
         stats: SourceStats | None = None,
         period: float = STATS_PERIOD,
+        routes: RouteSink | None = None,
     ) -> None:
+        """``routes``: where producers' view of each source goes (the local gateway's
+        table; on Kubernetes gateways build their own)."""
         self.store = store
+        self.routes = routes
         self.region = region
         self.stats = stats
         self.period = period
@@ -64,7 +69,11 @@ class SourceReconciler:
         """Writes the source's status; returns when to look again (None: on change only)."""
         obj = self.store.find(kind, namespace, name)
         if obj is None:
+            if self.routes is not None:
+                self.routes.withdraw_intake(kind, namespace, name)
             return None
+        if self.routes is not None:
+            self.routes.publish_intake(intake_of(obj, self.region))
         account = account_for(namespace)
         if kind == "Queue":
             redrive = obj.spec.redrive_policy

@@ -25,6 +25,7 @@ from klambda.gateway.function_urls import PATH_PREFIX, FunctionUrls, host_url_id
 from klambda.gateway.invoke_api import InvokeApi
 from klambda.gateway.invoking import Activator, Invoker
 from klambda.gateway.metrics import Metrics
+from klambda.gateway.producer_api import ProducerApi
 from klambda.gateway.routing import RoutingTable
 from klambda.gateway.scheduler import Scheduler
 from klambda.gateway.settings import GatewaySettings
@@ -178,6 +179,9 @@ def create_app(
     app.router.add_get("/openapi.json", serve_openapi)
     app.router.add_post("/2015-03-31/functions/{name}/invocations", invoke_api.handle)
     ControlPlane(invoker, settings, authenticator).mount(app)
+    ProducerApi(table, redis_client, authenticator, settings.region, invoker.new_request_id).mount(
+        app
+    )
     app.router.add_route("*", PATH_PREFIX + "{url_id}", path_form_url)
     app.router.add_route("*", PATH_PREFIX + "{url_id}/{rest:.*}", path_form_url)
     app.cleanup_ctx.append(resources)

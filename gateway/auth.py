@@ -71,8 +71,11 @@ class Authenticator:
         self.accounts = accounts
         self._parsed: OrderedDict[str, tuple[Policy, ...]] = OrderedDict()
 
-    async def authenticate(self, request: web.Request, body: bytes) -> Identity:
-        """The caller: a SigV4-signed access key, or (in a cluster) a ServiceAccount token."""
+    async def authenticate(
+        self, request: web.Request, body: bytes, service: str = sigv4.SERVICE
+    ) -> Identity:
+        """The caller: a SigV4-signed access key (signed for ``service``), or (in a cluster)
+        a ServiceAccount token."""
         auth = request.headers.get("Authorization", "")
         if self.tokens is not None and auth.startswith("Bearer "):
             principal = await self.tokens.review(auth.removeprefix("Bearer ").strip())
@@ -92,7 +95,9 @@ class Authenticator:
                     "The security token included in the request is invalid.",
                 )
             key, principal = found
-            sigv4.verify(req, signed, key.secret_access_key, self.region, datetime.now(UTC))
+            sigv4.verify(
+                req, signed, key.secret_access_key, self.region, datetime.now(UTC), service
+            )
         except sigv4.SignatureError as e:
             raise AuthError(e.code, e.message) from None
         return self._identity(principal, key.access_key_id)

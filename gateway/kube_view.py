@@ -69,6 +69,7 @@ class KubeView:
         self._functions: set[FunctionKey] = set()
         self._mappings: set[tuple[str, str]] = set()
         self._schedules: set[tuple[str, str]] = set()
+        self._intakes: set[tuple[str, str, str]] = set()
         self._tasks: list[asyncio.Task[Any]] = []
 
     def _object_changed(self, old: ApiObject | None, new: ApiObject | None) -> None:
@@ -79,7 +80,8 @@ class KubeView:
                 self._mappings.add((obj.namespace, obj.name))
             elif obj.kind == "Schedule":
                 self._schedules.add((obj.namespace, obj.name))
-            elif obj.kind in ("Queue", "Stream"):  # the mappings that read it
+            elif obj.kind in ("Queue", "Stream"):  # its producers and the mappings that read it
+                self._intakes.add((obj.kind, obj.namespace, obj.name))
                 self._mappings |= {
                     (m.namespace, m.name)
                     for m in self.store.list("EventSourceMapping", obj.namespace)
@@ -120,6 +122,9 @@ class KubeView:
             self.reservations.update(key, fn.creation_key, fn.spec.reserved_concurrency)
         self._functions |= {(fn.namespace, fn.name) for fn in self.store.list("Function")}
         self._schedules |= {(s.namespace, s.name) for s in self.store.list("Schedule")}
+        self._intakes |= {
+            (o.kind, o.namespace, o.name) for k in ("Queue", "Stream") for o in self.store.list(k)
+        }
         self.rebuild()
         self.table.mark_synced()
         self._tasks.append(asyncio.create_task(self._rebuild_forever(), name="routes"))
@@ -152,6 +157,13 @@ class KubeView:
             self._rebuild_mapping(*self._mappings.pop())
         while self._schedules:
             self._rebuild_schedule(*self._schedules.pop())
+        while self._intakes:
+            kind, namespace, name = self._intakes.pop()
+            obj = self.store.find(kind, namespace, name)
+            if obj is None:
+                self.table.withdraw_intake(kind, namespace, name)
+            else:
+                self.table.publish_intake(event_sources.intake_of(obj, self.context.region))
 
     def _rebuild_function(self, key: FunctionKey) -> None:
         world = world_mod.function_world(self.store, key, data=False)

@@ -46,6 +46,27 @@ PAGING = [
     },
 ]
 SIGNED: list[dict[str, list[str]]] = [{"sigv4": []}]
+PRODUCER_TARGETS = [
+    *(
+        f"AmazonSQS.{op}"
+        for op in (
+            "GetQueueUrl",
+            "ListQueues",
+            "GetQueueAttributes",
+            "SendMessage",
+            "SendMessageBatch",
+        )
+    ),
+    "Kinesis_20131202.PutRecord",
+    "Kinesis_20131202.PutRecords",
+]
+PRODUCER_ERROR: JSON = {
+    "description": "An SQS or Kinesis error: __type names it (SQS adds x-amzn-query-error)",
+    "content": {
+        "application/x-amz-json-1.0": {"schema": {"type": "object"}},
+        "application/x-amz-json-1.1": {"schema": {"type": "object"}},
+    },
+}
 
 
 def _read(summary: str, params: list[JSON]) -> JSON:
@@ -98,13 +119,31 @@ def document() -> JSON:
         }
         for method in ("get", "post")
     }
+    producers = {
+        "post": {
+            "summary": "SQS (AWS JSON 1.0) and Kinesis (AWS JSON 1.1) for producers: "
+            "GetQueueUrl, ListQueues, GetQueueAttributes, SendMessage, SendMessageBatch, "
+            "PutRecord, PutRecords (X-Amz-Target names the operation; SigV4 for sqs or kinesis)",
+            "security": SIGNED,
+            "parameters": [
+                {
+                    "name": "X-Amz-Target",
+                    "in": "header",
+                    "required": True,
+                    "schema": {"type": "string", "enum": PRODUCER_TARGETS},
+                }
+            ],
+            "requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}},
+            "responses": {"200": ANY_JSON, **{c: PRODUCER_ERROR for c in ERRORS}},
+        }
+    }
     return {
         "openapi": "3.0.3",
         "info": {
             "title": "klambda gateway",
             "version": "2015-03-31",
-            "description": "The Lambda Invoke API, the read-only control plane, function URLs "
-            "and metrics, as klambda serves them.",
+            "description": "The Lambda Invoke API, the read-only control plane, the SQS and "
+            "Kinesis producer API, function URLs and metrics, as klambda serves them.",
         },
         "components": {
             "securitySchemes": {
@@ -148,6 +187,7 @@ def document() -> JSON:
             ),
             "/2016-08-19/account-settings/": _read("GetAccountSettings", []),
             "/lambda-url/{url_id}/": url,
+            "/": producers,
             "/metrics": {
                 "get": {
                     "summary": "Prometheus metrics",

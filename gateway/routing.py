@@ -6,7 +6,13 @@ import asyncio
 from typing import Any
 
 from klambda.api.arn import AccountIds, account_for
-from klambda.api.routes import EventSource, EventSourceRoute, FunctionRoute, ScheduleRoute
+from klambda.api.routes import (
+    EventSource,
+    EventSourceRoute,
+    FunctionRoute,
+    Intake,
+    ScheduleRoute,
+)
 
 
 class RoutingTable:
@@ -19,6 +25,7 @@ class RoutingTable:
         self._synced = asyncio.Event()
         self._sources: dict[tuple[str, str], EventSource] = {}
         self._schedules: dict[tuple[str, str], ScheduleRoute] = {}
+        self._intakes: dict[tuple[str, str, str], Intake] = {}
         self.accounts = AccountIds()
         """The namespaces with functions, by account id (collisions are refused)."""
         self.event_sources_changed = asyncio.Event()
@@ -70,6 +77,27 @@ class RoutingTable:
 
     def schedules(self) -> tuple[ScheduleRoute, ...]:
         return tuple(route for _, route in sorted(self._schedules.items()))
+
+    def publish_intake(self, intake: Intake) -> None:
+        """Adds or replaces a Queue or Stream producers can write to."""
+        self._intakes[(intake.kind, intake.namespace, intake.name)] = intake
+
+    def withdraw_intake(self, kind: str, namespace: str, name: str) -> None:
+        self._intakes.pop((kind, namespace, name), None)
+
+    def intake(self, kind: str, namespace: str, name: str) -> Intake | None:
+        return self._intakes.get((kind, namespace, name))
+
+    def intake_namespace(self, account: str) -> str | None:
+        """The namespace whose account id this is, among namespaces with queues, streams or
+        functions; None when none or two share it."""
+        holders = {ns for _, ns, _ in self._intakes if self.account(ns) == account}
+        holders |= set(self.accounts.namespaces(account))
+        return holders.pop() if len(holders) == 1 else None
+
+    def intakes(self, kind: str, namespace: str) -> list[Intake]:
+        """A namespace's queues (or streams), in name order."""
+        return [i for k, i in sorted(self._intakes.items()) if k[:2] == (kind, namespace)]
 
     def withdraw(self, namespace: str, name: str) -> None:
         old = self._routes.pop((namespace, name), None)

@@ -23,7 +23,7 @@ from tests.e2e.conftest import Platform
 EXAMPLES = int(os.environ.get("OPENAPI_EXAMPLES", "12"))
 
 
-def signed(platform: Platform, kwargs: dict[str, Any]) -> dict[str, Any]:
+def signed(platform: Platform, kwargs: dict[str, Any], service: str = "lambda") -> dict[str, Any]:
     """The request with a SigV4 signature by the admin key (botocore's signer)."""
     state = platform.state()
     url = kwargs["url"]
@@ -35,7 +35,7 @@ def signed(platform: Platform, kwargs: dict[str, Any]) -> dict[str, Any]:
     headers = {k: str(v) for k, v in (kwargs.get("headers") or {}).items()}
     req = AWSRequest(method=kwargs["method"], url=url, data=body or b"", headers=headers)
     creds = Credentials(state["access_key_id"], state["secret_access_key"])
-    SigV4Auth(creds, "lambda", state["region"]).add_auth(req)
+    SigV4Auth(creds, service, state["region"]).add_auth(req)
     return {"method": kwargs["method"], "url": url, "data": req.body, "headers": dict(req.headers)}
 
 
@@ -50,11 +50,18 @@ def test_generated_requests_get_documented_lambda_shaped_answers(platform: Platf
         kwargs = case.as_transport_kwargs(base_url=platform.url)
         path = urlsplit(kwargs["url"]).path
         api = path.startswith("/20")
+        target = str((kwargs.get("headers") or {}).get("X-Amz-Target", ""))
         if api:
             kwargs = signed(platform, kwargs)
+        elif path == "/" and target:  # the producers' SQS and Kinesis APIs
+            kwargs = signed(
+                platform, kwargs, "sqs" if target.startswith("AmazonSQS") else "kinesis"
+            )
         response = requests.request(**kwargs, timeout=30, allow_redirects=False)
         seen += 1
         where = f"{kwargs['method']} {path} -> {response.status_code}"
+        if path == "/" and response.status_code >= 400 and "__type" not in response.text:
+            failures.append(f"{where}: not an AWS JSON error: {response.text[:200]}")
         if api and response.status_code >= 400:
             if "x-amzn-ErrorType" not in response.headers:
                 failures.append(f"{where}: no x-amzn-ErrorType")

@@ -15,14 +15,19 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import boto3
 import pytest
 import redis.asyncio as aioredis
+from botocore.config import Config
+from botocore.exceptions import ClientError
 
+from klambda.api.arn import account_for
 from tests.kube_e2e import kubelet
 from tests.kube_e2e.test_operator_e2e import (  # noqa: F401 (cluster: the fixture)
     KEEP_WARM,
     Cluster,
     cluster,
+    secret,
 )
 
 SECRET_FUNCTION = """apiVersion: klambda.io/v1alpha1
@@ -233,8 +238,46 @@ async def test_queue_messages_reach_the_function(cluster: Cluster, tmp_path: Pat
     queue = aioredis.Redis.from_url(cluster.redis_url)
     try:
         key = f"klambda:queue:{cluster.namespace}:orders"
-        for i in range(5):
+        for i in range(3):
             await queue.xadd(key, {"body": f"order-{i}"})
+        # producers outside the platform use the gateway's SQS API with a principal's key
+        account = account_for(cluster.namespace)
+        policy = {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": "*"}],
+        }
+        await cluster.client.create(
+            cluster.path("", "v1", "secrets"),
+            secret(
+                cluster.namespace,
+                "producer-key",
+                {"klambda.io/principal": "producer"},
+                {
+                    "accessKeyId": "AKIAPRODUCER00000001",
+                    "secretAccessKey": "producer-secret",
+                    "policy": json.dumps(policy),
+                },
+            ),
+        )
+        sqs = boto3.client(
+            "sqs",
+            endpoint_url=cluster.gateway_url,
+            region_name="us-east-1",
+            aws_access_key_id="AKIAPRODUCER00000001",
+            aws_secret_access_key="producer-secret",
+            config=Config(retries={"max_attempts": 1}),
+        )
+        url = f"{cluster.gateway_url}/{account}/orders"
+
+        async def sent(body: str) -> bool:
+            try:
+                await asyncio.to_thread(sqs.send_message, QueueUrl=url, MessageBody=body)
+            except ClientError:  # the gateway has not seen the key or the queue yet
+                return False
+            return True
+
+        for i in range(3, 5):
+            await cluster.eventually(lambda b=f"order-{i}": sent(b), what="sent through SQS")
 
         async def delivered() -> list[str] | None:
             lines = out.read_text().split() if out.exists() else []

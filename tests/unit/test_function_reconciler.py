@@ -19,7 +19,7 @@ import pytest
 from klambda.api.aliases import Reservations
 from klambda.api.objects import ApiObject, FunctionKey, parse_object
 from klambda.api.reasons import Reason
-from klambda.api.routes import EventSource, FunctionRoute, ScheduleRoute
+from klambda.api.routes import EventSource, FunctionRoute, Intake, ScheduleRoute
 from klambda.api.shim_config import ShimConfig
 from klambda.api.types import Code, FunctionSpec
 from klambda.controller.code import CodeBundle
@@ -109,6 +109,10 @@ class Routes:
 
     def withdraw_schedule(self, namespace: str, name: str) -> None:
         self.schedules.pop((namespace, name), None)
+
+    def publish_intake(self, intake: Intake) -> None: ...
+
+    def withdraw_intake(self, kind: str, namespace: str, name: str) -> None: ...
 
     def mark_synced(self) -> None: ...
 
