@@ -104,7 +104,26 @@ class Platform:
         return found
 
 
+PORT_ATTEMPTS = 3
+
+
 def start_platform(tmp: Path, *files: str, extra: tuple[str, ...] = ()) -> Platform:
+    """``klambda up`` on a free port. The port is free when picked but may be taken before
+    klambda binds it (by another test's ephemeral socket): then another one is picked."""
+    for attempt in range(PORT_ATTEMPTS):
+        try:
+            return _start_platform(tmp, files, extra)
+        except PortTaken:
+            if attempt == PORT_ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+class PortTaken(RuntimeError):
+    """The port picked was taken before ``klambda up`` could listen on it."""
+
+
+def _start_platform(tmp: Path, files: tuple[str, ...], extra: tuple[str, ...]) -> Platform:
     port = free_port()
     data_dir = tmp / "data"
     args = [
@@ -129,7 +148,10 @@ def start_platform(tmp: Path, *files: str, extra: tuple[str, ...] = ()) -> Platf
         stop_platform(platform)
         raise
     if process.poll() is not None:
-        raise RuntimeError(f"klambda up exited: {stop_platform(platform)}")
+        out = stop_platform(platform)
+        if f"cannot listen on 127.0.0.1:{port}: Address already in use" in out:
+            raise PortTaken(out)
+        raise RuntimeError(f"klambda up exited: {out}")
     return platform
 
 
