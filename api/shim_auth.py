@@ -37,4 +37,9 @@ def authorized(expected: str, metadata: Iterable[tuple[str, str | bytes]] | None
     for name, value in metadata or ():
         if name == TOKEN_HEADER and isinstance(value, str):
             presented = value.removeprefix("Bearer ")
+    return matches(expected, presented)
+
+
+def matches(expected: str, presented: str) -> bool:
+    """Whether a presented token is the expected one, compared in constant time."""
     return hmac.compare_digest(presented.encode(), expected.encode())

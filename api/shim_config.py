@@ -47,6 +47,8 @@ class ShimConfig:
     """Address the gRPC server binds."""
     grpc_port: int = 0
     """Port the gRPC server binds; 0 picks a free one (reported on the ready fd)."""
+    data_port: int = 0
+    """The data path's port (``klambda.protos.frames``), on grpc_host; 0: a free one."""
     provisioned_concurrency: int = 0
     """Environments initialised at start and kept ready (changed later through Provision)."""
     prewarm: int = 0

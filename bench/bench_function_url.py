@@ -144,6 +144,42 @@ def python_load(url: str, connections: int, duration: float) -> tuple[float, flo
     return asyncio.run(run())
 
 
+def cpu_ticks(root: int) -> dict[str, int]:
+    """CPU time (clock ticks, user + system) of a process tree by role: ``gateway`` (the
+    ``klambda up`` process: gateway and controller), ``shim`` and ``runtimes``."""
+    parents: dict[int, int] = {}
+    ticks: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            parents[int(entry)] = int(fields[1])
+            ticks[int(entry)] = int(fields[11]) + int(fields[12])
+    out = {"gateway": ticks.get(root, 0), "shim": 0, "runtimes": 0}
+    tree, frontier = set(), {root}
+    while frontier:
+        frontier = {p for p, parent in parents.items() if parent in frontier} - tree
+        tree |= frontier
+    for pid in tree:
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"redis-server" in command:
+            continue
+        out["shim" if b"klambda.shim" in command else "runtimes"] += ticks.get(pid, 0)
+    return out
+
+
+def cpu_split(before: dict[str, int], after: dict[str, int], requests: float) -> str:
+    """Microseconds of CPU per request in each role between two ``cpu_ticks``."""
+    tick = 1e6 / os.sysconf("SC_CLK_TCK")
+    parts = [f"{k} {(after[k] - before[k]) * tick / requests:.0f}" for k in after]
+    return "CPU per request (us): " + ", ".join(parts)
+
+
 # --------------------------------------------------------------------------- cold starts
 
 
@@ -238,17 +274,23 @@ def main() -> int:
             for c in [int(x) for x in args.connections.split(",")]:
                 load(fn_url, c, 1.0)  # warm-up: environments started, connections open
                 base = load(bare_url, c, args.duration)
+                before = cpu_ticks(klambda.pid)
                 ours = load(fn_url, c, args.duration)
+                split = cpu_split(before, cpu_ticks(klambda.pid), ours[0] * args.duration)
                 row(f"bare aiohttp hello, c={c}", base)
                 row(f"klambda function URL, c={c}", ours)
                 ratios = (ours[0] / base[0], ours[1] / base[1], ours[2] / base[2])
                 print(f"  {'ratio (klambda / bare)':<32}" + "".join(f"{r:>9.2f}x" for r in ratios))
+                added = ours[1] - base[1]
+                print(f"  added p50: {added:+.2f} ms; {split}")
         finally:
             bare.send_signal(signal.SIGINT)
             klambda.send_signal(signal.SIGINT)
             bare.wait(30)
             klambda.wait(60)
 
+        if not args.cold:
+            return 0
         # Cold starts on a platform whose idle environments are reaped quickly.
         klambda = subprocess.Popen(
             [

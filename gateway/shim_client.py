@@ -1,85 +1,149 @@
-"""gRPC client side of the shim contract: one long-lived stream per shim, many invocations on it.
+"""The gateway's side of the data path to shims (``klambda.protos.frames``): one TCP
+connection per shim address, many invocations on it at once, answers matched by request id.
 
-A unary call per invocation costs about twice a message on an open stream (see
-shared/reference/baselines.md), so each shim address gets one ``InvokeStream``; requests are
-written on it and answers matched back by request id. A request that could not be written was
-never seen by the shim (safe to send elsewhere); once written, a broken stream means the
-invocation may have run, so it is reported as a service error, never retried.
+A message on an open connection costs a fraction of a gRPC stream's (``bench/bench_shim_hop.py``).
+A request that could not be written was never seen by the shim (safe to send elsewhere); once
+written, a broken connection means the invocation may have run, so it is reported as a service
+error, never retried.
 
-Every stream carries the caller token of the version it calls (``api.shim_auth``), derived from
-the platform key this gateway holds; a shim answers nothing else.
+Every connection opens with the caller token of the version it calls (``api.shim_auth``),
+derived from the platform key this gateway holds; a shim answers nothing else. A connection
+that stays silent through a keepalive ping is given up on.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from typing import Any
+from typing import cast
 
-import grpc
-
-from klambda.api.shim_auth import call_metadata, caller_token
+from klambda.api.shim_auth import caller_token
 from klambda.gateway.errors import ServiceError, TooManyRequests
-from klambda.protos import CLIENT_OPTIONS, shim_pb2, shim_pb2_grpc
+from klambda.protos import frames, shim_pb2
 
 log = logging.getLogger(__name__)
+
+OPEN_TIMEOUT = 5.0
+"""Seconds to connect to a shim and be welcomed."""
 
 
 class ShimUnavailable(ServiceError):
     """The shim could not be reached; the invocation did not start there."""
 
 
-class _Stream:
-    """One InvokeStream: a writer lock, a reader task, and the answers awaited."""
+class _Connection(asyncio.Protocol):
+    """One data-path connection: the answers awaited, a keepalive, and why it ended."""
 
-    def __init__(self, stub: shim_pb2_grpc.ShimStub, token: str | None) -> None:
+    def __init__(self, address: str, token: str | None) -> None:
+        self.address = address
         self.token = token
-        self.call: Any = stub.InvokeStream(metadata=call_metadata(token) if token else None)
         self.pending: dict[str, asyncio.Future[shim_pb2.InvokeResponse]] = {}
-        self.write_lock = asyncio.Lock()
         self.broken = False
-        self.opened = False
-        """The shim's headers arrived: it took the stream (or refused it, and ended it)."""
-        self.reader = asyncio.create_task(self._read(), name="shim-stream-reader")
+        self.transport: asyncio.Transport | None = None
+        self.reader = frames.FrameReader()
+        self._welcome: asyncio.Future[shim_pb2.StreamWelcome] | None = None
+        self._opening: asyncio.Task[None] | None = None
+        self._heard = True
+        """Something arrived since the last ping."""
+        self._keepalive: asyncio.TimerHandle | None = None
 
-    async def _read(self) -> None:
+    # ------------------------------------------------------------------ opening
+
+    async def open(self) -> None:
+        """Connects and presents the token, once; later callers wait for the same opening."""
+        if self._opening is None:
+            self._opening = asyncio.get_running_loop().create_task(self._open())
+        await asyncio.shield(self._opening)
+
+    async def _open(self) -> None:
+        loop = asyncio.get_running_loop()
+        host, _, port = self.address.rpartition(":")
+        self._welcome = loop.create_future()
         try:
-            async for answer in self.call:
-                future = self.pending.pop(answer.request_id, None)
-                if future is not None and not future.done():
-                    future.set_result(answer)
-        except grpc.aio.AioRpcError as e:
-            log.info("shim stream closed: %s", e.code().name)
-            if e.code() == grpc.StatusCode.UNAUTHENTICATED:  # nothing ran: say why
-                log.error("a shim refused this gateway's caller token (platform key differs?)")
-                self._fail(ServiceError("the function environment refused the gateway"))
-        finally:
-            self.broken = True
-            self._fail(ServiceError("the function environment went away during the invocation"))
+            await asyncio.wait_for(
+                loop.create_connection(lambda: self, host.strip("[]"), int(port)), OPEN_TIMEOUT
+            )
+            assert self.transport is not None
+            hello = shim_pb2.StreamHello(token=self.token or "").SerializeToString()
+            self.transport.write(frames.frame(frames.HELLO, hello))
+            welcome = await asyncio.wait_for(asyncio.shield(self._welcome), OPEN_TIMEOUT)
+        except (OSError, TimeoutError, ValueError) as e:
+            self._break()
+            raise ShimUnavailable(f"function environment unavailable: {e}") from None
+        if not welcome.accepted:
+            log.error("a shim refused this gateway's caller token (platform key differs?)")
+            self._break()
+            raise ShimUnavailable("the function environment refused the gateway")
+        self._keepalive = loop.call_later(frames.KEEPALIVE_SECONDS, self._ping)
 
-    def _fail(self, error: ServiceError) -> None:
+    # ------------------------------------------------------------------ protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+
+    def data_received(self, data: bytes) -> None:
+        self._heard = True
+        try:
+            received = self.reader.feed(data)
+            for kind, body in received:
+                if kind == frames.ANSWER:
+                    answer = shim_pb2.InvokeResponse.FromString(body)
+                    future = self.pending.pop(answer.request_id, None)
+                    if future is not None and not future.done():
+                        future.set_result(answer)
+                elif kind == frames.WELCOME and self._welcome and not self._welcome.done():
+                    self._welcome.set_result(shim_pb2.StreamWelcome.FromString(body))
+        except (frames.FrameError, ValueError) as e:
+            log.warning("shim %s sent what is not a frame: %s", self.address, e)
+            self._break()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.broken:
+            log.info("shim connection to %s closed", self.address)
+        self._break()
+
+    def _ping(self) -> None:
+        """Every KEEPALIVE_SECONDS: a connection that heard nothing since the last ping (its
+        PONG included) is given up on; otherwise ping again."""
+        if self.broken or self.transport is None:
+            return
+        if not self._heard:
+            log.warning("shim %s did not answer a keepalive ping: giving up on it", self.address)
+            self._break()
+            return
+        self._heard = False
+        self.transport.write(frames.frame(frames.PING))
+        self._keepalive = asyncio.get_running_loop().call_later(
+            frames.KEEPALIVE_SECONDS, self._ping
+        )
+
+    def _break(self) -> None:
+        self.broken = True
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+        if self.transport is not None:
+            self.transport.abort()
+        if self._welcome is not None and not self._welcome.done():
+            self._welcome.set_exception(ConnectionError("the shim closed the connection"))
+            self._welcome.exception()  # retrieved: _open reports it
+        error = ServiceError("the function environment went away during the invocation")
         for future in self.pending.values():
             if not future.done():
                 future.set_exception(error)
         self.pending.clear()
 
+    # ------------------------------------------------------------------ invoking
+
     async def invoke(
         self, request: shim_pb2.InvokeRequest, timeout: float
     ) -> shim_pb2.InvokeResponse:
-        if self.broken:  # ended between _stream() and now; nothing was sent
-            raise ShimUnavailable("function environment unavailable: its stream closed")
-        if not self.opened:
-            await self._open()
+        if self.transport is None or not self._welcome or not self._welcome.done():
+            await self.open()
+        if self.broken or self.transport is None or self.transport.is_closing():
+            raise ShimUnavailable("function environment unavailable: its connection closed")
         future = asyncio.get_running_loop().create_future()
         self.pending[request.request_id] = future
-        try:
-            async with self.write_lock:
-                await self.call.write(request)
-        except (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError) as e:
-            self.pending.pop(request.request_id, None)
-            self.broken = True
-            raise await self._why_unavailable(e) from e
+        self.transport.write(frames.frame(frames.INVOKE, request.SerializeToString()))
         try:
             return await asyncio.wait_for(future, timeout)
         except TimeoutError:
@@ -87,34 +151,12 @@ class _Stream:
         finally:  # an answer arriving later (or never) has nobody waiting for it
             self.pending.pop(request.request_id, None)
 
-    async def _open(self) -> None:
-        """Waits for the shim's headers before the first write: a shim that refuses the caller
-        ends the stream with them, and a write racing that end would fail with gRPC internals
-        in place of the reason (seen in CI)."""
-        try:
-            await self.call.initial_metadata()
-        except grpc.aio.AioRpcError as e:
-            self.broken = True
-            raise await self._why_unavailable(e) from e
-        if self.call.done():
-            self.broken = True
-            raise await self._why_unavailable(ShimUnavailable("the stream ended at once"))
-        self.opened = True
-
-    async def _why_unavailable(self, error: Exception) -> ShimUnavailable:
-        """A write fails with gRPC internals when the shim has just ended the stream; its
-        status says why (a refused caller token must read as such, not as a crash)."""
-        with contextlib.suppress(Exception):
-            if await asyncio.wait_for(self.call.code(), 1.0) == grpc.StatusCode.UNAUTHENTICATED:
-                return ShimUnavailable("the function environment refused the gateway")
-        return ShimUnavailable(f"function environment unavailable: {error}")
-
-    async def close(self) -> None:
-        with contextlib.suppress(Exception):
-            await self.call.done_writing()
-        self.reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.reader
+    def close(self) -> None:
+        self.broken = True
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+        if self.transport is not None:
+            self.transport.close()
 
 
 class ShimClient:
@@ -123,19 +165,8 @@ class ShimClient:
         caller tokens, started by hand in tests)."""
         self.key = key
         self._tokens: dict[tuple[str, str, str], str] = {}
-        self._closing: set[asyncio.Task[None]] = set()
-        self._stubs: dict[str, shim_pb2_grpc.ShimStub] = {}
-        self._channels: dict[str, grpc.aio.Channel] = {}
-        self._streams: dict[str, _Stream] = {}
+        self._connections: dict[str, _Connection] = {}
         self.inflight: dict[str, int] = {}
-
-    def _stub(self, address: str) -> shim_pb2_grpc.ShimStub:
-        stub = self._stubs.get(address)
-        if stub is None:
-            channel = grpc.aio.insecure_channel(address, options=CLIENT_OPTIONS)
-            self._channels[address] = channel
-            stub = self._stubs[address] = shim_pb2_grpc.ShimStub(channel)
-        return stub
 
     def token(self, version: tuple[str, str, str]) -> str | None:
         """The caller token of a (namespace, function, version)."""
@@ -148,16 +179,14 @@ class ShimClient:
             token = self._tokens[version] = caller_token(self.key, *version)
         return token
 
-    def _stream(self, address: str, token: str | None) -> _Stream:
-        stream = self._streams.get(address)
-        if stream is not None and stream.token != token:  # the address now serves another
-            closing = asyncio.get_running_loop().create_task(stream.close())  # version
-            self._closing.add(closing)
-            closing.add_done_callback(self._closing.discard)
-            stream = None
-        if stream is None or stream.broken:
-            stream = self._streams[address] = _Stream(self._stub(address), token)
-        return stream
+    def _connection(self, address: str, token: str | None) -> _Connection:
+        connection = self._connections.get(address)
+        if connection is not None and connection.token != token:  # the address now serves
+            connection.close()  # another version
+            connection = None
+        if connection is None or connection.broken:
+            connection = self._connections[address] = _Connection(address, token)
+        return connection
 
     def pick(self, endpoints: tuple[str, ...]) -> str:
         """The endpoint with the fewest invocations in flight from this gateway."""
@@ -174,7 +203,8 @@ class ShimClient:
         self.inflight[address] = self.inflight.get(address, 0) + 1
         try:
             request.timeout_ms = int(timeout * 1000)
-            answer = await self._stream(address, self.token(version)).invoke(request, timeout)
+            connection = self._connection(address, self.token(version))
+            answer = await connection.invoke(request, timeout)
         finally:
             self.inflight[address] -= 1
         if answer.refused == "RESOURCE_EXHAUSTED":
@@ -186,22 +216,18 @@ class ShimClient:
         return answer
 
     async def prune(self, live: set[str]) -> None:
-        """Closes idle streams to shims no route names any more (they may be draining)."""
-        for address in list(self._channels):
+        """Closes idle connections to shims no route names any more (they may be draining)."""
+        for address in list(self._connections):
             if address not in live and not self.inflight.get(address):
                 await self.forget(address)
 
     async def forget(self, address: str) -> None:
-        """Closes the stream and channel to a shim that is gone."""
-        stream = self._streams.pop(address, None)
-        if stream is not None:
-            await stream.close()
-        self._stubs.pop(address, None)
+        """Closes the connection to a shim that is gone."""
+        connection = self._connections.pop(address, None)
+        if connection is not None:
+            connection.close()
         self.inflight.pop(address, None)
-        channel = self._channels.pop(address, None)
-        if channel is not None:
-            await channel.close()
 
     async def close(self) -> None:
-        for address in list(self._channels):
+        for address in list(self._connections):
             await self.forget(address)

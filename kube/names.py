@@ -19,6 +19,9 @@ COMPONENT_LABEL = "app.kubernetes.io/component"
 GATEWAY_LABELS = {"app.kubernetes.io/name": "klambda", COMPONENT_LABEL: "gateway"}
 VERSION_ANNOTATION = "klambda.io/lambda-version"
 GRPC_PORT = 9000
+"""A function pod's gRPC port (Status, Provision: control)."""
+DATA_PORT = 9003
+"""A function pod's data path (``klambda.protos.frames``): what gateways invoke it on."""
 
 
 def version_slug(version: str) -> str:

@@ -99,5 +99,5 @@ def ready_endpoints(
             for c in status.get("conditions", [])
         )
         if ready and status.get("podIP"):
-            out.append(f"{status['podIP']}:{names.GRPC_PORT}")
+            out.append(f"{status['podIP']}:{names.DATA_PORT}")
     return tuple(sorted(out))

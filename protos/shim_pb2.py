@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19klambda/protos/shim.proto\x12\x0fklambda.shim.v1\"\xbc\x01\n\rInvokeRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12\x1c\n\x14invoked_function_arn\x18\x03 \x01(\t\x12\x10\n\x08trace_id\x18\x04 \x01(\t\x12\x16\n\x0e\x63lient_context\x18\x05 \x01(\t\x12\x18\n\x10\x63ognito_identity\x18\x06 \x01(\t\x12\x10\n\x08tail_log\x18\x07 \x01(\x08\x12\x12\n\ntimeout_ms\x18\x08 \x01(\r\"\x82\x02\n\x0eInvokeResponse\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\x12\x16\n\x0e\x66unction_error\x18\x02 \x01(\t\x12\x18\n\x10\x65xecuted_version\x18\x03 \x01(\t\x12\x10\n\x08log_tail\x18\x04 \x01(\x0c\x12\x13\n\x0b\x64uration_ms\x18\x05 \x01(\x01\x12\x18\n\x10init_duration_ms\x18\x06 \x01(\x01\x12\x1a\n\x12max_memory_used_mb\x18\x07 \x01(\r\x12\x12\n\nerror_type\x18\x08 \x01(\t\x12\x12\n\nrequest_id\x18\t \x01(\t\x12\x0f\n\x07refused\x18\n \x01(\t\x12\x17\n\x0frefused_message\x18\x0b \x01(\t\"\x0f\n\rStatusRequest\"\xd8\x01\n\x0eStatusResponse\x12\x15\n\rfunction_name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x13\n\x0b\x63onfig_hash\x18\x03 \x01(\t\x12\x14\n\x0c\x65nvironments\x18\x04 \x01(\r\x12\x0c\n\x04\x62usy\x18\x05 \x01(\r\x12\x18\n\x10max_environments\x18\x06 \x01(\r\x12\x1a\n\x12provisioned_target\x18\x07 \x01(\r\x12\x19\n\x11provisioned_ready\x18\x08 \x01(\r\x12\x14\n\x0cidle_seconds\x18\t \x01(\x01\"!\n\x10ProvisionRequest\x12\r\n\x05\x63ount\x18\x01 \x01(\r2\xf7\x01\n\x04Shim\x12S\n\x0cInvokeStream\x12\x1e.klambda.shim.v1.InvokeRequest\x1a\x1f.klambda.shim.v1.InvokeResponse(\x01\x30\x01\x12I\n\x06Status\x12\x1e.klambda.shim.v1.StatusRequest\x1a\x1f.klambda.shim.v1.StatusResponse\x12O\n\tProvision\x12!.klambda.shim.v1.ProvisionRequest\x1a\x1f.klambda.shim.v1.StatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19klambda/protos/shim.proto\x12\x0fklambda.shim.v1\"\xbc\x01\n\rInvokeRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12\x1c\n\x14invoked_function_arn\x18\x03 \x01(\t\x12\x10\n\x08trace_id\x18\x04 \x01(\t\x12\x16\n\x0e\x63lient_context\x18\x05 \x01(\t\x12\x18\n\x10\x63ognito_identity\x18\x06 \x01(\t\x12\x10\n\x08tail_log\x18\x07 \x01(\x08\x12\x12\n\ntimeout_ms\x18\x08 \x01(\r\"\x82\x02\n\x0eInvokeResponse\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\x12\x16\n\x0e\x66unction_error\x18\x02 \x01(\t\x12\x18\n\x10\x65xecuted_version\x18\x03 \x01(\t\x12\x10\n\x08log_tail\x18\x04 \x01(\x0c\x12\x13\n\x0b\x64uration_ms\x18\x05 \x01(\x01\x12\x18\n\x10init_duration_ms\x18\x06 \x01(\x01\x12\x1a\n\x12max_memory_used_mb\x18\x07 \x01(\r\x12\x12\n\nerror_type\x18\x08 \x01(\t\x12\x12\n\nrequest_id\x18\t \x01(\t\x12\x0f\n\x07refused\x18\n \x01(\t\x12\x17\n\x0frefused_message\x18\x0b \x01(\t\"\x1c\n\x0bStreamHello\x12\r\n\x05token\x18\x01 \x01(\t\"2\n\rStreamWelcome\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x0f\n\x07message\x18\x02 \x01(\t\"\x0f\n\rStatusRequest\"\xd8\x01\n\x0eStatusResponse\x12\x15\n\rfunction_name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x13\n\x0b\x63onfig_hash\x18\x03 \x01(\t\x12\x14\n\x0c\x65nvironments\x18\x04 \x01(\r\x12\x0c\n\x04\x62usy\x18\x05 \x01(\r\x12\x18\n\x10max_environments\x18\x06 \x01(\r\x12\x1a\n\x12provisioned_target\x18\x07 \x01(\r\x12\x19\n\x11provisioned_ready\x18\x08 \x01(\r\x12\x14\n\x0cidle_seconds\x18\t \x01(\x01\"!\n\x10ProvisionRequest\x12\r\n\x05\x63ount\x18\x01 \x01(\r2\xf7\x01\n\x04Shim\x12S\n\x0cInvokeStream\x12\x1e.klambda.shim.v1.InvokeRequest\x1a\x1f.klambda.shim.v1.InvokeResponse(\x01\x30\x01\x12I\n\x06Status\x12\x1e.klambda.shim.v1.StatusRequest\x1a\x1f.klambda.shim.v1.StatusResponse\x12O\n\tProvision\x12!.klambda.shim.v1.ProvisionRequest\x1a\x1f.klambda.shim.v1.StatusResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,12 +35,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_INVOKEREQUEST']._serialized_end=235
   _globals['_INVOKERESPONSE']._serialized_start=238
   _globals['_INVOKERESPONSE']._serialized_end=496
-  _globals['_STATUSREQUEST']._serialized_start=498
-  _globals['_STATUSREQUEST']._serialized_end=513
-  _globals['_STATUSRESPONSE']._serialized_start=516
-  _globals['_STATUSRESPONSE']._serialized_end=732
-  _globals['_PROVISIONREQUEST']._serialized_start=734
-  _globals['_PROVISIONREQUEST']._serialized_end=767
-  _globals['_SHIM']._serialized_start=770
-  _globals['_SHIM']._serialized_end=1017
+  _globals['_STREAMHELLO']._serialized_start=498
+  _globals['_STREAMHELLO']._serialized_end=526
+  _globals['_STREAMWELCOME']._serialized_start=528
+  _globals['_STREAMWELCOME']._serialized_end=578
+  _globals['_STATUSREQUEST']._serialized_start=580
+  _globals['_STATUSREQUEST']._serialized_end=595
+  _globals['_STATUSRESPONSE']._serialized_start=598
+  _globals['_STATUSRESPONSE']._serialized_end=814
+  _globals['_PROVISIONREQUEST']._serialized_start=816
+  _globals['_PROVISIONREQUEST']._serialized_end=849
+  _globals['_SHIM']._serialized_start=852
+  _globals['_SHIM']._serialized_end=1099
 # @@protoc_insertion_point(module_scope)

@@ -50,6 +50,20 @@ class InvokeResponse(_message.Message):
     refused_message: str
     def __init__(self, payload: _Optional[bytes] = ..., function_error: _Optional[str] = ..., executed_version: _Optional[str] = ..., log_tail: _Optional[bytes] = ..., duration_ms: _Optional[float] = ..., init_duration_ms: _Optional[float] = ..., max_memory_used_mb: _Optional[int] = ..., error_type: _Optional[str] = ..., request_id: _Optional[str] = ..., refused: _Optional[str] = ..., refused_message: _Optional[str] = ...) -> None: ...
 
+class StreamHello(_message.Message):
+    __slots__ = ("token",)
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    def __init__(self, token: _Optional[str] = ...) -> None: ...
+
+class StreamWelcome(_message.Message):
+    __slots__ = ("accepted", "message")
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    accepted: bool
+    message: str
+    def __init__(self, accepted: _Optional[bool] = ..., message: _Optional[str] = ...) -> None: ...
+
 class StatusRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

@@ -289,12 +289,14 @@ class Environment:
 
     # ----------------------------------------------------------------- Runtime API side
 
-    async def on_next(self) -> Invocation:
-        """The runtime asks for work. The first call marks the end of init.
+    def request_next(self) -> asyncio.Future[Invocation]:
+        """The runtime asks for work: a future of the invocation it gets (done already when
+        one waits). The first call marks the end of init.
 
         One ``/next`` waits at a time: another while it waits is refused (ConcurrentNext), never
         handed the event instead, so a process that found this environment's address cannot
-        take its events or answer in its place."""
+        take its events or answer in its place. Cancel the future when the runtime stops
+        waiting (its connection closed)."""
         if self._waiter is not None and not self._waiter.done():
             raise ConcurrentNext("a /next request is already waiting for this environment")
         if self._ready is not None and not self._ready.done():
@@ -311,14 +313,18 @@ class Environment:
                     "Runtime.NoResponse",
                 )
             )
+        waiter: asyncio.Future[Invocation] = asyncio.get_running_loop().create_future()
         if self._pending is not None:
             inv, self._pending = self._pending, None
             self._delivered = True
-            return inv
-        self._waiter = asyncio.get_running_loop().create_future()
-        try:
-            return await self._waiter
-        finally:
+            waiter.set_result(inv)
+            return waiter
+        self._waiter = waiter
+        waiter.add_done_callback(self._next_done)
+        return waiter
+
+    def _next_done(self, waiter: asyncio.Future[Invocation]) -> None:
+        if self._waiter is waiter:
             self._waiter = None
 
     def current_request_id(self) -> str | None:

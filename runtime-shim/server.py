@@ -18,6 +18,7 @@ from klambda.api.reasons import Reason
 from klambda.api.shim_config import ShimConfig
 from klambda.protos import SERVER_OPTIONS, shim_pb2_grpc
 from klambda.shim.auth import CallerAuth
+from klambda.shim.data_path import DataPath
 from klambda.shim.identity import runtime_user
 from klambda.shim.runtimes import RuntimeUnavailable, resolve_command
 from klambda.shim.service import ShimService
@@ -81,6 +82,8 @@ async def _serve(config: ShimConfig, ready_fd: int | None) -> int:
     shim_pb2_grpc.add_ShimServicer_to_server(service, server)
     port = server.add_insecure_port(f"{config.grpc_host}:{config.grpc_port}")
     await server.start()
+    data_path = DataPath(service, config.caller_token or None)
+    data_port = await data_path.start(config.grpc_host, config.data_port)
     shim.serving = True
     stop = asyncio.Event()
     graceful = True
@@ -95,12 +98,14 @@ async def _serve(config: ShimConfig, ready_fd: int | None) -> int:
     # SIGINT: stop now (the platform itself is shutting down).
     loop.add_signal_handler(signal.SIGTERM, on_signal, True)
     loop.add_signal_handler(signal.SIGINT, on_signal, False)
-    _report(ready_fd, {"ready": True, "port": port, "pid": os.getpid()})
+    _report(ready_fd, {"ready": True, "port": port, "data_port": data_port, "pid": os.getpid()})
     await stop.wait()
     grace = (config.drain_grace or float(config.timeout) + config.init_timeout) if graceful else 0
     log.info("draining for up to %.1fs", grace)
     service.drain()
+    data_path.drain()
     await server.stop(grace)
     await shim.drain(grace)
+    await data_path.close()
     await shim.close()
     return 0

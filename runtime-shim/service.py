@@ -60,22 +60,53 @@ class ShimService(shim_pb2_grpc.ShimServicer):
             request_id=request_id,
         )
 
-    async def _answer(self, request: shim_pb2.InvokeRequest) -> shim_pb2.InvokeResponse:
-        """One invocation's answer; a refusal says whether it started (the gateway sends one
-        that did not to another environment)."""
+    def submit(
+        self,
+        request: shim_pb2.InvokeRequest,
+        respond: Callable[[shim_pb2.InvokeResponse], None],
+    ) -> asyncio.Task[Outcome] | None:
+        """Starts one invocation and calls ``respond`` with its answer when it ends (a
+        callback, not a task per invocation: the data path's hot path). A refusal says whether
+        it started (the gateway sends one that did not to another environment)."""
         if self.draining:
-            return _refused(request, "UNAVAILABLE", "the shim is draining")
+            respond(_refused(request, "UNAVAILABLE", "the shim is draining"))
+            return None
         deadline = request.timeout_ms / 1000 if request.timeout_ms else None
-        try:
-            outcome = await self.shim.invoke(self._args(request, deadline))
-        except Busy as e:
-            return _refused(request, "RESOURCE_EXHAUSTED", str(e))
-        except CannotStart as e:
-            return _refused(request, "UNAVAILABLE", str(e))
-        except Exception as e:  # answered, or the caller would wait out its deadline
-            log.exception("invocation %s failed in the shim", request.request_id)
-            return _refused(request, "INTERNAL", f"{type(e).__name__}: {e}")
-        return self._response(outcome, request.request_id)
+        task = self.shim.start_invocation(self._args(request, deadline))
+        task.add_done_callback(lambda done: respond(self._result(done, request)))
+        return task
+
+    def _result(
+        self, task: asyncio.Task[Outcome], request: shim_pb2.InvokeRequest
+    ) -> shim_pb2.InvokeResponse:
+        if task.cancelled():  # the shim is closing
+            return _refused(request, "INTERNAL", "the invocation was cancelled")
+        error = task.exception()
+        if error is None:
+            return self._response(task.result(), request.request_id)
+        if isinstance(error, Busy):
+            return _refused(request, "RESOURCE_EXHAUSTED", str(error))
+        if isinstance(error, CannotStart):
+            return _refused(request, "UNAVAILABLE", str(error))
+        # answered, or the caller would wait out its deadline
+        log.error("invocation %s failed in the shim", request.request_id, exc_info=error)
+        return _refused(request, "INTERNAL", f"{type(error).__name__}: {error}")
+
+    async def _answer(self, request: shim_pb2.InvokeRequest) -> shim_pb2.InvokeResponse:
+        """One invocation's answer, awaited (the gRPC stream)."""
+        answer: asyncio.Future[shim_pb2.InvokeResponse] = asyncio.get_running_loop().create_future()
+
+        def respond(response: shim_pb2.InvokeResponse) -> None:
+            if not answer.done():  # the stream may have stopped waiting
+                answer.set_result(response)
+
+        self.submit(request, respond)
+        return await answer
+
+    def on_drain(self, end_if_idle: Callable[[], None]) -> Callable[[], None]:
+        """Registers a stream's "end me once idle" for ``drain``; returns its unregistration."""
+        self._idle_enders.add(end_if_idle)
+        return lambda: self._idle_enders.discard(end_if_idle)
 
     async def InvokeStream(
         self,

@@ -83,16 +83,18 @@ class Shim:
             raise
         return env
 
-    async def invoke(self, args: InvokeArgs) -> Outcome:
-        """Runs one invocation to its end, even if the caller stops waiting.
-
-        A sync Lambda invocation is not cancelled when its caller disconnects, and the
-        environment must stay consistent, so the work is shielded from cancellation.
-        """
-        task = asyncio.create_task(self._run(args))
+    def start_invocation(self, args: InvokeArgs) -> asyncio.Task[Outcome]:
+        """Starts one invocation; it runs to its end whoever waits for it (a sync Lambda
+        invocation is not cancelled when its caller disconnects, and the environment must stay
+        consistent). The shim owns the task (``drain`` waits for it)."""
+        task = asyncio.get_running_loop().create_task(self._run(args))
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
-        return await asyncio.shield(task)
+        return task
+
+    async def invoke(self, args: InvokeArgs) -> Outcome:
+        """Runs one invocation to its end, even if the caller stops waiting (shielded)."""
+        return await asyncio.shield(self.start_invocation(args))
 
     async def _run(self, args: InvokeArgs) -> Outcome:
         request_id = args.request_id or str(uuid.uuid4())

@@ -67,9 +67,18 @@ def shim_config(tmp: Path, files: dict[str, str], **kw: Any) -> ShimConfig:
 class ShimHandle:
     """A running shim, invoked through the gateway's own client (one stream per shim)."""
 
-    def __init__(self, process: asyncio.subprocess.Process, address: str, config: ShimConfig):
+    def __init__(
+        self,
+        process: asyncio.subprocess.Process,
+        address: str,
+        config: ShimConfig,
+        data_address: str = "",
+    ):
         self.process = process
         self.address = address
+        """gRPC (Status, Provision, InvokeStream)."""
+        self.data_address = data_address
+        """The data path the gateway's client invokes it on."""
         self.config = config
         self.channel = grpc.aio.insecure_channel(address)
         self.stub = shim_pb2_grpc.ShimStub(self.channel)
@@ -82,7 +91,7 @@ class ShimHandle:
         kw.setdefault("request_id", uuid.uuid4().hex)
         request = shim_pb2.InvokeRequest(payload=payload, **kw)
         version = (self.config.namespace, self.config.function_name, self.config.version)
-        return await self.client.invoke(self.address, request, timeout, version)
+        return await self.client.invoke(self.data_address, request, timeout, version)
 
     def log_text(self) -> str:
         folder = Path(self.config.log_dir)
@@ -147,7 +156,12 @@ async def running_shim(
     if "error" in report:
         await process.wait()
         raise RuntimeError(report["error"])
-    handle = ShimHandle(process, f"127.0.0.1:{report['port']}", config)
+    handle = ShimHandle(
+        process,
+        f"127.0.0.1:{report['port']}",
+        config,
+        f"127.0.0.1:{report['data_port']}",
+    )
     try:
         yield handle
     finally:

@@ -112,6 +112,7 @@ def pod_shim_config(config: ShimConfig) -> ShimConfig:
         grpc_host="0.0.0.0",
         health_port=HEALTH_PORT,  # readiness (/ready); image functions' liveness (/healthz)
         grpc_port=names.GRPC_PORT,
+        data_port=names.DATA_PORT,
         max_environments=1,
         # all pods busy: the gateway asks for more pods, and this call waits (bounded) for
         # the pod's one environment rather than failing at once
@@ -203,6 +204,7 @@ def _pod_spec(
                 "env": [settings_env],
                 "ports": [
                     {"name": "grpc", "containerPort": names.GRPC_PORT},
+                    {"name": "data", "containerPort": names.DATA_PORT},
                     {"name": "health", "containerPort": HEALTH_PORT},
                 ],
                 # not ready while the shim cannot start an environment, as well as until it

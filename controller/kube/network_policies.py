@@ -40,7 +40,7 @@ def make_functions_policy(namespace: str, settings: KubeSettings) -> Manifest:
             "ingress": [
                 {
                     "from": [_gateways(settings)],
-                    "ports": [{"protocol": "TCP", "port": names.GRPC_PORT}],
+                    "ports": [{"protocol": "TCP", "port": names.DATA_PORT}],
                 }
             ],
         },

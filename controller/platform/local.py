@@ -50,6 +50,9 @@ class ShimProcess:
     config: ShimConfig
     process: asyncio.subprocess.Process
     address: str = ""
+    """gRPC (control: Status, Provision)."""
+    data_address: str = ""
+    """The data path gateways invoke it on (``klambda.protos.frames``)."""
     watcher: asyncio.Task[None] | None = None
     stopping: bool = False
     provisioned: int = 0
@@ -97,7 +100,7 @@ class LocalPlatform:
 
     def endpoints(self, key: ShimKey) -> tuple[str, ...]:
         shim = self._current.get(key)
-        return (shim.address,) if shim else ()
+        return (shim.data_address,) if shim else ()
 
     async def prepare_code(
         self,
@@ -234,7 +237,8 @@ class LocalPlatform:
             )
         try:
             message = json.loads(report)
-            assert isinstance(message, dict) and ("error" in message or "port" in message)
+            assert isinstance(message, dict)
+            assert "error" in message or {"port", "data_port"} <= message.keys()
         except (ValueError, AssertionError):
             await self._terminate(shim, grace=0)
             raise StartFailed(Reason.SHIM_START_FAILED, f"the shim reported {report!r}") from None
@@ -243,8 +247,9 @@ class LocalPlatform:
             reason = Reason.of(str(message.get("reason", ""))) or Reason.SHIM_START_FAILED
             raise StartFailed(reason, message["error"])
         shim.address = f"{config.grpc_host}:{message['port']}"
+        shim.data_address = f"{config.grpc_host}:{message['data_port']}"
         shim.provisioned = config.provisioned_concurrency
-        log.info("shim %s/%s:%s ready at %s (pid %d)", *key, shim.address, process.pid)
+        log.info("shim %s/%s:%s ready at %s (pid %d)", *key, shim.data_address, process.pid)
         return shim
 
     async def _watch(self, shim: ShimProcess) -> None:

@@ -302,7 +302,7 @@ async def test_one_stream_answers_overlapping_invocations_by_request_id(tmp_path
             return f"c-{i}", json.loads(r.payload)["aws_request_id"]
 
         pairs = await asyncio.gather(*(call(i) for i in range(12)))
-        assert len(shim.client._streams) == 1
+        assert len(shim.client._connections) == 1
     assert all(sent == seen for sent, seen in pairs)
 
 

@@ -1,13 +1,16 @@
 """Attack: calling a function's shim directly, as another tenant's code or pod would.
 
-A shim's gRPC port is reachable from anything that can route to it (any pod when the cluster
-does not enforce NetworkPolicy; any local process under ``klambda up``). Without its version's
-caller token a call gets UNAUTHENTICATED and runs nothing: not an invocation (which would skip
+A shim's gRPC and data ports are reachable from anything that can route to it (any pod when the
+cluster does not enforce NetworkPolicy; any local process under ``klambda up``). Without its
+version's caller token a call gets UNAUTHENTICATED (gRPC) or an unaccepted welcome and a
+closed connection (the data path) and runs nothing: not an invocation (which would skip
 SigV4 and policies and could forge ``requestContext.authorizer``), not Provision, not Status.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import secrets
 from pathlib import Path
 from typing import Any
@@ -18,7 +21,7 @@ import pytest
 from klambda.api.shim_auth import call_metadata, caller_token
 from klambda.gateway.errors import ServiceError
 from klambda.gateway.shim_client import ShimClient
-from klambda.protos import shim_pb2
+from klambda.protos import frames, shim_pb2
 from tests.helpers import running_shim, shim_config
 
 KEY = secrets.token_bytes(32)
@@ -40,7 +43,9 @@ async def test_the_gateways_token_opens_the_shim(tmp_path: Path) -> None:
         client = ShimClient(KEY)
         try:
             request = shim_pb2.InvokeRequest(payload=b"{}", request_id="r1")
-            answer = await client.invoke(shim.address, request, 30, ("team-a", "fn", "$LATEST"))
+            answer = await client.invoke(
+                shim.data_address, request, 30, ("team-a", "fn", "$LATEST")
+            )
             assert answer.payload == b"1" and not answer.error_type
         finally:
             await client.close()
@@ -79,7 +84,9 @@ async def test_a_call_without_the_versions_token_runs_nothing(
         client = ShimClient(KEY)
         try:
             request = shim_pb2.InvokeRequest(payload=b"{}", request_id="r1")
-            answer = await client.invoke(shim.address, request, 30, ("team-a", "fn", "$LATEST"))
+            answer = await client.invoke(
+                shim.data_address, request, 30, ("team-a", "fn", "$LATEST")
+            )
             assert answer.payload == b"1"
             status = await shim.stub.Status(
                 shim_pb2.StatusRequest(), metadata=call_metadata(shim.config.caller_token)
@@ -95,22 +102,48 @@ async def test_a_gateway_with_another_key_gets_a_clear_error(tmp_path: Path) -> 
         try:
             request = shim_pb2.InvokeRequest(payload=b"{}", request_id="r1")
             with pytest.raises(ServiceError, match="refused the gateway"):
-                await client.invoke(shim.address, request, 30, ("team-a", "fn", "$LATEST"))
+                await client.invoke(shim.data_address, request, 30, ("team-a", "fn", "$LATEST"))
         finally:
             await client.close()
 
 
-async def test_a_refusal_seen_first_by_the_writer_still_says_why(tmp_path: Path) -> None:
-    """The shim ends a refused stream at once; a request written after that (a race the
-    reader usually wins, seen lost in CI) must fail with the refusal, not gRPC internals."""
+@pytest.mark.parametrize(
+    "hello",
+    [
+        None,  # an invocation before any hello
+        "",  # no token
+        "0" * 64,  # a made-up one
+        caller_token(KEY, "team-b", "fn", "$LATEST"),  # another tenant's shim's
+        caller_token(secrets.token_bytes(32), "team-a", "fn", "$LATEST"),
+    ],
+    ids=["no-hello", "none", "made-up", "other-namespace", "other-platform-key"],
+)
+async def test_the_data_path_runs_nothing_without_the_versions_token(
+    tmp_path: Path, hello: str | None
+) -> None:
+    """The data port, spoken to directly as an attacker would: an invocation before a hello,
+    or after a hello with a wrong token, is never run; the connection is closed."""
     async with running_shim(config(tmp_path), tmp_path) as shim:
-        client = ShimClient(secrets.token_bytes(32))
+        host, _, port = shim.data_address.rpartition(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        if hello is not None:
+            token = shim_pb2.StreamHello(token=hello).SerializeToString()
+            writer.write(frames.frame(frames.HELLO, token))
+            head = await asyncio.wait_for(reader.readexactly(frames.HEAD_BYTES), 10)
+            size = int.from_bytes(head[:4], "big")
+            body = await reader.readexactly(size - 1)
+            [(kind, welcome)] = frames.FrameReader().feed(head + body)
+            assert kind == frames.WELCOME
+            assert not shim_pb2.StreamWelcome.FromString(welcome).accepted
+        request = shim_pb2.InvokeRequest(payload=b"{}", request_id="forged")
+        writer.write(frames.frame(frames.INVOKE, request.SerializeToString()))
+        with contextlib.suppress(ConnectionResetError):  # closed without an answer
+            assert await asyncio.wait_for(reader.read(), 10) == b""
+        writer.close()
+        client = ShimClient(KEY)  # nothing ran: the gateway's first invocation is the first
         try:
-            version = ("team-a", "fn", "$LATEST")
-            stream = client._stream(shim.address, client.token(version))
-            assert await stream.call.code() == grpc.StatusCode.UNAUTHENTICATED
-            request = shim_pb2.InvokeRequest(payload=b"{}", request_id="r1")
-            with pytest.raises(ServiceError, match="refused the gateway"):
-                await stream.invoke(request, 30)
+            ok = shim_pb2.InvokeRequest(payload=b"{}", request_id="r1")
+            answer = await client.invoke(shim.data_address, ok, 30, ("team-a", "fn", "$LATEST"))
+            assert answer.payload == b"1"
         finally:
             await client.close()

@@ -35,6 +35,7 @@ from klambda.controller.kube.operator import run as run_operator
 from klambda.controller.platform.redis_server import EmbeddedRedis
 from klambda.gateway.serve import run as run_gateway
 from klambda.gateway.settings import GatewaySettings
+from klambda.kube import names
 from klambda.kube.client import KubeClient, KubeConfig, KubeError, NotFound, path_for
 from tests.helpers import free_port
 from tests.kube.double import KubeApiDouble
@@ -51,7 +52,7 @@ README = "tests/kube_e2e/README.md"
 IMAGES_DOC = "docs/install-kubernetes.md#build-the-images"
 REAL_HINT = (
     f"; on a real cluster, check that the runtime images are on the nodes ({IMAGES_DOC}) and "
-    f"that this machine routes to pod IPs, port 9000 ({README})"
+    f"that this machine routes to pod IPs, port {names.DATA_PORT} ({README})"
 )
 REAL_PATIENCE = 3.0
 """A real cluster schedules and starts pods, and collects garbage, slower: waits are longer."""
@@ -390,7 +391,7 @@ async def prepare_namespace(c: Cluster) -> None:
                 "ingress": [
                     {
                         "from": [{"ipBlock": {"cidr": "0.0.0.0/0"}}, {"ipBlock": {"cidr": "::/0"}}],
-                        "ports": [{"protocol": "TCP", "port": 9000}],
+                        "ports": [{"protocol": "TCP", "port": names.DATA_PORT}],
                     }
                 ],
             },
@@ -432,7 +433,8 @@ FAIL_FAST = (
 
 async def preflight(c: Cluster, operator: asyncio.Task[int], gateway: asyncio.Task[int]) -> None:
     """Before the first real-cluster test: a probe Function's pod must become Ready and be
-    reachable at its IP, port 9000, from here (where the gateway runs), in bounded time.
+    reachable at its IP, port 9003 (the data path), from here (where the gateway runs), in
+    bounded time.
 
     A failure fails the test with what to fix, instead of every test waiting out its timeouts.
     """
@@ -502,7 +504,7 @@ async def _probe(c: Cluster, operator: asyncio.Task[int], gateway: asyncio.Task[
     deadline = loop.time() + PROBE_CONNECT_TIMEOUT
     while loop.time() < deadline:
         try:
-            _, writer = await asyncio.wait_for(asyncio.open_connection(ip, 9000), 5.0)
+            _, writer = await asyncio.wait_for(asyncio.open_connection(ip, names.DATA_PORT), 5.0)
         except (OSError, TimeoutError) as e:
             error = e
             await asyncio.sleep(1.0)
@@ -512,8 +514,9 @@ async def _probe(c: Cluster, operator: asyncio.Task[int], gateway: asyncio.Task[
         await c.client.delete(f"{functions}/{PROBE}")
         return ""
     return (
-        f"pre-flight: pod {pod['metadata']['name']} is Ready at {ip}, but {ip}:9000 could not "
-        f"be reached from this machine within {PROBE_CONNECT_TIMEOUT:.0f} s ({error!r}). The "
+        f"pre-flight: pod {pod['metadata']['name']} is Ready at {ip}, but "
+        f"{ip}:{names.DATA_PORT} could not be reached from this machine within "
+        f"{PROBE_CONNECT_TIMEOUT:.0f} s ({error!r}). The "
         "gateway runs here and calls function pods by IP: route the cluster's pod network to "
         f"its nodes{await _routes(c.client)} ({README})"
     )

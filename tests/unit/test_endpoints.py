@@ -63,4 +63,4 @@ def test_only_pods_of_the_versions_replica_sets_serve_it() -> None:
         pod("10.0.0.5", owned("ReplicaSet", "x", "rs-other-ns")),
         pod("10.0.0.6", [{**owned("ReplicaSet", "fn", "rs-real")[0], "controller": False}]),
     ]
-    assert ready_endpoints(pods, KEY, owners) == (f"10.0.0.1:{names.GRPC_PORT}",)
+    assert ready_endpoints(pods, KEY, owners) == (f"10.0.0.1:{names.DATA_PORT}",)

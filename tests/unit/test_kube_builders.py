@@ -101,6 +101,7 @@ def test_deployment_shape() -> None:
     }
     assert c["ports"] == [
         {"name": "grpc", "containerPort": 9000},
+        {"name": "data", "containerPort": 9003},
         {"name": "health", "containerPort": 9002},
     ]
     # ready only while the shim can start an environment (tests/component/test_readiness.py)
@@ -198,8 +199,8 @@ def test_image_function_runs_its_image_beside_the_shim() -> None:
 def test_shim_settings_inside_the_pod() -> None:
     objs = build(spec(), version="3", pc=5)
     shim = shim_settings(objs)
-    where = (shim["code_dir"], shim["grpc_host"], shim["grpc_port"])
-    assert where == ("/var/task", "0.0.0.0", 9000)
+    where = (shim["code_dir"], shim["grpc_host"], shim["grpc_port"], shim["data_port"])
+    assert where == ("/var/task", "0.0.0.0", 9000, 9003)
     assert (shim["log_dir"], shim["log_to_stdout"]) == ("/var/log/klambda", True)
     assert (shim["max_environments"], shim["provisioned_concurrency"], shim["prewarm"]) == (1, 1, 0)
     assert objs.deployment["metadata"]["name"] == "fn-hello-v3"
@@ -221,7 +222,7 @@ def test_network_policies() -> None:
     assert np["spec"]["policyTypes"] == ["Ingress"]
     ingress = np["spec"]["ingress"][0]
     assert ingress["from"][0]["podSelector"]["matchLabels"] == names.GATEWAY_LABELS
-    assert ingress["ports"] == [{"protocol": "TCP", "port": names.GRPC_PORT}]
+    assert ingress["ports"] == [{"protocol": "TCP", "port": names.DATA_PORT}]  # gateways invoke
     pod_labels = build(spec()).deployment["spec"]["template"]["metadata"]["labels"]
     assert np["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
     assert build(spec()).egress_policy is None

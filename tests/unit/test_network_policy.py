@@ -130,12 +130,13 @@ POLICY = make_functions_policy("team-a", KubeSettings(platform_namespace=PLATFOR
 @pytest.mark.parametrize(
     ("source", "port", "allowed"),
     [
-        ((PLATFORM, names.GATEWAY_LABELS), names.GRPC_PORT, True),  # the gateway
-        (("team-b", names.GATEWAY_LABELS), names.GRPC_PORT, False),  # a look-alike elsewhere
-        (("team-a", names.GATEWAY_LABELS), names.GRPC_PORT, False),  # ... even in its namespace
-        ((PLATFORM, {"app": "other"}), names.GRPC_PORT, False),  # another platform pod
+        ((PLATFORM, names.GATEWAY_LABELS), names.DATA_PORT, True),  # the gateway
+        (("team-b", names.GATEWAY_LABELS), names.DATA_PORT, False),  # a look-alike elsewhere
+        (("team-a", names.GATEWAY_LABELS), names.DATA_PORT, False),  # ... even in its namespace
+        ((PLATFORM, {"app": "other"}), names.DATA_PORT, False),  # another platform pod
         ((PLATFORM, names.GATEWAY_LABELS), 9001, False),  # the Runtime API is the pod's own
-        (("team-a", names.labels("other", "$LATEST")), names.GRPC_PORT, False),  # a neighbour
+        ((PLATFORM, names.GATEWAY_LABELS), names.GRPC_PORT, False),  # control: nobody's on Kube
+        (("team-a", names.labels("other", "$LATEST")), names.DATA_PORT, False),  # a neighbour
     ],
 )
 def test_only_the_platforms_gateways_reach_function_pods(
