@@ -111,6 +111,7 @@ class Environment:
     _reply: asyncio.Future[_Reply] | None = None
     _exited: asyncio.Task[int] | None = None
     _follower: asyncio.Task[None] | None = None
+    _reset: bool = False
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -249,6 +250,9 @@ class Environment:
             await self.kill()
             reply = _Reply(errors.out_of_memory(inv.request_id), "Runtime.OutOfMemory")
         elif self._reply in done:
+            if self._reset:  # the runtime cannot go on (it exits): a fresh one takes the next
+                self._reset = False
+                await self.kill()
             return self._reply.result()
         elif self._exited in done:
             reply = _Reply(
@@ -330,8 +334,12 @@ class Environment:
     def current_request_id(self) -> str | None:
         return self._current.request_id if self._current else None
 
-    def on_result(self, payload: bytes, error_type: str | None) -> None:
+    def on_result(self, payload: bytes, error_type: str | None, reset: bool = False) -> None:
+        """The invocation's result. ``reset``: the runtime's post was refused, which ends an
+        awslambdaric runtime, so the environment is replaced before its next invocation (as
+        Lambda resets it) rather than handed one that meets a dying runtime."""
         if self._reply is not None and not self._reply.done():
+            self._reset = reset
             self._reply.set_result(_Reply(payload, error_type))
 
     def on_init_error(self, payload: bytes, error_type: str) -> None:

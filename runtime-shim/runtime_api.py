@@ -180,6 +180,7 @@ class _Handler:
                     {"errorMessage": message, "errorType": "Function.ResponseSizeTooLarge"}
                 ).encode(),
                 "Function.ResponseSizeTooLarge",
+                reset=True,
             )
         return _error(413, "RequestEntityTooLarge", message)
 

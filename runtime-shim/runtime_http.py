@@ -87,6 +87,8 @@ class RuntimeConnection(asyncio.Protocol):
         self._queue: collections.deque[tuple[Request, bool]] = collections.deque()
         self._waiting: asyncio.Future[bytes] | None = None
         self._keep_alive = True
+        self._early = False
+        """The request being read was answered from its headers (too large)."""
 
     # ------------------------------------------------------------------ connection
 
@@ -118,6 +120,7 @@ class RuntimeConnection(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         self._request = Request()
+        self._early = False
         self._url = b""
         self._body = []
         self._size = 0
@@ -129,9 +132,20 @@ class RuntimeConnection(asyncio.Protocol):
         self._request.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
 
     def on_headers_complete(self) -> None:
-        length = self._request.headers.get("content-length", "")
+        headers = self._request.headers
+        length = headers.get("content-length", "")
         if length.isdigit() and int(length) > self.limit:
+            # answered now (a client waiting on "Expect: 100-continue" sends no body), and the
+            # connection closed after it: the client may or may not send the body
             self._request.too_large = True
+            self._early = True
+            self._request.method = self.parser.get_method().decode("latin-1")
+            self._request.path = httptools.parse_url(self._url).path.decode("latin-1")
+            self._queue.append((self._request, False))
+            if self._waiting is None:
+                self._next()
+        elif headers.get("expect", "").lower() == "100-continue" and self.transport is not None:
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # no 1 s client wait
 
     def on_body(self, body: bytes) -> None:
         if self._request.too_large:
@@ -145,6 +159,8 @@ class RuntimeConnection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         request = self._request
+        if self._early:
+            return  # answered when its headers came
         request.method = self.parser.get_method().decode("latin-1")
         request.path = httptools.parse_url(self._url).path.decode("latin-1")
         request.body = b"".join(self._body)

@@ -34,6 +34,8 @@ def handler(event, context):
         time.sleep(event["seconds"])
     if action == "exit":
         os._exit(3)
+    if action == "huge":
+        return "x" * (7 * 1024 * 1024)
     if action == "allocate":
         block = bytearray(event["mb"] * 1024 * 1024)
         for i in range(0, len(block), 4096):
@@ -397,3 +399,19 @@ async def test_a_silent_shim_costs_a_call_seconds_not_its_deadline(config, tmp_p
         finally:
             shim.process.send_signal(signal.SIGCONT)
     assert took < 30, f"the call waited {took:.1f}s for a silent shim"
+
+
+async def test_a_response_over_6_mb_is_refused_each_time_and_the_next_call_is_served(
+    config, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    """Lambda's Function.ResponseSizeTooLarge, every time: the Runtime API answers the post
+    413 from its headers (awslambdaric then exits, as on Lambda, and a new environment takes
+    the next call), and the next call is served."""
+    async with running_shim(config, tmp_path) as shim:
+        await shim.invoke()
+        for _ in range(2):
+            r = await shim.invoke({"action": "huge"})
+            assert r.error_type == "Function.ResponseSizeTooLarge", r.payload[:300]
+            assert "Response payload size exceeded" in json.loads(r.payload)["errorMessage"]
+        after = await shim.invoke()
+    assert not after.error_type and json.loads(after.payload)["count"] >= 1

@@ -260,12 +260,23 @@ def test_provisioned_concurrency(platform: Platform, tmp_path: Path) -> None:
 
 def environments_of(function: str, version: str) -> list[int]:
     """Runtime processes of a version: the children of its shim."""
-    shim = subprocess.run(
+    found = subprocess.run(
         ["pgrep", "-f", f"shims/default-{function}-{version}-"], capture_output=True, text=True
     ).stdout.split()
-    assert len(shim) == 1, shim
+    # a runtime being spawned carries the shim's command line until it execs: the shim is
+    # the match whose parent is not a match
+    parents = {p: _parent(p) for p in found}
+    shim = [p for p in found if parents[p] not in found]
+    assert len(shim) == 1, found
     kids = subprocess.run(["pgrep", "-P", shim[0]], capture_output=True, text=True).stdout
     return [int(p) for p in kids.split()]
+
+
+def _parent(pid: str) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]
+    except OSError:
+        return ""
 
 
 def test_deleting_a_function_deletes_its_versions_and_aliases(
