@@ -278,6 +278,14 @@ def _parser() -> argparse.ArgumentParser:
         defaults.SHUTDOWN_GRACE,
         "on SIGTERM, how long requests in flight get to finish",
     )
+    gw.add_argument(
+        "--replica-name",
+        default=None,
+        help="this replica's name: its async dispatcher's consumer (a restarted replica of "
+        "the same name resumes the events it held at once; other replicas take over a dead "
+        "one's after their visibility timeout) and its demand reports (default: the host "
+        "name, a pod's name)",
+    )
 
     k = sub.add_parser("keys", help="access keys of principals (SigV4 callers)")
     ks = k.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
@@ -413,6 +421,8 @@ def _gateway(args: argparse.Namespace) -> int:
         trusted_proxies=tuple(args.trusted_proxies),
         url_domain=args.url_domain,
         shared_concurrency=args.shared_concurrency,
+        async_consumer=args.replica_name,
+        name=args.replica_name or "",
     )
     return _until_signalled(
         lambda stop: run_gateway(
