@@ -251,9 +251,16 @@ def verify(
         )
 
 
+_AMZ_DATE = re.compile(r"(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z")
+
+
 def _parse_date(value: str) -> datetime:
+    """X-Amz-Date (``20261204T010203Z``); by hand: strptime costs every request ~10 us."""
+    match = _AMZ_DATE.fullmatch(value)
     try:
-        return datetime.strptime(value, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+        if match is None:
+            raise ValueError(value)
+        return datetime(*(int(part) for part in match.groups()), tzinfo=UTC)  # type: ignore[misc]
     except ValueError:
         raise SignatureError(
             "IncompleteSignatureException",

@@ -88,7 +88,9 @@ def percentile(values: list[float], q: float) -> float:
 # --------------------------------------------------------------------------- load
 
 
-def wrk(url: str, connections: int, duration: float) -> tuple[float, float, float]:
+def wrk(
+    url: str, connections: int, duration: float, script: Path | None = None
+) -> tuple[float, float, float]:
     threads = min(2, connections)
     out = subprocess.run(
         [
@@ -97,6 +99,7 @@ def wrk(url: str, connections: int, duration: float) -> tuple[float, float, floa
             f"-c{connections}",
             f"-d{max(1, round(duration))}s",
             "--latency",
+            *(["-s", str(script)] if script else []),
             url,
         ],
         capture_output=True,
@@ -142,6 +145,34 @@ def python_load(url: str, connections: int, duration: float) -> tuple[float, flo
         return len(latencies) / elapsed, percentile(latencies, 0.5), percentile(latencies, 0.99)
 
     return asyncio.run(run())
+
+
+def presigned_invoke(port: int, data_dir: Path, folder: Path) -> tuple[str, Path]:
+    """The Invoke API's URL and a wrk script sending one SigV4-signed ``Invoke`` of the hello
+    function again and again (a signature stays valid for 5 minutes): the Lambda API path
+    under the same load as the function URL, with no signing cost in the load generator."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from klambda.api import sigv4
+
+    state = json.loads((data_dir / "run" / "platform.json").read_text())
+    path = "/2015-03-31/functions/bench-hello/invocations"
+    headers = {"host": f"127.0.0.1:{port}", "content-type": "application/json"}
+    signed = sigv4.sign(
+        "POST",
+        path,
+        "",
+        headers,
+        b"{}",
+        access_key_id=state["access_key_id"],
+        secret=state["secret_access_key"],
+        region=state["region"],
+    )
+    lines = ['wrk.method = "POST"', 'wrk.body = "{}"']
+    sent = {"content-type": "application/json", **signed}  # wrk sends Host itself
+    lines += [f'wrk.headers["{k}"] = "{v}"' for k, v in sent.items()]
+    script = folder / "invoke.lua"
+    script.write_text("\n".join(lines) + "\n")
+    return f"http://127.0.0.1:{port}{path}", script
 
 
 def cpu_ticks(root: int) -> dict[str, int]:
@@ -219,6 +250,39 @@ def init_durations(metrics_url: str) -> tuple[float, int]:
     return float(total[1]) * 1000, int(float(count[1]))
 
 
+def plot(
+    runs: dict[int, tuple[tuple[float, float, float], tuple[float, float, float]]], path: Path
+) -> None:
+    """Throughput, and p50/p99 latency, against concurrency: klambda and the bare server."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    levels = sorted(runs)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for index, name, style in ((0, "bare aiohttp", "--"), (1, "klambda function URL", "-")):
+        left.plot(levels, [runs[c][index][0] for c in levels], style, marker="o", label=name)
+        for at, marker in ((1, "o"), (2, "s")):
+            right.plot(
+                levels,
+                [runs[c][index][at] for c in levels],
+                style,
+                marker=marker,
+                label=f"{name}, p{50 if at == 1 else 99}",
+            )
+    left.set(xscale="log", xlabel="connections", ylabel="requests/s", title="Throughput")
+    right.set(xscale="log", yscale="log", xlabel="connections", ylabel="ms", title="Latency (wrk)")
+    for ax in (left, right):
+        ax.set_xticks(levels, [str(c) for c in levels])
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.suptitle("Warm path through a function URL, klambda up on 2 cores")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    print(f"plot: {path}")
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -234,6 +298,9 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per load run")
     parser.add_argument("--connections", default="1,32", help="comma-separated concurrency levels")
     parser.add_argument("--cold", type=int, default=30, help="cold starts to sample")
+    parser.add_argument(
+        "--plot", help="write a PNG of throughput and p50/p99 against concurrency here"
+    )
     args = parser.parse_args()
     load = wrk if shutil.which("wrk") else python_load
     keep_warm = 0.2
@@ -271,6 +338,7 @@ def main() -> int:
                 f"{args.duration:.0f} s per run; {os.cpu_count()} CPUs"
             )
             print(f"{'warm path':<34}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
+            runs: dict[int, tuple[tuple[float, float, float], tuple[float, float, float]]] = {}
             for c in [int(x) for x in args.connections.split(",")]:
                 load(fn_url, c, 1.0)  # warm-up: environments started, connections open
                 base = load(bare_url, c, args.duration)
@@ -283,6 +351,16 @@ def main() -> int:
                 print(f"  {'ratio (klambda / bare)':<32}" + "".join(f"{r:>9.2f}x" for r in ratios))
                 added = ours[1] - base[1]
                 print(f"  added p50: {added:+.2f} ms; {split}")
+                runs[c] = (base, ours)
+            if load is wrk:
+                c = max(runs)
+                invoke_url, script = presigned_invoke(kl_port, Path(tmp, "data"), Path(tmp))
+                wrk(invoke_url, c, 1.0, script)  # warm-up
+                invoked = wrk(invoke_url, c, args.duration, script)
+                row(f"klambda Invoke API, c={c}", invoked)
+                print(f"  Invoke API / function URL: {invoked[0] / runs[c][1][0]:.2f}x throughput")
+            if args.plot:
+                plot(runs, Path(args.plot))
         finally:
             bare.send_signal(signal.SIGINT)
             klambda.send_signal(signal.SIGINT)

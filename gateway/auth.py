@@ -70,6 +70,7 @@ class Authenticator:
         self.tokens = tokens
         self.accounts = accounts
         self._parsed: OrderedDict[str, tuple[Policy, ...]] = OrderedDict()
+        self._by_principal: dict[int, tuple[Principal, str]] = {}
 
     async def authenticate(
         self, request: web.Request, body: bytes, service: str = sigv4.SERVICE
@@ -114,9 +115,19 @@ class Authenticator:
 
     def _policies(self, principal: Principal) -> tuple[Policy, ...]:
         """The principal's identity policies, parsed once per content (keyed by a digest of
-        the JSON: a changed policy is a new key at once) in a bounded LRU."""
+        the JSON: a changed policy is a new key at once) in a bounded LRU. The digest itself
+        is remembered per principal object (the directory makes a new one when its Secret
+        changes; the entry holds the object, so its id cannot be reused meanwhile)."""
+        known = self._by_principal.get(id(principal))
+        if known is not None and known[0] is principal:
+            parsed = self._parsed.get(known[1])
+            if parsed is not None:
+                return parsed
         text = json.dumps(principal.policies, sort_keys=True, separators=(",", ":"))
         cache_key = hashlib.sha256(text.encode()).hexdigest()
+        if len(self._by_principal) >= POLICY_CACHE_SIZE:
+            self._by_principal.clear()
+        self._by_principal[id(principal)] = (principal, cache_key)
         parsed = self._parsed.get(cache_key)
         if parsed is None:
             parsed = self._parsed[cache_key] = tuple(principal.parsed_policies())
