@@ -260,7 +260,8 @@ def _parse_date(value: str) -> datetime:
     try:
         if match is None:
             raise ValueError(value)
-        return datetime(*(int(part) for part in match.groups()), tzinfo=UTC)  # type: ignore[misc]
+        year, month, day, hour, minute, second = (int(part) for part in match.groups())
+        return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
     except ValueError:
         raise SignatureError(
             "IncompleteSignatureException",
