@@ -6,8 +6,9 @@ its invocation). The handler returns the response bytes, or a future of them; re
 arrive while one is pending are answered in order after it. A request whose Content-Length
 is over the limit is answered from its headers (a client waiting on ``Expect: 100-continue``
 sends no body) and its connection closed; a chunked body that grows over it is read and
-dropped (the connection stays in step). Either is marked ``too_large``. With a ``uid``, a connection whose client end another user owns is answered
-403 on every request (``identity.peer_uid``, checked once per connection).
+dropped (the connection stays in step). Either is marked ``too_large``. With a ``uid``, a
+connection whose client end another user owns is answered 403 on every request
+(``identity.peer_uid``, checked once per connection).
 """
 
 from __future__ import annotations
