@@ -55,9 +55,10 @@ class ShimServicer:
     """Missing associated documentation comment in .proto file."""
 
     def InvokeStream(self, request_iterator, context):
-        """Invocations over one long-lived stream (the gateway's data path): each request runs in a free
-        environment (starting one if needed) and is answered by a response with the same request_id,
-        in completion order.
+        """Invocations over one long-lived stream: each request runs in a free environment (starting one
+        if needed) and is answered by a response with the same request_id, in completion order.
+        Gateways do not use it: their data path carries the same messages framed on a TCP connection
+        (klambda.protos.frames, the shim's data port), ~10x cheaper; this stays for tools and tests.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
