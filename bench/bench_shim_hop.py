@@ -17,8 +17,9 @@ import multiprocessing
 import struct
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any, TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -26,13 +27,16 @@ PAYLOAD = b'{"version":"2.0","rawPath":"/","headers":{"host":"x"},"body":"hello"
 HEADER = struct.Struct(">I")
 
 
-def _run(main: Callable[[], object]) -> None:
+T = TypeVar("T")
+
+
+def _run(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """``main()`` on uvloop (asyncio's own loop without it); its result."""
     try:
         import uvloop
-
-        uvloop.run(main())  # type: ignore[arg-type]
     except ImportError:
-        asyncio.run(main())  # type: ignore[arg-type]
+        return asyncio.run(main())
+    return uvloop.run(main())
 
 
 # ----------------------------------------------------------------------------- servers
@@ -167,16 +171,10 @@ def measure(kind: str, messages: int, inflight: int, port: int) -> float:
     try:
         ready.wait(20)
         client = grpc_client if kind == "grpc" else framed_client
-        out: list[float] = []
-        _run(lambda: _collect(client(port, messages, inflight), out))
-        return out[0]
+        return _run(lambda: client(port, messages, inflight))
     finally:
         server.terminate()
         server.join(10)
-
-
-async def _collect(work: object, out: list[float]) -> None:
-    out.append(await work)  # type: ignore[misc]
 
 
 def main() -> None:

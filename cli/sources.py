@@ -26,8 +26,14 @@ from klambda.cli import commands
 from klambda.cli.client import AdminClient, ApiError
 from klambda.cli.commands import CliError
 from klambda.cli.state import PlatformState
-from klambda.gateway.fifo_queues import FifoQueue, deduplication_id, fifo_fields
-from klambda.gateway.queues import Message, Queue
+from klambda.gateway.fifo_queues import (
+    FifoQueue,
+    deduplication_id,
+    fifo_fields,
+    queue_for,
+    send_message,
+)
+from klambda.gateway.queues import Message
 from klambda.gateway.sqs_records import attribute
 from klambda.gateway.stream_records import check_partition_key, shard_id
 from klambda.gateway.streams import START, Stream
@@ -70,7 +76,7 @@ async def _queue_action(
 ) -> int:
     spec = obj.get("spec", {})
     key = queue_key(args.namespace, args.name)
-    q: Queue | FifoQueue = FifoQueue(client, key) if spec.get("fifo") else Queue(client, key)
+    q = queue_for(client, key, bool(spec.get("fifo")))
     if args.queue_command == "purge":
         await q.purge()
         out.write(f"queue {args.name} purged\n")
@@ -101,12 +107,9 @@ async def _queue_action(
             except ValueError as e:
                 raise CliError(f"{e} (--deduplication-id)", 2) from e
             fields |= fifo_fields(body, args.group, dedup)
-            message_id = await q.send(fields, dedup)
-        elif delay:
-            message_id = await q.send_later(fields, delay)
         else:
-            message_id = await q.send(fields)
-        out.write(message_id + "\n")
+            dedup = None
+        out.write(await send_message(q, fields, delay, dedup) + "\n")
     return 0
 
 

@@ -286,6 +286,18 @@ def fifo_fields(body: str, group: str, deduplication: str | None) -> Mapping[str
     return out
 
 
+async def send_message(
+    engine: Queue | FifoQueue, fields: Fields, delay: float = 0, deduplication: str | None = None
+) -> str:
+    """A producer's message, by the queue's kind: a FIFO queue deduplicates it (and delays no
+    single message, as SQS); a standard one holds it ``delay`` seconds when asked."""
+    if isinstance(engine, FifoQueue):
+        return await engine.send(fields, deduplication)
+    if delay:
+        return await engine.send_later(fields, delay)
+    return await engine.send(fields)
+
+
 def queue_for(client: aioredis.Redis, key: str, fifo: bool) -> Queue | FifoQueue:
     """The engine of a queue: a FIFO queue keeps its groups and in-flight set itself."""
     return FifoQueue(client, key) if fifo else Queue(client, key)

@@ -30,7 +30,7 @@ from klambda.api.routes import Intake
 from klambda.gateway import producer_requests as checks
 from klambda.gateway.auth import Authenticator, Identity, authorize, context_keys
 from klambda.gateway.errors import AccessDenied, AuthError, LambdaError
-from klambda.gateway.fifo_queues import FifoQueue, queue_for
+from klambda.gateway.fifo_queues import queue_for, send_message
 from klambda.gateway.producer_requests import ProducerError
 from klambda.gateway.requests import read_body
 from klambda.gateway.routing import RoutingTable
@@ -213,12 +213,9 @@ class ProducerApi:
 
     async def _send(self, queue: Intake, message: checks.SqsMessage) -> dict[str, Any]:
         engine = queue_for(self._redis(), queue.key, queue.fifo)
-        if isinstance(engine, FifoQueue):
-            message_id = await engine.send(message.fields, message.deduplication_id)
-        elif message.delay:
-            message_id = await engine.send_later(message.fields, message.delay)
-        else:
-            message_id = await engine.send(message.fields)
+        message_id = await send_message(
+            engine, message.fields, message.delay, message.deduplication_id
+        )
         body = message.fields["body"]
         out = {
             "MessageId": message_id,
@@ -365,10 +362,14 @@ def _json_body(body: bytes) -> dict[str, Any]:
     return parsed
 
 
+def _content_type(sqs: bool) -> str:
+    return "application/x-amz-json-1.0" if sqs else "application/x-amz-json-1.1"
+
+
 def _answer(body: dict[str, Any], sqs: bool, request_id: str) -> web.Response:
     return web.Response(
         body=json.dumps(body, separators=(",", ":")).encode(),
-        content_type="application/x-amz-json-1.0" if sqs else "application/x-amz-json-1.1",
+        content_type=_content_type(sqs),
         headers={"x-amzn-RequestId": request_id},
     )
 
@@ -385,6 +386,6 @@ def _error(e: ProducerError, sqs: bool, request_id: str) -> web.Response:
     return web.Response(
         status=e.status,
         body=json.dumps({"__type": shape, "message": e.message}).encode(),
-        content_type="application/x-amz-json-1.0" if sqs else "application/x-amz-json-1.1",
+        content_type=_content_type(sqs),
         headers=headers,
     )

@@ -21,7 +21,8 @@ from typing import Any
 
 from klambda.api.routes import Intake
 from klambda.gateway.fifo_queues import deduplication_id, fifo_fields
-from klambda.gateway.sqs_records import ATTRIBUTE_TYPES
+from klambda.gateway.sqs_records import ATTRIBUTE_TYPES, attribute_value
+from klambda.gateway.stream_records import check_partition_key
 
 MAX_MESSAGE_SIZE = 1024 * 1024
 """SQS's limit on a message, body and attributes together (1 MiB since August 2025), and on a
@@ -183,7 +184,6 @@ def _attribute(name: str, value: object) -> tuple[dict[str, Any], int]:
             f"The type of message (user) attribute '{name}' is invalid. You must use only "
             "the following supported type prefixes: Binary, Number, String."
         )
-    shaped: dict[str, Any] = {"stringListValues": [], "binaryListValues": [], "dataType": data_type}
     if data_type.startswith("Binary"):
         try:
             data = base64.b64decode(value.get("BinaryValue") or "", validate=True)
@@ -191,15 +191,13 @@ def _attribute(name: str, value: object) -> tuple[dict[str, Any], int]:
             data = b""
         if not data:
             raise invalid(f"The message attribute '{name}' must contain a binary value.")
-        shaped["binaryValue"] = base64.b64encode(data).decode()
-        return shaped, len(data)
+        return attribute_value(data_type, binary=base64.b64encode(data).decode()), len(data)
     text = value.get("StringValue")
     if not isinstance(text, str) or text == "":
         raise invalid(f"The message attribute '{name}' must contain a non-empty value.")
     if data_type.startswith("Number") and not _is_number(text):
         raise invalid(f"Can't cast the value of message (user) attribute '{name}' to a number.")
-    shaped["stringValue"] = text
-    return shaped, len(text.encode())
+    return attribute_value(data_type, string=text), len(text.encode())
 
 
 def _is_number(text: str) -> bool:
@@ -268,8 +266,12 @@ def kinesis_records(records: object) -> list[tuple[str, bytes]]:
         if not isinstance(record, dict):
             raise validation("records", "Member must not be null")
         key = record.get("PartitionKey")
-        if not isinstance(key, str) or not 1 <= len(key) <= 256:
-            raise validation("partitionKey", "Member must have length between 1 and 256")
+        if not isinstance(key, str):
+            raise validation("partitionKey", "Member must not be null")
+        try:
+            check_partition_key(key)
+        except ValueError as e:
+            raise ProducerError("ValidationException", str(e)) from None
         raw = record.get("Data")
         if not isinstance(raw, str):
             raise validation("data", "Member must not be null")

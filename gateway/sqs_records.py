@@ -147,19 +147,26 @@ def attribute(spec: str) -> tuple[str, dict[str, Any]]:
     data_type = data_type or "String"
     if not name or data_type.split(".", 1)[0] not in ATTRIBUTE_TYPES:
         raise ValueError(f"attribute {spec!r}: the type must be String, Number or Binary")
-    out: dict[str, Any] = {"stringListValues": [], "binaryListValues": [], "dataType": data_type}
     if data_type.startswith("Binary"):
         try:
             base64.b64decode(value, validate=True)
         except binascii.Error as e:
             raise ValueError(f"attribute {name}: a Binary value is base64") from e
-        return name, {"binaryValue": value, **out}
+        return name, attribute_value(data_type, binary=value)
     if data_type.startswith("Number"):
         try:
             float(value)
         except ValueError as e:
             raise ValueError(f"attribute {name}: {value!r} is not a number") from e
-    return name, {"stringValue": value, **out}
+    return name, attribute_value(data_type, string=value)
+
+
+def attribute_value(
+    data_type: str, *, string: str | None = None, binary: str | None = None
+) -> dict[str, Any]:
+    """A message attribute as a function receives it (``binary``: base64)."""
+    value = {"binaryValue": binary} if binary is not None else {"stringValue": string}
+    return {**value, "stringListValues": [], "binaryListValues": [], "dataType": data_type}
 
 
 def failed_items(payload: bytes, ids: list[str]) -> set[str]:

@@ -141,11 +141,7 @@ class RuntimeConnection(asyncio.Protocol):
             # connection closed after it: the client may or may not send the body
             self._request.too_large = True
             self._early = True
-            self._request.method = self.parser.get_method().decode("latin-1")
-            self._request.path = httptools.parse_url(self._url).path.decode("latin-1")
-            self._queue.append((self._request, False))
-            if self._waiting is None:
-                self._next()
+            self._take(self._request, keep_alive=False)
         elif headers.get("expect", "").lower() == "100-continue" and self.transport is not None:
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # no 1 s client wait
 
@@ -163,10 +159,14 @@ class RuntimeConnection(asyncio.Protocol):
         request = self._request
         if self._early:
             return  # answered when its headers came
+        request.body = b"".join(self._body)
+        self._take(request, self.parser.should_keep_alive())
+
+    def _take(self, request: Request, keep_alive: bool) -> None:
+        """Queues a request (its method and path from the parser) and answers what it can."""
         request.method = self.parser.get_method().decode("latin-1")
         request.path = httptools.parse_url(self._url).path.decode("latin-1")
-        request.body = b"".join(self._body)
-        self._queue.append((request, self.parser.should_keep_alive()))
+        self._queue.append((request, keep_alive))
         if self._waiting is None:
             self._next()
 

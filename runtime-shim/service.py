@@ -146,13 +146,13 @@ class ShimService(shim_pb2_grpc.ShimServicer):
                 answers.put_nowait(None)
 
         reader = asyncio.create_task(read())
-        self._idle_enders.add(end_if_idle)
+        unregister = self.on_drain(end_if_idle)
         end_if_idle()
         try:
             while (answer := await answers.get()) is not None:
                 yield answer
         finally:
-            self._idle_enders.discard(end_if_idle)
+            unregister()
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader

@@ -29,10 +29,12 @@ def client(
     key: str | None = None,
     secret: str | None = None,
     read_timeout: float = 30,
+    service: str = "lambda",
 ) -> Any:
+    """A boto3 client of ``service`` for the gateway, signed by ``key`` (default the admin's)."""
     state = platform.state()
     return boto3.client(
-        "lambda",
+        service,
         endpoint_url=platform.url,
         region_name="us-east-1",
         aws_access_key_id=key or state["access_key_id"],
@@ -46,9 +48,13 @@ def code(e: pytest.ExceptionInfo[ClientError]) -> str:
 
 
 def new_key(
-    platform: Platform, tmp: Path, name: str, policy: dict[str, Any] | None
+    platform: Platform,
+    tmp: Path,
+    name: str,
+    policy: dict[str, Any] | None,
+    namespace: str = "default",
 ) -> tuple[str, str]:
-    args = ["keys", "create", name]
+    args = ["keys", "create", name, "-n", namespace]
     if policy is not None:
         path = tmp / f"{name}.json"
         path.write_text(json.dumps(policy))
@@ -63,7 +69,7 @@ def new_key(
     return values["AWS_ACCESS_KEY_ID"], values["AWS_SECRET_ACCESS_KEY"]
 
 
-def allow(action: str, resource: str) -> dict[str, Any]:
+def allow(action: str | list[str], resource: str) -> dict[str, Any]:
     return {
         "Version": "2012-10-17",
         "Statement": [{"Effect": "Allow", "Action": action, "Resource": resource}],

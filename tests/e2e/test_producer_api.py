@@ -11,14 +11,12 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from klambda.api.arn import account_for
 from tests.e2e.conftest import Platform, wait_for_reason
-from tests.e2e.test_lambda_api import allow, new_key
+from tests.e2e.test_lambda_api import allow, client, new_key
 from tests.e2e.test_queues_streams import lines, until
 
 ACCOUNT = account_for("default")
@@ -101,16 +99,7 @@ def _ready(platform: Platform, kind: str, name: str) -> bool:
 
 
 def aws(platform: Platform, service: str, key: tuple[str, str] | None = None) -> Any:
-    state = platform.state()
-    key_id, secret = key or (state["access_key_id"], state["secret_access_key"])
-    return boto3.client(
-        service,
-        endpoint_url=platform.url,
-        region_name="us-east-1",
-        aws_access_key_id=key_id,
-        aws_secret_access_key=secret,
-        config=Config(retries={"max_attempts": 1}),
-    )
+    return client(platform, *(key or (None, None)), service=service)
 
 
 def error_code(e: pytest.ExceptionInfo[ClientError]) -> str:
@@ -184,20 +173,7 @@ def test_a_principal_reaches_only_its_own_namespace_and_what_its_policy_allows(
 ) -> None:
     url = f"{platform.url}/{ACCOUNT}/inbox"
     # another namespace's principal, allowed every SQS and Kinesis action on everything
-    everything = {
-        "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Action": ["sqs:*", "kinesis:*"], "Resource": "*"}],
-    }
-    path = tmp_path / "all.json"
-    path.write_text(json.dumps(everything))
-    r = platform.cli("keys", "create", "mallory", "-n", "team-b", "--policy", str(path))
-    assert r.returncode == 0, r.stderr
-    env = dict(
-        x.removeprefix("export ").split("=", 1)
-        for x in r.stdout.splitlines()
-        if x.startswith("export ")
-    )
-    mallory = (env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"])
+    mallory = new_key(platform, tmp_path, "mallory", allow(["sqs:*", "kinesis:*"], "*"), "team-b")
     with pytest.raises(ClientError) as info:
         aws(platform, "sqs", mallory).send_message(QueueUrl=url, MessageBody="stolen")
     assert error_code(info) == "AccessDenied"

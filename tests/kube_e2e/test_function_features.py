@@ -15,10 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import boto3
 import pytest
 import redis.asyncio as aioredis
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from klambda.api.arn import account_for
@@ -26,6 +24,7 @@ from tests.kube_e2e import kubelet
 from tests.kube_e2e.test_operator_e2e import (  # noqa: F401 (cluster: the fixture)
     KEEP_WARM,
     Cluster,
+    aws_client,
     cluster,
     secret,
 )
@@ -259,14 +258,7 @@ async def test_queue_messages_reach_the_function(cluster: Cluster, tmp_path: Pat
                 },
             ),
         )
-        sqs = boto3.client(
-            "sqs",
-            endpoint_url=cluster.gateway_url,
-            region_name="us-east-1",
-            aws_access_key_id="AKIAPRODUCER00000001",
-            aws_secret_access_key="producer-secret",
-            config=Config(retries={"max_attempts": 1}),
-        )
+        sqs = aws_client("sqs", cluster.gateway_url, "AKIAPRODUCER00000001", "producer-secret")
         url = f"{cluster.gateway_url}/{account}/orders"
 
         async def sent(body: str) -> bool:

@@ -20,14 +20,13 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from tests.helpers import free_port
-from tests.kube_e2e.test_operator_e2e import Cluster, double_backend, secret
+from tests.kube_e2e.test_operator_e2e import Cluster, aws_client, double_backend, secret
 
 RECORDER = """apiVersion: klambda.io/v1alpha1
 kind: Function
@@ -80,15 +79,8 @@ MESSAGES = range(1000, 1060)
 KEY_ID, SECRET = "AKIACRASHTEST0000001", "crash-test-secret"
 
 
-def client(base: str) -> object:
-    return boto3.client(
-        "lambda",
-        endpoint_url=base,
-        region_name="us-east-1",
-        aws_access_key_id=KEY_ID,
-        aws_secret_access_key=SECRET,
-        config=Config(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=10),
-    )
+def client(base: str) -> Any:
+    return aws_client("lambda", base, KEY_ID, SECRET, connect_timeout=2, read_timeout=10)
 
 
 # urllib3 drops (without closing) the connections a request to the killed gateway broke
@@ -189,11 +181,11 @@ async def _ready(c: Cluster, base: str) -> None:
     def invoked(url: str) -> bool:
         lam = client(url)
         try:
-            r = lam.invoke(FunctionName="recorder", Payload=b'{"n": -1}')  # type: ignore[attr-defined]
+            r = lam.invoke(FunctionName="recorder", Payload=b'{"n": -1}')
         except (BotoCoreError, ClientError):
             return False
         finally:
-            lam.close()  # type: ignore[attr-defined]
+            lam.close()
         return bool(r["StatusCode"] == 200 and "FunctionError" not in r)
 
     for url in (c.gateway_url, base):
@@ -213,7 +205,7 @@ def _load(c: Cluster, doomed_url: str, doomed: subprocess.Popen[bytes]) -> dict[
     def send(n: int) -> None:
         who = "doomed" if n < EVENTS // 2 else "survivor"
         try:
-            r = clients[who].invoke(  # type: ignore[attr-defined]
+            r = clients[who].invoke(
                 FunctionName="recorder", InvocationType="Event", Payload=json.dumps({"n": n})
             )
         except (BotoCoreError, ClientError):
@@ -231,7 +223,7 @@ def _load(c: Cluster, doomed_url: str, doomed: subprocess.Popen[bytes]) -> dict[
             list(pool.map(send, range(EVENTS // 2, EVENTS)))
     finally:
         for each in clients.values():
-            each.close()  # type: ignore[attr-defined]
+            each.close()
     return accepted
 
 
@@ -239,25 +231,19 @@ def _call(base: str, name: str, sleep: float) -> str:
     """One synchronous call: the function's answer, or the error's code."""
     lam = client(base)
     try:
-        r = lam.invoke(FunctionName=name, Payload=json.dumps({"sleep": sleep}))  # type: ignore[attr-defined]
+        r = lam.invoke(FunctionName=name, Payload=json.dumps({"sleep": sleep}))
         return str(json.loads(r["Payload"].read()))
     except ClientError as e:
         return str(e.response["Error"]["Code"])
     except BotoCoreError as e:
         return type(e).__name__
     finally:
-        lam.close()  # type: ignore[attr-defined]
+        lam.close()
 
 
 def _send_messages(base: str) -> None:
     """The queue's messages, sent with boto3's SQS client through the producer API."""
-    sqs = boto3.client(
-        "sqs",
-        endpoint_url=base,
-        region_name="us-east-1",
-        aws_access_key_id=KEY_ID,
-        aws_secret_access_key=SECRET,
-    )
+    sqs = aws_client("sqs", base, KEY_ID, SECRET)
     try:
         url = sqs.get_queue_url(QueueName="work")["QueueUrl"]
         for n in MESSAGES:

@@ -657,6 +657,22 @@ async def test_invalid_manifest_is_rejected_by_the_crd(cluster: Cluster) -> None
     assert "spec.memorySize" in err and "128" in err
 
 
+def aws_client(service: str, base: str, key_id: str, secret: str, **config: Any) -> Any:
+    """A boto3 client of the gateway at ``base``, signed by a Secret principal's key pair; no
+    retries (a test sees each answer)."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        service,
+        endpoint_url=base,
+        region_name="us-east-1",
+        aws_access_key_id=key_id,
+        aws_secret_access_key=secret,
+        config=Config(retries={"max_attempts": 1}, **config),
+    )
+
+
 def secret(
     namespace: str, name: str, labels: dict[str, str], data: dict[str, str]
 ) -> dict[str, Any]:
@@ -671,8 +687,6 @@ def secret(
 async def test_service_account_tokens_and_secret_keys(cluster: Cluster) -> None:
     """In-cluster callers authenticate with their ServiceAccount token (TokenReview); key
     pairs live in Secrets; both are held to their policies."""
-    import boto3
-    from botocore.config import Config
 
     from klambda.api.arn import account_for
 
@@ -739,14 +753,7 @@ async def test_service_account_tokens_and_secret_keys(cluster: Cluster) -> None:
     status, body = await call(token, "counter")
     assert status == 403 and "not authorized" in json.dumps(body)
 
-    client = boto3.client(
-        "lambda",
-        endpoint_url=cluster.gateway_url,
-        region_name="us-east-1",
-        aws_access_key_id="AKIAK8SSECRETKEY0001",
-        aws_secret_access_key="k8s-secret-value",
-        config=Config(retries={"max_attempts": 1}),
-    )
+    client = aws_client("lambda", cluster.gateway_url, "AKIAK8SSECRETKEY0001", "k8s-secret-value")
     result = await asyncio.to_thread(client.invoke, FunctionName="greeter", Payload=b"{}")
     assert json.loads(result["Payload"].read())["greeting"] == "Bonjour, world!"
 
