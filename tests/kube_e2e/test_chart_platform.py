@@ -4,6 +4,10 @@ args and env, with ``$(VAR)`` expanded from the Secrets the env names, as a kube
 kubeconfig is added, since they run outside a pod), apply examples/hello.yaml, and get HTTP 200
 from the function URL with the function's pods run by the process kubelet. Redis is the
 chart's external one (``redis.external``), an embedded server whose password is in a Secret.
+
+Each runs with a token of the ServiceAccount its Deployment names, so the double authorizes
+every request by the chart's Roles; after a tour of everything they do (``rbac_tour.py``),
+neither was refused anything, and neither is granted anything it did not use.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from klambda.kube.client import KubeClient, KubeConfig, path_for
 from tests.helpers import free_port
 from tests.kube.double import KubeApiDouble
 from tests.kube_e2e.kubelet import ProcessKubelet
+from tests.kube_e2e.rbac_tour import rbac_tour, rbac_use
 from tests.kube_e2e.test_operator_e2e import REPO, eventually
 
 pytest.importorskip("helm_sdkpy", reason="helm-sdkpy is not installed")
@@ -69,7 +74,8 @@ async def test_the_charts_operator_and_gateway_serve_a_function(tmp_path: Path) 
             port = free_port()
             for name in ("klambda-operator", "klambda-gateway"):
                 argv, env = await _as_the_kubelet_would(client, name, port)
-                argv += ["--kubeconfig", str(kubeconfig)]
+                own = await _service_account_kubeconfig(api, client, name, tmp_path)
+                argv += ["--kubeconfig", str(own)]
                 processes.append(_spawn(argv, env, tmp_path / f"{name}.log"))
             await kubelet.start()
             kubectl = ["kubectl", "--kubeconfig", str(kubeconfig), "-n", "default"]
@@ -91,15 +97,15 @@ async def test_the_charts_operator_and_gateway_serve_a_function(tmp_path: Path) 
 
             body = await eventually(served, 90, _logs(tmp_path))
             assert "ada" in body
+            await rbac_tour(client, kubectl, port)
+            await _stop(processes)  # the operator hands its Lease back: an update
+            for account in ("klambda-operator", "klambda-gateway"):
+                user = f"system:serviceaccount:{NAMESPACE}:{account}"
+                refused, unused = rbac_use(api.cluster.authorizer, user, NAMESPACE)
+                assert not refused, f"{account} was refused: {refused}"
+                assert not unused, f"{account}'s rules grant what it never used: {unused}"
         finally:
-            for process in processes:
-                process.terminate()
-            for process in processes:
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    process.wait(15)
-                if process.poll() is None:
-                    process.kill()
-                    process.wait()
+            await _stop(processes)
             await kubelet.stop()
             await client.close()
             await redis.stop()
@@ -129,6 +135,31 @@ async def _as_the_kubelet_would(
     args = [expand(a) for a in container.get("args", [])]
     args = [f"--port={port}" if a.startswith("--port=") else a for a in args]
     return [*KLAMBDA, *command[1:], *args], env
+
+
+async def _service_account_kubeconfig(
+    api: KubeApiDouble, client: KubeClient, deployment: str, tmp: Path
+) -> Path:
+    """A kubeconfig with a token of the service account the chart's Deployment runs as: what
+    a pod gets mounted, so the double authorizes every request by the chart's RBAC."""
+    found = await client.get(path_for("apps", "v1", "deployments", NAMESPACE, deployment))
+    account = found["spec"]["template"]["spec"]["serviceAccountName"]
+    path = path_for("", "v1", "serviceaccounts", NAMESPACE, account) + "/token"
+    minted = await client.create(path, {"apiVersion": "authentication.k8s.io/v1",
+                                        "kind": "TokenRequest", "spec": {}})  # fmt: skip
+    return api.write_kubeconfig(tmp / f"{account}.kubeconfig", token=minted["status"]["token"])
+
+
+async def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            await asyncio.to_thread(process.wait, 15)
+        if process.poll() is None:
+            process.kill()
+            process.wait()
 
 
 def _spawn(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:

@@ -44,6 +44,9 @@ class TokenBook:
     def remove(self, token: str) -> None:
         self._tokens.pop(token, None)
 
+    def user_of(self, token: str) -> UserInfo | None:
+        return self._tokens.get(token)
+
     def mint_service_account(
         self, namespace: str, name: str, uid: str, audiences: list[str]
     ) -> str:

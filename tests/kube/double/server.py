@@ -18,6 +18,7 @@ import yaml
 from aiohttp import web
 
 from . import deletes, discovery, openapi, protobuf, reads, tokens, watch, writes
+from .auth import API_AUDIENCE, UserInfo
 from .errors import (
     ApiError,
     bad_request,
@@ -29,6 +30,7 @@ from .errors import (
 )
 from .faults import Faults, RequestRecord
 from .params import Query
+from .rbac import Attributes, unauthorized
 from .routing import Target, resolve
 from .settings import Cluster
 from .table import to_table, wants_table
@@ -125,7 +127,34 @@ async def handle(request: web.Request) -> web.StreamResponse:
     if resource_parts[2:3] == ["watch"]:
         resource_parts = resource_parts[:2] + resource_parts[3:]
         query = Query.parse({**request.query, "watch": "true"})
-    return await _dispatch(request, cluster, resolve(cluster.registry, resource_parts), query)
+    target = resolve(cluster.registry, resource_parts)
+    verb = _verb(request, target, query)
+    user = _caller(cluster, request)
+    attributes = Attributes(
+        verb,
+        target.rtype.group,
+        target.rtype.plural,
+        target.subresource,
+        target.namespace,
+        target.name,
+    )
+    if user is not None:
+        cluster.authorizer.authorize(user, attributes)
+
+    def owners(body: Any) -> None:
+        if user is not None:
+            cluster.authorizer.check_owner_references(user, cluster.registry, attributes, body)
+
+    return await _dispatch(request, cluster, target, query, verb, owners)
+
+
+def _caller(cluster: Cluster, request: web.Request) -> UserInfo | None:
+    """The user RBAC applies to: the one a known bearer token maps to (``rbac.py``)."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    user = cluster.tokens.user_of(token.strip()) if scheme.lower() == "bearer" else None
+    if user is not None and user.audiences and API_AUDIENCE not in user.audiences:
+        raise unauthorized()
+    return user
 
 
 def _openapi(cluster: Cluster, parts: list[str]) -> web.StreamResponse:
@@ -185,9 +214,14 @@ def _verb(request: web.Request, target: Target, query: Query) -> str:
 
 
 async def _dispatch(
-    request: web.Request, cluster: Cluster, target: Target, query: Query
+    request: web.Request,
+    cluster: Cluster,
+    target: Target,
+    query: Query,
+    verb: str,
+    owners: Callable[[Any], None],
 ) -> web.StreamResponse:
-    verb = _verb(request, target, query)
+    """``owners`` checks the ownerReferences a write sets (``rbac.py``)."""
     accept = request.headers.get("Accept", "")
     if verb == "watch":
         return await watch.serve(request, cluster, target, query, wants_table(accept))
@@ -218,15 +252,16 @@ async def _dispatch(
             )
         return _json(listing)
     if verb == "patch":
-        status, body, warnings = writes.patch(
-            cluster, target, await request.read(), request.content_type, query
-        )
+        raw = await request.read()
+        owners(_loaded(raw))
+        status, body, warnings = writes.patch(cluster, target, raw, request.content_type, query)
     elif verb in ("delete", "deletecollection"):
         options = deletes.check_delete_body(await _body(request))
         run = deletes.delete if verb == "delete" else deletes.delete_collection
         status, body, warnings = run(cluster, target, options, query)
     else:
         body_in = await _body(request)
+        owners(body_in)
         if target.subresource == "token":
             operation = tokens.create_token
         elif target.rtype.create_only:
@@ -236,6 +271,14 @@ async def _dispatch(
         status, body, warnings = operation(cluster, target, body_in, query)
     cluster.changed.set()
     return _json(body, status, warnings)
+
+
+def _loaded(raw: bytes) -> Any:
+    """A patch body as an object, when it is one (JSON or YAML); else ``None``."""
+    try:
+        return yaml.safe_load(raw.decode())
+    except (ValueError, yaml.YAMLError):
+        return None
 
 
 def make_app(

@@ -10,6 +10,7 @@ from typing import Any
 from .auth import TokenBook
 from .cel import CelEvaluator
 from .meta import Clock, utc_now
+from .rbac import Authorizer
 from .registry import Registry
 from .store import Store
 
@@ -67,6 +68,8 @@ class Cluster:
     registry: Registry
     tokens: TokenBook
     cel: CelEvaluator
+    authorizer: Authorizer
+    """RBAC for callers with a token from :attr:`tokens`."""
     clock: Clock = utc_now
     service_ips: ServiceIPs = field(default_factory=ServiceIPs)
     applied: dict[tuple[Any, ...], dict[str, Any]] = field(default_factory=dict)
@@ -76,11 +79,13 @@ class Cluster:
 
     @classmethod
     def new(cls, settings: Settings, clock: Clock = utc_now) -> Cluster:
+        store = Store(history_size=max(1, settings.history_size))
         return cls(
             settings=settings,
-            store=Store(history_size=max(1, settings.history_size)),
+            store=store,
             registry=Registry.with_builtins(),
             tokens=TokenBook(),
             cel=CelEvaluator(),
+            authorizer=Authorizer(store),
             clock=clock,
         )
