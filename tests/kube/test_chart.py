@@ -60,9 +60,12 @@ async def helm(*args: str) -> dict[str, Any]:
 
 
 async def install(
-    kubeconfig: Path, values: dict[str, Any] | None = None, action: str = "install"
+    kubeconfig: Path,
+    values: dict[str, Any] | None = None,
+    action: str = "install",
+    chart: Path = CHART,
 ) -> list[dict[str, Any]]:
-    release = await helm(action, str(kubeconfig), NAMESPACE, str(CHART), json.dumps(values or {}))
+    release = await helm(action, str(kubeconfig), NAMESPACE, str(chart), json.dumps(values or {}))
     return [d for d in yaml.safe_load_all(release["manifest"]) if d]
 
 
@@ -136,8 +139,10 @@ async def test_redis_has_a_password_no_object_shows_and_admits_only_the_platform
     (container,) = gateway["containers"]
     url = [a for a in container["args"] if a.startswith("--redis-url=")]
     assert url == [f"--redis-url=redis://:$(REDIS_PASSWORD)@klambda-redis.{NAMESPACE}.svc:6379/0"]
-    (env,) = container["env"]
-    assert env["valueFrom"]["secretKeyRef"] == {"name": "klambda-redis", "key": "password"}
+    env = {e["name"]: e["valueFrom"] for e in container["env"]}
+    assert env["REDIS_PASSWORD"]["secretKeyRef"] == {"name": "klambda-redis", "key": "password"}
+    assert env["POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert "--replica-name=$(POD_NAME)" in container["args"]  # a pod's own name, each
     assert "--shared-concurrency" not in container["args"]  # one replica: no round trip
     redis = named(objects, "StatefulSet", "klambda-redis")["spec"]["template"]["spec"]
     assert "--appendonly" in redis["containers"][0]["args"]
@@ -213,7 +218,8 @@ async def test_non_default_values_external_redis_ingress_autoscaling_monitoring(
     assert container["image"] == "ghcr.io/klambda/klambda:9.9.9"
     assert "--redis-url=rediss://:$(REDIS_PASSWORD)@cache.internal:6380/2" in container["args"]
     assert "--url-domain=lambda-url.fn.example.org" in container["args"]
-    assert container["env"][0]["valueFrom"]["secretKeyRef"] == {"name": "my-redis", "key": "secret"}
+    env = {e["name"]: e["valueFrom"] for e in container["env"]}
+    assert env["REDIS_PASSWORD"]["secretKeyRef"] == {"name": "my-redis", "key": "secret"}
     ingress = named(objects, "Ingress", "klambda-gateway")["spec"]
     assert [r["host"] for r in ingress["rules"]] == [
         "fn.example.org",

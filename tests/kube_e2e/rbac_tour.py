@@ -84,7 +84,7 @@ async def _apply(kubectl: list[str], objects: list[dict[str, Any]]) -> None:
     assert done.returncode == 0, done.stderr
 
 
-async def rbac_tour(client: KubeClient, kubectl: list[str], gateway_port: int) -> None:
+async def rbac_tour(client: KubeClient, kubectl: list[str], gateway_url: str) -> None:
     await _apply(kubectl, _objects())
     kinds = ("functions", "versions", "aliases", "queues", "streams", "schedules")
 
@@ -119,7 +119,7 @@ async def rbac_tour(client: KubeClient, kubectl: list[str], gateway_port: int) -
         return bool(ports[0]["port"] == 8443)
 
     await eventually(replaced, 60, "big's egress policy replaced")
-    await _call_with_a_bearer_token(gateway_port)
+    await _call_with_a_bearer_token(gateway_url)
 
     await asyncio.to_thread(
         subprocess.run, [*kubectl, "delete", "function", "big"], capture_output=True
@@ -137,8 +137,8 @@ async def rbac_tour(client: KubeClient, kubectl: list[str], gateway_port: int) -
     await eventually(gone, 60, "big's Deployment and NetworkPolicy deleted")
 
 
-async def _call_with_a_bearer_token(port: int) -> None:
-    url = f"http://127.0.0.1:{port}/2015-03-31/functions/hello/invocations"
+async def _call_with_a_bearer_token(gateway_url: str) -> None:
+    url = f"{gateway_url}/2015-03-31/functions/hello/invocations"
     async with (
         aiohttp.ClientSession() as session,
         session.post(url, data=b"{}", headers={"Authorization": "Bearer not-a-token"}) as r,
