@@ -228,6 +228,7 @@ async def _run(
             redis_url=redis_url,
             async_consumer="klambda-up",
             async_retry_delay=options.async_retry_delay,
+            busy_wait=0.0,  # one shim per version: it waited for its environments already
             shim_key=shim_key,
             async_key=await asyncio.to_thread(_async_key, data_dir / "state"),
         )

@@ -9,7 +9,9 @@ have just rolled to a new shim.
 
 from __future__ import annotations
 
+import asyncio
 import random
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -31,8 +33,14 @@ from klambda.gateway.routing import RoutingTable
 from klambda.gateway.selection import Selection, UnknownQualifier, select
 from klambda.gateway.settings import GatewaySettings
 from klambda.gateway.shared_concurrency import SharedConcurrency
-from klambda.gateway.shim_client import ShimClient, ShimUnavailable
+from klambda.gateway.shim_client import ShimBusy, ShimClient, ShimUnavailable
 from klambda.protos import shim_pb2
+
+TRIES = 3
+"""Pods one invocation may try when they are unavailable (draining, unreachable): it did not
+start there. Busy pods are tried for up to ``GatewaySettings.busy_wait`` instead."""
+BUSY_PAUSE = 0.05
+"""Seconds between rounds over pods that were all busy."""
 
 
 class Activator(Protocol):
@@ -187,6 +195,9 @@ class Invoker:
         try:
             holder = await self._admit(key, reserved)
         except TooManyRequests:
+            import logging
+
+            logging.getLogger("DEBUG").warning("ADMIT 429 %s", self.limiter.unreserved_pool)
             self.metrics.throttles.labels(inv.namespace, inv.name).inc()
             raise
         try:
@@ -208,10 +219,12 @@ class Invoker:
 
     async def _call(self, inv: Invocation, chosen: Selection, request_id: str) -> InvokeResult:
         refused: set[str] = set()
-        for attempt in (1, 2):
+        unavailable = 0
+        busy_until = time.monotonic() + self.settings.busy_wait
+        while True:
             target = await self._target(inv, chosen.version)
-            others = tuple(a for a in target.endpoints if a not in refused)
-            address = self.client.pick(others or target.endpoints)
+            untried = tuple(a for a in target.endpoints if a not in refused)
+            address = self.client.pick(untried or target.endpoints)
             request = shim_pb2.InvokeRequest(
                 request_id=request_id,
                 payload=inv.payload,
@@ -225,15 +238,25 @@ class Invoker:
                 version = (inv.namespace, inv.name, target.version)
                 response = await self.client.invoke(address, request, deadline, version)
             except ShimUnavailable:
-                if attempt == 2:
+                unavailable += 1
+                if unavailable == TRIES:
                     raise
                 refused.add(address)
                 continue
+            except ShimBusy:
+                refused.add(address)
+                if any(a not in refused for a in target.endpoints):
+                    continue  # another pod may be free
+                if time.monotonic() < busy_until:
+                    refused.clear()  # each was busy once; any may be free by now
+                    await asyncio.sleep(BUSY_PAUSE)
+                    continue
+                self.metrics.throttles.labels(inv.namespace, inv.name).inc()
+                raise
             except TooManyRequests:
                 self.metrics.throttles.labels(inv.namespace, inv.name).inc()
                 raise
             return self._record(inv, request_id, response)
-        raise AssertionError("unreachable")
 
     def _record(self, inv: Invocation, request_id: str, r: shim_pb2.InvokeResponse) -> InvokeResult:
         labels = (inv.namespace, inv.name, r.executed_version)

@@ -61,6 +61,10 @@ class GatewaySettings:
     """Seconds between closing streams to shims that no route names (draining after a roll)."""
     activation_timeout: float = 30.0
     """Seconds to wait for the platform to start a version that has no running shim."""
+    busy_wait: float = 10.0
+    """Seconds a call keeps trying a version's pods while every one it tries is busy (on
+    Kubernetes each pod has one environment, and busy pods make the Deployment grow, so new
+    pods come meanwhile) before it is throttled; 0: throttle once each pod refused."""
     trusted_proxies: tuple[str, ...] = ()
     """CIDRs of proxies in front of the gateway (an ingress) whose X-Forwarded-For is believed
     for ``aws:SourceIp`` and a URL event's ``sourceIp``; empty: the TCP peer, always."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from typing import cast
 
 from klambda.api.shim_auth import caller_token
@@ -29,6 +30,14 @@ OPEN_TIMEOUT = 5.0
 
 class ShimUnavailable(ServiceError):
     """The shim could not be reached; the invocation did not start there."""
+
+
+class ShimBusy(TooManyRequests):
+    """Every environment of that shim is busy (with another gateway's calls, which this one
+    does not count); the invocation did not start there, so another pod may take it."""
+
+    def __init__(self) -> None:
+        super().__init__("ConcurrentInvocationLimitExceeded")
 
 
 class _Connection(asyncio.Protocol):
@@ -189,8 +198,11 @@ class ShimClient:
         return connection
 
     def pick(self, endpoints: tuple[str, ...]) -> str:
-        """The endpoint with the fewest invocations in flight from this gateway."""
-        return min(endpoints, key=lambda a: self.inflight.get(a, 0))
+        """An endpoint with the fewest invocations in flight from this gateway, at random
+        among equals: other replicas do not count here, and had every one taken the first,
+        their calls would meet on one pod while others sat idle."""
+        least = min(self.inflight.get(a, 0) for a in endpoints)
+        return random.choice([a for a in endpoints if self.inflight.get(a, 0) == least])
 
     async def invoke(
         self,
@@ -208,7 +220,7 @@ class ShimClient:
         finally:
             self.inflight[address] -= 1
         if answer.refused == "RESOURCE_EXHAUSTED":
-            raise TooManyRequests("ConcurrentInvocationLimitExceeded")
+            raise ShimBusy()
         if answer.refused == "UNAVAILABLE":  # draining: the invocation did not start
             raise ShimUnavailable(f"function environment unavailable: {answer.refused_message}")
         if answer.refused:

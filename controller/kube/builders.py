@@ -114,9 +114,9 @@ def pod_shim_config(config: ShimConfig) -> ShimConfig:
         grpc_port=names.GRPC_PORT,
         data_port=names.DATA_PORT,
         max_environments=1,
-        # all pods busy: the gateway asks for more pods, and this call waits (bounded) for
-        # the pod's one environment rather than failing at once
-        acquire_timeout=max(config.acquire_timeout, 10.0),
+        # the pod's one environment busy: the call waits a moment, then the gateway tries
+        # another pod (busy pods make the Deployment grow; GatewaySettings.busy_wait)
+        acquire_timeout=config.acquire_timeout,
         provisioned_concurrency=1 if config.provisioned_concurrency else 0,
         prewarm=0 if config.provisioned_concurrency else 1,
         **external,
