@@ -1,6 +1,7 @@
 """Real Helm (helm-sdkpy) in a process of its own, for tests/kube/test_chart.py:
 
     python -m tests.kube.helm_tool install|upgrade KUBECONFIG NAMESPACE CHART VALUES
+    python -m tests.kube.helm_tool uninstall KUBECONFIG NAMESPACE
     python -m tests.kube.helm_tool lint CHART
 
 prints the action's result as JSON ({"error": ...} and exit 1 when Helm refused). A process of
@@ -22,6 +23,10 @@ async def _run(argv: list[str]) -> dict[str, Any]:
     if argv[0] == "lint":
         report: dict[str, Any] = await helm.Lint(helm.Configuration()).run(argv[1])
         return report
+    if argv[0] == "uninstall":
+        config = helm.Configuration(namespace=argv[2], kubeconfig=argv[1])
+        removed: dict[str, Any] = await helm.Uninstall(config).run("klambda", wait=False)
+        return removed
     action, kubeconfig, namespace, chart, values = argv
     config = helm.Configuration(namespace=namespace, kubeconfig=kubeconfig)
     if action == "upgrade":

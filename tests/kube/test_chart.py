@@ -283,6 +283,35 @@ async def test_helm_upgrade_rolls_the_gateway_and_keeps_the_redis_password(api: 
         await client.close()
 
 
+async def test_helm_uninstall_keeps_the_crds_and_the_redis_password(api: Path) -> None:
+    """What docs/install-kubernetes.md says an uninstall leaves: the CRDs (Helm never deletes
+    ``crds/``, so Functions and their pods stay) and the Redis password Secret (kept by its
+    resource policy); everything else the chart made goes."""
+    await install(api)
+    await helm("uninstall", str(api), NAMESPACE)
+    client = KubeClient(KubeConfig.load(str(api)))
+    try:
+        for group, plural in [
+            ("apps", "deployments"),
+            ("", "services"),
+            ("", "serviceaccounts"),
+            ("apps", "statefulsets"),
+        ]:
+            listing = await client.list(path_for(group, "v1", plural, NAMESPACE))
+            left = [i["metadata"]["name"] for i in listing["items"]]
+            assert not [n for n in left if n.startswith("klambda") and n != "default"], left
+        roles = await client.list(path_for("rbac.authorization.k8s.io", "v1", "clusterroles"))
+        assert not [r for r in roles["items"] if r["metadata"]["name"].startswith("klambda")]
+        secrets = await client.list(path_for("", "v1", "secrets", NAMESPACE))
+        assert [s["metadata"]["name"] for s in secrets["items"]] == ["klambda-redis"]
+        crds = await client.list(
+            path_for("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+        )
+        assert "functions.klambda.io" in {c["metadata"]["name"] for c in crds["items"]}
+    finally:
+        await client.close()
+
+
 @pytest.mark.parametrize(
     ("values", "words"),
     [

@@ -119,6 +119,23 @@ async def test_content_types(kube: Kube) -> None:
         content_type="application/vnd.kubernetes.protobuf",
     )
     assert typed.status == 201 and typed.body["data"] == {"greeting": "hello"}
+    # its deletion, as Helm's uninstall sends it: DeleteOptions with a stale precondition
+    options_meta = _pb(1, b"v1") + _pb(2, b"DeleteOptions")
+    stale = _pb(2, _pb(2, b"1")) + _pb(4, b"Background")  # preconditions.resourceVersion
+    refused = await kube.request(
+        "DELETE",
+        f"{CM}/pb",
+        raw=b"k8s\x00" + _pb(1, options_meta) + _pb(2, stale),
+        content_type="application/vnd.kubernetes.protobuf",
+    )
+    assert refused.status == 409  # the precondition was read
+    deleted = await kube.request(
+        "DELETE",
+        f"{CM}/pb",
+        raw=b"k8s\x00" + _pb(1, options_meta) + _pb(2, _pb(4, b"Background")),
+        content_type="application/vnd.kubernetes.protobuf",
+    )
+    assert deleted.status == 200
     only_protobuf = await kube.request(
         "GET", CM, headers={"Accept": "application/vnd.kubernetes.protobuf"}
     )

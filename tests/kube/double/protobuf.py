@@ -1,7 +1,8 @@
 """Request bodies in Kubernetes' protobuf encoding, for the kinds clients send that way to the
 double: Secrets and ConfigMaps (client-go's typed clients do, Helm's release storage among
-them). Enough of the wire format to read them into the JSON shape the double stores; answers
-stay JSON, which client-go reads whatever it asked for.
+them), and the DeleteOptions of their deletions. Enough of the wire format to read them into
+the JSON shape the double stores; answers stay JSON, which client-go reads whatever it asked
+for.
 
 The envelope (k8s.io/apimachinery runtime.Unknown): the magic ``k8s\\0``, then typeMeta (1:
 apiVersion, kind), raw (2: the object), contentEncoding (3), contentType (4). Field numbers
@@ -103,6 +104,27 @@ def _object(kind: str, buf: bytes) -> dict[str, Any]:
     return obj
 
 
+def _delete_options(buf: bytes) -> dict[str, Any]:
+    """meta/v1 DeleteOptions: gracePeriodSeconds (1), preconditions (2: uid 1, resourceVersion
+    2), orphanDependents (3), propagationPolicy (4), dryRun (5)."""
+    options: dict[str, Any] = {"apiVersion": "v1", "kind": "DeleteOptions"}
+    for number, value in _fields(buf):
+        if number == 1 and isinstance(value, int):
+            options["gracePeriodSeconds"] = value
+        elif number == 2 and isinstance(value, bytes):
+            fields = {1: "uid", 2: "resourceVersion"}
+            options["preconditions"] = {
+                fields[n]: _text(v) for n, v in _fields(value) if n in fields
+            }
+        elif number == 3 and isinstance(value, int):
+            options["orphanDependents"] = bool(value)
+        elif number == 4:
+            options["propagationPolicy"] = _text(value)
+        elif number == 5:
+            options.setdefault("dryRun", []).append(_text(value))
+    return options
+
+
 def decode(body: bytes) -> dict[str, Any]:
     """The object a protobuf request carries; ValueError for anything else."""
     if not body.startswith(MAGIC):
@@ -113,6 +135,8 @@ def decode(body: bytes) -> dict[str, Any]:
     assert isinstance(type_meta, bytes) and isinstance(raw, bytes)
     meta = {n: _text(v) for n, v in _fields(type_meta)}
     api_version, kind = meta.get(1, ""), meta.get(2, "")
+    if kind == "DeleteOptions" and api_version in ("v1", "meta.k8s.io/v1"):
+        return _delete_options(raw)
     if api_version != "v1" or kind not in ("Secret", "ConfigMap"):
         raise Unsupported(f"protobuf bodies of {api_version or '?'}/{kind or '?'} are not read")
     return _object(kind, raw)
