@@ -64,6 +64,10 @@ class ShimConfig:
     """Seconds an invocation waits for a free environment when all are busy."""
     drain_grace: float = 0.0
     """Seconds in-flight invocations get to finish on shutdown; 0 means the function timeout."""
+    zygote: bool = True
+    """Python runtimes: environments are forked from one pre-initialised interpreter (awslambdaric
+    imported) instead of each starting its own, which saves the interpreter's start and the
+    imports on every cold start."""
     external_runtime: bool = False
     """The runtime is not started by the shim but runs beside it (a container image function:
     the image's own process, in the same pod, calls the Runtime API on ``runtime_api_port``)."""

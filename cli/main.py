@@ -82,6 +82,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     _keep_warm(up, "how long idle environments stay warm")
     up.add_argument(
+        "--no-zygote",
+        dest="zygote",
+        action="store_false",
+        help="start each Python environment as a new interpreter instead of forking it from "
+        "one that has imported the runtime client already (slower cold starts)",
+    )
+    up.add_argument(
         "--concurrency-limit",
         type=int,
         default=defaults.CONCURRENCY_LIMIT,
@@ -323,6 +330,7 @@ def _up(args: argparse.Namespace) -> int:
         shutdown_grace=args.shutdown_grace,
         durability="always" if args.durability == "strict" else "everysec",
         async_retry_delay=args.async_retry_delay,
+        zygote=args.zygote,
     )
     if args.concurrency_limit < 100:
         print(

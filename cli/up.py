@@ -62,6 +62,8 @@ class UpOptions:
     shutdown_grace: float = defaults.SHUTDOWN_GRACE
     """Seconds in-flight invocations get to finish after Ctrl-C (a second Ctrl-C skips it)."""
     async_retry_delay: float = defaults.ASYNC_RETRY_DELAY
+    zygote: bool = True
+    """Fork Python environments from a pre-initialised interpreter (``--no-zygote``: spawn)."""
 
 
 class UpError(Exception):
@@ -214,6 +216,7 @@ async def _run(
                 region=options.region,
                 idle_timeout=options.idle_timeout,
                 concurrency_limit=options.concurrency_limit,
+                zygote=options.zygote,
             ),
             RedisSourceStats(stats_client),
         )

@@ -66,6 +66,8 @@ class ControllerSettings:
     nothing), rather than only referenced or recently used ones (local: shims cost processes)."""
     workers: int = 8
     """Objects reconciled at once (each object by one worker at a time)."""
+    zygote: bool = True
+    """Python environments are forked from a pre-initialised interpreter (ShimConfig.zygote)."""
 
     @property
     def route_context(self) -> world_mod.RouteContext:
@@ -98,4 +100,5 @@ def shim_config(want: DesiredShim, settings: ControllerSettings) -> ShimConfig:
         provisioned_concurrency=want.provisioned,
         max_environments=settings.max_environments,
         idle_timeout=settings.idle_timeout,
+        zygote=settings.zygote,
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import json
+import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -24,6 +25,9 @@ from klambda.api.tasks import cancel_and_wait
 from klambda.shim import errors, logs
 from klambda.shim.process import RuntimeProcess
 from klambda.shim.runtimes import execution_env
+from klambda.shim.zygote import Zygote, ZygoteGone
+
+log = logging.getLogger(__name__)
 
 MEMORY_POLL_SECONDS = 0.05
 
@@ -95,6 +99,8 @@ class Environment:
     on_exit: Callable[[Environment], None] | None = None
     on_abandon: Callable[[], None] | None = None
     """External runtimes: called when the shim gives up on the runtime (it must restart)."""
+    zygote: Zygote | None = None
+    """Forks the runtime when there is one (Python runtimes); else it is spawned."""
     state: State = State.STARTING
     stream: logs.LogStream | None = None
     runtime: RuntimeProcess = field(default_factory=RuntimeProcess)
@@ -129,16 +135,23 @@ class Environment:
             # /next, and it "exits" when the shim gives up on it (kill).
             self.runtime.external()
         else:
-            await self.runtime.spawn(
-                self.command,
-                self.config.code_dir,
-                self._environ(),
-                self.stream.fd,
-                self.config.memory_size,
-                uid=self.config.runtime_uid if self.config.runtime_uid >= 0 else None,
-            )
+            await self._spawn()
         assert self.runtime.exited is not None
         self._exited = asyncio.create_task(self._watch_exit(self.runtime.exited))
+
+    async def _spawn(self) -> None:
+        assert self.stream is not None
+        c, env = self.config, self._environ()
+        if self.zygote is not None and self.zygote.alive:
+            try:
+                await self.runtime.fork(
+                    self.zygote, self.command[2:], c.code_dir, env, self.stream.fd, c.memory_size
+                )
+                return
+            except ZygoteGone as e:
+                log.warning("forking an environment failed (%s): spawning it", e)
+        uid = c.runtime_uid if c.runtime_uid >= 0 else None
+        await self.runtime.spawn(self.command, c.code_dir, env, self.stream.fd, c.memory_size, uid)
 
     async def _watch_exit(self, ended: Awaitable[int]) -> int:
         code = await ended
@@ -348,27 +361,35 @@ class Environment:
     # ----------------------------------------------------------------- environment variables
 
     def _environ(self) -> dict[str, str]:
-        c = self.config
         assert self.stream is not None
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
-            "LANG": "en_US.UTF-8",
-            "TZ": ":UTC",  # users may set TZ (Lambda does not reserve it)
-            "PYTHONPATH": c.code_dir,
-            "HOME": c.home_dir or "/tmp",  # never the user's: ~/.aws, ~/.kube are not theirs
-        }
-        env.update(c.environment)
-        env.update({k: os.environ[k] for k in c.inherited_environment if k in os.environ})
-        env.update(c.lambda_variables(self.runtime_api, self.stream.name, self.init_type))
-        env.update(
-            {
-                "_HANDLER": c.handler,
-                "LAMBDA_TASK_ROOT": c.code_dir,
-                "LAMBDA_RUNTIME_DIR": os.path.dirname(self.command[0]),
-                "AWS_EXECUTION_ENV": execution_env(c.runtime),
-            }
+        return environ(
+            self.config, self.command, self.runtime_api, self.stream.name, self.init_type
         )
-        return env
+
+
+def environ(
+    c: ShimConfig, command: list[str], runtime_api: str, log_stream: str, init_type: str
+) -> dict[str, str]:
+    """The environment variables of a runtime of this shim (Lambda's, the function's)."""
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+        "LANG": "en_US.UTF-8",
+        "TZ": ":UTC",  # users may set TZ (Lambda does not reserve it)
+        "PYTHONPATH": c.code_dir,
+        "HOME": c.home_dir or "/tmp",  # never the user's: ~/.aws, ~/.kube are not theirs
+    }
+    env.update(c.environment)
+    env.update({k: os.environ[k] for k in c.inherited_environment if k in os.environ})
+    env.update(c.lambda_variables(runtime_api, log_stream, init_type))
+    env.update(
+        {
+            "_HANDLER": c.handler,
+            "LAMBDA_TASK_ROOT": c.code_dir,
+            "LAMBDA_RUNTIME_DIR": os.path.dirname(command[0]),
+            "AWS_EXECUTION_ENV": execution_env(c.runtime),
+        }
+    )
+    return env
 
 
 class ConcurrentNext(Exception):

@@ -5,6 +5,7 @@ system's side of it. A runtime runs in its own process group (a kill takes whate
 dies with the shim (parent-death signal), has its address space bounded, and has its peak
 resident memory read from /proc as Lambda's ``Max Memory Used``. An external runtime (an
 image's container, beside the shim) has no process here: it "exits" when the shim gives up on it.
+A runtime forked by a zygote (``zygote``) is not the shim's child: the zygote reports its exit.
 """
 
 from __future__ import annotations
@@ -14,8 +15,11 @@ import contextlib
 import os
 import resource
 import signal
+from collections.abc import Coroutine
+from typing import Any
 
 from klambda.api.lifecycle import die_with_parent
+from klambda.shim.zygote import Zygote
 
 # Headroom over memorySize for the interpreter's and libraries' own mappings: the limit
 # bounds a runaway handler without making a 128 MB function unable to start.
@@ -27,6 +31,9 @@ class RuntimeProcess:
 
     def __init__(self) -> None:
         self.process: asyncio.subprocess.Process | None = None
+        self._forked: int | None = None
+        """The pid of a runtime a zygote forked (then ``process`` is None)."""
+        self._code: int | None = None
         self.exited: asyncio.Task[int] | None = None
         """Ends with the exit status (negative: the signal) when the runtime is gone."""
         self.oom = False
@@ -57,10 +64,31 @@ class RuntimeProcess:
             start_new_session=True,
             preexec_fn=die_with_parent(uid=uid),
         )
-        _limit_memory(self.process.pid, memory_mb)
+        self._watch(self.process.pid, memory_mb, self.process.wait())
+
+    async def fork(
+        self,
+        zygote: Zygote,
+        argv: list[str],
+        cwd: str,
+        env: dict[str, str],
+        output: int,
+        memory_mb: int,
+    ) -> None:
+        """As ``spawn``, from ``zygote`` (raises ZygoteGone when it cannot)."""
+        pid = await zygote.fork(argv, env, cwd, output)
+        self._forked = pid
+        self._watch(pid, memory_mb, zygote.exited(pid))
+
+    def _watch(self, pid: int, memory_mb: int, ended: Coroutine[Any, Any, int]) -> None:
+        _limit_memory(pid, memory_mb)
         with contextlib.suppress(OSError):
-            self._status_fd = os.open(f"/proc/{self.process.pid}/status", os.O_RDONLY)
-        self.exited = asyncio.create_task(self.process.wait())
+            self._status_fd = os.open(f"/proc/{pid}/status", os.O_RDONLY)
+        self.exited = asyncio.create_task(self._ended(ended))
+
+    async def _ended(self, ended: Coroutine[Any, Any, int]) -> int:
+        self._code = await ended
+        return self._code
 
     def external(self) -> None:
         """No process of ours: the runtime lives beside the shim until the shim gives up."""
@@ -81,16 +109,18 @@ class RuntimeProcess:
 
     def kill(self) -> None:
         """SIGKILL to the runtime's process group (Lambda discards, it does not ask)."""
-        if self.process is not None:
-            _kill_group(self.process)
+        if self.pid is not None:
+            _kill_group(self.pid, self.process)
 
     @property
     def pid(self) -> int | None:
-        return self.process.pid if self.process else None
+        if self.process is not None:
+            return self.process.pid
+        return None if self._code is not None else self._forked
 
     @property
     def returncode(self) -> int | None:
-        return self.process.returncode if self.process else None
+        return self.process.returncode if self.process else self._code
 
     def max_memory_used_mb(self, alive: bool = True) -> int:
         """Peak resident memory (VmHWM), in MB rounded up.
@@ -112,9 +142,9 @@ class RuntimeProcess:
 
     def enforce_memory(self, limit_mb: int) -> None:
         """Kills the runtime once its peak memory passes ``limit_mb``, as Lambda's cgroup does."""
-        if self.max_memory_used_mb() > limit_mb and self.process is not None:
+        if self.max_memory_used_mb() > limit_mb and self.pid is not None:
             self.oom = True
-            _kill_group(self.process)
+            _kill_group(self.pid, self.process)
 
     def close(self) -> None:
         if self._status_fd >= 0:
@@ -134,13 +164,14 @@ def _limit_memory(pid: int, memory_mb: int) -> None:
         resource.prlimit(pid, resource.RLIMIT_AS, (limit, limit))
 
 
-def _kill_group(process: asyncio.subprocess.Process) -> None:
+def _kill_group(pid: int, process: asyncio.subprocess.Process | None) -> None:
     """SIGKILL to the runtime's process group (it leads one): helpers it forked go too.
 
-    Once the runtime is reaped its pid may belong to someone else: then nothing is sent."""
-    if process.returncode is not None:
+    Once the runtime is reaped its pid may belong to someone else: then nothing is sent (the
+    caller passes no pid for a forked runtime whose exit was reported)."""
+    if process is not None and process.returncode is not None:
         return
     with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
-    with contextlib.suppress(ProcessLookupError):
-        process.send_signal(signal.SIGKILL)
+        os.killpg(pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, signal.SIGKILL)

@@ -9,9 +9,10 @@ import uuid
 from dataclasses import dataclass
 
 from klambda.api.shim_config import ShimConfig
-from klambda.shim.environment import Environment, Invocation, Outcome, State
+from klambda.shim.environment import Environment, Invocation, Outcome, State, environ
 from klambda.shim.pool import Busy, EnvironmentPool
 from klambda.shim.runtime_api import RuntimeApi
+from klambda.shim.zygote import Zygote, python_of
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +55,22 @@ class Shim:
         self.serving = False
         """The gRPC server takes invocations (set once it listens, cleared on drain)."""
         self.runtime_api.not_ready = self.not_ready
+        self.zygote: Zygote | None = None
 
     async def start(self) -> None:
         await self.runtime_api.start(self.config.grpc_host, self.config.health_port)
+        await self._start_zygote()
         self.pool.start(self.config.prewarm)
         self.pool.set_provisioned(self.config.provisioned_concurrency)
+
+    async def _start_zygote(self) -> None:
+        c = self.config
+        python = python_of(self.command)
+        if not c.zygote or c.external_runtime or python is None:
+            return
+        env = environ(c, self.command, "", "", "on-demand")  # what each child replaces is its own
+        uid = c.runtime_uid if c.runtime_uid >= 0 else None
+        self.zygote = await Zygote.start(python, env, c.code_dir, uid)
 
     def not_ready(self) -> str | None:
         """Why the shim should get no traffic now (its pod's readiness); None: ready."""
@@ -74,6 +86,7 @@ class Shim:
             init_type=init_type,
             on_exit=self.pool.environment_exited,
             on_abandon=self.runtime_api.abandon,
+            zygote=self.zygote,
         )
         env.runtime_api = await self.runtime_api.attach(env, self.config.runtime_api_port)
         try:
@@ -134,4 +147,6 @@ class Shim:
 
     async def close(self) -> None:
         await self.pool.close()
+        if self.zygote is not None:
+            await self.zygote.close()
         await self.runtime_api.close()

@@ -259,7 +259,8 @@ def test_provisioned_concurrency(platform: Platform, tmp_path: Path) -> None:
 
 
 def environments_of(function: str, version: str) -> list[int]:
-    """Runtime processes of a version: the children of its shim."""
+    """Runtime processes of a version: the children of its shim's zygote (and any the shim
+    spawned itself)."""
     found = subprocess.run(
         ["pgrep", "-f", f"shims/default-{function}-{version}-"], capture_output=True, text=True
     ).stdout.split()
@@ -268,8 +269,15 @@ def environments_of(function: str, version: str) -> list[int]:
     parents = {p: _parent(p) for p in found}
     shim = [p for p in found if parents[p] not in found]
     assert len(shim) == 1, found
-    kids = subprocess.run(["pgrep", "-P", shim[0]], capture_output=True, text=True).stdout
-    return [int(p) for p in kids.split()]
+    out = []
+    for kid in _children(shim[0]):
+        zygote = "zygote_main.py" in Path(f"/proc/{kid}/cmdline").read_bytes().decode()
+        out += _children(kid) if zygote else [kid]
+    return [int(p) for p in out]
+
+
+def _children(pid: str) -> list[str]:
+    return subprocess.run(["pgrep", "-P", pid], capture_output=True, text=True).stdout.split()
 
 
 def _parent(pid: str) -> str:

@@ -24,7 +24,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from tests.kube_e2e.test_operator_e2e import aws_client, eventually, secret
 
 pytest.importorskip("helm_sdkpy", reason="helm-sdkpy is not installed")
-from tests.kube.test_chart import CHART
+from tests.kube.test_chart import CHART, NAMESPACE
 from tests.kube_e2e.chart_platform import ChartPlatform, chart_platform
 
 RECORDER = """apiVersion: klambda.io/v1alpha1
@@ -99,6 +99,17 @@ async def test_helm_upgrade_under_load_fails_no_call_and_loses_no_event(tmp_path
         finally:
             load.stop.set()
             await running
+        # the new operator pods lead: the old leader handed the Lease on as it stopped
+        lease = await p.client.get(
+            f"/apis/coordination.k8s.io/v1/namespaces/{NAMESPACE}/leases/klambda-operator"
+        )
+        live = {
+            pod.process.pid
+            for pod in p.platform.pods
+            if pod.deployment == "klambda-operator" and pod.process is not None
+        }
+        holder = lease["spec"]["holderIdentity"]
+        assert int(holder.rpartition("-")[2]) in live, (holder, live)
         held_answers = await asyncio.gather(*held)
         await load.close()
         assert held_answers == [200, 200], load.errors
