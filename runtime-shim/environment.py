@@ -25,7 +25,7 @@ from klambda.api.tasks import cancel_and_wait
 from klambda.shim import errors, logs
 from klambda.shim.process import RuntimeProcess
 from klambda.shim.runtimes import execution_env
-from klambda.shim.zygote import Zygote, ZygoteGone
+from klambda.shim.zygote import ZygoteGone, ZygoteKeeper
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +99,8 @@ class Environment:
     on_exit: Callable[[Environment], None] | None = None
     on_abandon: Callable[[], None] | None = None
     """External runtimes: called when the shim gives up on the runtime (it must restart)."""
-    zygote: Zygote | None = None
-    """Forks the runtime when there is one (Python runtimes); else it is spawned."""
+    zygotes: ZygoteKeeper | None = None
+    """Forks the runtime when it has a zygote (Python runtimes); else it is spawned."""
     state: State = State.STARTING
     stream: logs.LogStream | None = None
     runtime: RuntimeProcess = field(default_factory=RuntimeProcess)
@@ -142,10 +142,11 @@ class Environment:
     async def _spawn(self) -> None:
         assert self.stream is not None
         c, env = self.config, self._environ()
-        if self.zygote is not None and self.zygote.alive:
+        zygote = self.zygotes.current() if self.zygotes is not None else None
+        if zygote is not None:
             try:
                 await self.runtime.fork(
-                    self.zygote, self.command[2:], c.code_dir, env, self.stream.fd, c.memory_size
+                    zygote, self.command[2:], c.code_dir, env, self.stream.fd, c.memory_size
                 )
                 return
             except ZygoteGone as e:

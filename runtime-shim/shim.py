@@ -12,7 +12,7 @@ from klambda.api.shim_config import ShimConfig
 from klambda.shim.environment import Environment, Invocation, Outcome, State, environ
 from klambda.shim.pool import Busy, EnvironmentPool
 from klambda.shim.runtime_api import RuntimeApi
-from klambda.shim.zygote import Zygote, python_of
+from klambda.shim.zygote import Zygote, ZygoteKeeper, python_of
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class Shim:
         self.serving = False
         """The gRPC server takes invocations (set once it listens, cleared on drain)."""
         self.runtime_api.not_ready = self.not_ready
-        self.zygote: Zygote | None = None
+        self.zygotes: ZygoteKeeper | None = None
 
     async def start(self) -> None:
         await self.runtime_api.start(self.config.grpc_host, self.config.health_port)
@@ -70,7 +70,8 @@ class Shim:
             return
         env = environ(c, self.command, "", "", "on-demand")  # what each child replaces is its own
         uid = c.runtime_uid if c.runtime_uid >= 0 else None
-        self.zygote = await Zygote.start(python, env, c.code_dir, uid)
+        self.zygotes = ZygoteKeeper(lambda: Zygote.start(python, env, c.code_dir, uid))
+        await self.zygotes.start()
 
     def not_ready(self) -> str | None:
         """Why the shim should get no traffic now (its pod's readiness); None: ready."""
@@ -86,7 +87,7 @@ class Shim:
             init_type=init_type,
             on_exit=self.pool.environment_exited,
             on_abandon=self.runtime_api.abandon,
-            zygote=self.zygote,
+            zygotes=self.zygotes,
         )
         env.runtime_api = await self.runtime_api.attach(env, self.config.runtime_api_port)
         try:
@@ -147,6 +148,6 @@ class Shim:
 
     async def close(self) -> None:
         await self.pool.close()
-        if self.zygote is not None:
-            await self.zygote.close()
+        if self.zygotes is not None:
+            await self.zygotes.close()
         await self.runtime_api.close()

@@ -17,6 +17,7 @@ import json
 import logging
 import socket
 from collections import deque
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,8 @@ log = logging.getLogger(__name__)
 SCRIPT = Path(__file__).with_name("zygote_main.py")
 START_TIMEOUT = 20.0
 """Seconds the zygote may take to import awslambdaric and say it is ready."""
+RESTART_DELAY = 1.0
+"""Seconds between a zygote's death and its successor's start (a crash loop stays slow)."""
 
 
 class ZygoteGone(Exception):
@@ -154,6 +157,49 @@ class Zygote:
             await self._reader
         self._gone()
         self.control.close()
+
+
+class ZygoteKeeper:
+    """The shim's zygote, started again when it dies (not more often than RESTART_DELAY);
+    environments are spawned while there is none. One that never started is not retried: its
+    error (awslambdaric missing, say) would only repeat."""
+
+    def __init__(self, start: Callable[[], Awaitable[Zygote | None]]) -> None:
+        self._start = start
+        self._zygote: Zygote | None = None
+        self._restart: asyncio.Task[None] | None = None
+        self._closed = False
+
+    async def start(self) -> None:
+        self._zygote = await self._start()
+
+    def current(self) -> Zygote | None:
+        """The zygote to fork from now, if any (a dead one is replaced in the background)."""
+        zygote = self._zygote
+        if zygote is None or zygote.alive:
+            return zygote
+        if self._restart is None and not self._closed:
+            self._restart = asyncio.create_task(self._restarted(zygote), name="zygote-restart")
+        return None
+
+    async def _restarted(self, dead: Zygote) -> None:
+        try:
+            await dead.close()
+            await asyncio.sleep(RESTART_DELAY)
+            if not self._closed:
+                log.warning("the zygote died: starting another")
+                self._zygote = await self._start()
+        finally:
+            self._restart = None
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._restart is not None:
+            self._restart.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._restart
+        if self._zygote is not None:
+            await self._zygote.close()
 
 
 def python_of(command: list[str]) -> str | None:

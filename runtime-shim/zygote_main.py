@@ -13,40 +13,42 @@ that ended (status as asyncio reports it: the exit code, or minus the signal).
 What a child does before it runs awslambdaric (as ``python -m awslambdaric HANDLER`` would):
 its own session (process group), the parent-death signal, the log fd as stdout and stderr,
 /dev/null as stdin, the working directory, exactly the environment it was given, default
-signal handlers, and awslambdaric's own modules imported afresh, so that what they read from
-the environment at import (log format and level, the JSON encoder's settings) is its own.
-The libraries they use (the standard library's, simplejson, the C runtime client) stay loaded.
+signal handlers, the zygote's own modules out of ``sys.modules``, and awslambdaric's modules
+and its C runtime client imported afresh, so that what they read from the environment as they
+load (log format and level, the JSON encoder's settings, the Runtime API's address) is its
+own. The libraries they use (the standard library's, simplejson) stay loaded: the handler sees
+the same ``os.environ``, ``sys.path`` and ``sys.modules`` as after a plain start.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import json
 import os
-import runpy
-import select
-import signal
-import socket
+import runpy  # what ``python -m`` imports
 import sys
-from typing import Any
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # the zygote's own modules are imported after the preload (``_preload``)
+    import socket
 _PR_SET_PDEATHSIG = 1
+_STARTED_WITH = dict(os.environ)
+"""The zygote's environment as the interpreter left it: the shim's, plus what start-up added
+(locale coercion's LC_CTYPE), which a plain start of each environment would add alike."""
 
 
 class _NotYet:
     """Keeps awslambdaric's C runtime client out of the zygote: it reads the Runtime API's
     address once, when it is first initialised, so each environment must load its own."""
 
-    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+    def find_spec(self, name: str, path: object = None, target: object = None) -> None:
         if name == "runtime_client":
             raise ImportError("loaded by each environment")
         return None
 
 
-def _preload() -> None:
-    import http.client  # noqa: F401  (what the fallback runtime client imports)
-
+def _preload() -> set[str]:
+    """Imports what ``python -m awslambdaric`` imports, and returns the modules then loaded:
+    the zygote's own modules, imported after, are taken out of each child's ``sys.modules``
+    so that the handler sees what a plain start gives it."""
     blocker = _NotYet()
     sys.meta_path.insert(0, blocker)
     try:
@@ -55,12 +57,22 @@ def _preload() -> None:
         sys.meta_path.remove(blocker)
     for name in [m for m in sys.modules if m == "awslambdaric" or m.startswith("awslambdaric.")]:
         del sys.modules[name]  # re-imported by each child, under its own environment
+    return set(sys.modules)
 
 
 def _child(
-    request: dict[str, Any], output: int, control: socket.socket, zygote: int, wake: tuple[int, int]
+    request: dict[str, object],
+    output: int,
+    control: socket.socket,
+    zygote: int,
+    wake: tuple[int, int],
+    preloaded: set[str],
 ) -> None:
     """Becomes the environment; never returns."""
+    import contextlib
+    import ctypes
+    import signal
+
     code = 1
     try:
         control.close()
@@ -81,11 +93,15 @@ def _child(
         for fd in (null, output):
             if fd > 2:
                 os.close(fd)
-        os.chdir(request["cwd"])
+        os.chdir(str(request["cwd"]))
+        env: dict[str, str] = request["env"]  # type: ignore[assignment]
         os.environ.clear()
-        os.environ.update(request["env"])
-        sys.argv = list(request["argv"])
+        os.environ.update({k: v for k, v in _STARTED_WITH.items() if k not in env})
+        os.environ.update(env)
+        sys.argv = list(request["argv"])  # type: ignore[call-overload]
         sys.path[0] = os.getcwd()  # as ``python -m`` sets it
+        for name in set(sys.modules) - preloaded:  # the zygote's own: a plain start has none
+            del sys.modules[name]
         runpy.run_module("awslambdaric", run_name="__main__", alter_sys=True)
         code = 0
     except SystemExit as e:
@@ -103,7 +119,9 @@ def _child(
         os._exit(code)
 
 
-def _send(control: socket.socket, message: dict[str, Any]) -> None:
+def _send(control: socket.socket, message: dict[str, object]) -> None:
+    import json
+
     control.send(json.dumps(message).encode())
 
 
@@ -120,8 +138,13 @@ def _reap(control: socket.socket) -> None:
 
 
 def main() -> None:
+    preloaded = _preload()
+    import json
+    import select
+    import signal
+    import socket
+
     control = socket.socket(fileno=int(sys.argv[1]))
-    _preload()
     wake_read, wake_write = os.pipe()
     os.set_blocking(wake_write, False)
     signal.set_wakeup_fd(wake_write)
@@ -153,7 +176,7 @@ def main() -> None:
             _send(control, {"error": f"fork: {e}"})
             continue
         if pid == 0:
-            _child(request, output, control, zygote, (wake_read, wake_write))
+            _child(request, output, control, zygote, (wake_read, wake_write), preloaded)
         os.close(output)
         _send(control, {"pid": pid})
         _reap(control)
