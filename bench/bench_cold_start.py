@@ -2,7 +2,7 @@
 handler, with the shim's zygote (the default) and without it (``--no-zygote``), against the
 floor of starting an interpreter that imports awslambdaric, all measured in the same run.
 
-    python bench/bench_cold_start.py [--samples 20] [--burst 8] [--rounds 5]
+    python bench/bench_cold_start.py [--samples 20] [--burst 8] [--rounds 5] [--plot PNG]
 
 Overhead is what a cold call costs beyond a warm call of the same function, measured right
 before on the same platform (one at a time: a hello handler; the burst: 8 calls of a 200 ms
@@ -115,7 +115,10 @@ def floor(samples: int) -> list[float]:
     return out
 
 
-def measure(tmp: Path, zygote: bool, args: argparse.Namespace) -> dict[str, float]:
+def measure(
+    tmp: Path, zygote: bool, args: argparse.Namespace
+) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """Summary figures, and each cold call's overhead (for the plot)."""
     process, base = platform(tmp, "zygote" if zygote else "spawn", zygote)
     try:
         warm, cold = one_at_a_time(base, args.samples)
@@ -124,13 +127,50 @@ def measure(tmp: Path, zygote: bool, args: argparse.Namespace) -> dict[str, floa
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(60)
+    samples = {
+        "one": [c - percentile(warm, 0.5) for c in cold],
+        "burst": [c - percentile(burst_warm, 0.5) for c in burst_cold],
+    }
     return {
         "one": percentile(cold, 0.5) - percentile(warm, 0.5),
         "one_p99": percentile(cold, 0.99) - percentile(warm, 0.5),
         "burst": percentile(burst_cold, 0.5) - percentile(burst_warm, 0.5),
         "burst_p99": percentile(burst_cold, 0.99) - percentile(burst_warm, 0.5),
         "init": init_ms / max(inits, 1),
-    }
+    }, samples
+
+
+def plot(forked: dict[str, list[float]], spawned: dict[str, list[float]], path: Path) -> None:
+    """Cumulative distributions of cold-start overhead: one at a time and in a burst, forked
+    and spawned."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for (label, samples), style in zip(
+        [
+            ("forked, one at a time", forked["one"]),
+            ("forked, burst of 8", forked["burst"]),
+            ("spawned, one at a time", spawned["one"]),
+            ("spawned, burst of 8", spawned["burst"]),
+        ],
+        ["-", "--", "-", "--"],
+        strict=True,
+    ):
+        xs = sorted(samples)
+        ys = [(i + 1) / len(xs) for i in range(len(xs))]
+        ax.step(xs, ys, style, where="post", label=label)
+    for target in (25, 40):
+        ax.axvline(target, color="grey", linewidth=0.8, linestyle=":")
+    ax.set_xlabel("cold start overhead over a warm call (ms)")
+    ax.set_ylabel("fraction of cold calls")
+    ax.set_title("Python cold starts on 2 CPUs (targets: 25 ms one at a time, 40 ms burst)")
+    ax.legend(loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
 
 
 def main() -> int:
@@ -138,11 +178,12 @@ def main() -> int:
     parser.add_argument("--samples", type=int, default=20, help="cold starts one at a time")
     parser.add_argument("--burst", type=int, default=8, help="cold starts at once")
     parser.add_argument("--rounds", type=int, default=5, help="bursts")
+    parser.add_argument("--plot", help="write a PNG of the overheads' distributions here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         tmp = Path(folder)
-        forked = measure(tmp, True, args)
-        spawned = measure(tmp, False, args)
+        forked, forked_samples = measure(tmp, True, args)
+        spawned, spawned_samples = measure(tmp, False, args)
     base = floor(args.samples)
     print(f"{'cold start overhead (ms)':<40}{'p50':>9}{'p99':>9}{'Init Duration':>15}")
     for label, m in (("forked from the zygote", forked), ("spawned (--no-zygote)", spawned)):
@@ -155,6 +196,8 @@ def main() -> int:
     print(f"  {'spawned (--no-zygote)':<38}{spawned['burst']:>9.1f}{spawned['burst_p99']:>9.1f}")
     ratio = forked["burst"] / spawned["burst"]
     print(f"  ratio forked / spawned: {ratio:.2f}x (target: <= 40 ms)")
+    if args.plot:
+        plot(forked_samples, spawned_samples, Path(args.plot))
     return 0
 
 
