@@ -195,9 +195,6 @@ class Invoker:
         try:
             holder = await self._admit(key, reserved)
         except TooManyRequests:
-            import logging
-
-            logging.getLogger("DEBUG").warning("ADMIT 429 %s", self.limiter.unreserved_pool)
             self.metrics.throttles.labels(inv.namespace, inv.name).inc()
             raise
         try:
